@@ -1,0 +1,69 @@
+"""Colour path of GeSeNet: full-range BT.601 YCbCr in [0, 1] and the tau chroma rule.
+
+The network sees luminance only; colour comes back through the chroma rule (paper eq. 5),
+which weights each source's chroma by its distance from neutral grey, so a grey source
+contributes nothing and a strongly coloured one dominates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TAU = 0.5  # 128 of 255: neutral chroma in [0, 1] units
+
+# Forward: Y = 0.299R + 0.587G + 0.114B; Cr = 0.713(R - Y) + .5; Cb = 0.564(B - Y) + .5
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+_CR_SCALE, _CB_SCALE = 0.713, 0.564
+# Inverse coefficients as the paper's code states them (not the exact matrix inverse).
+_R_CR, _G_CR, _G_CB, _B_CB = 1.403, 0.714, 0.344, 1.773
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Y of an (..., 3) RGB array in [0, 1]."""
+    rgb = np.asarray(rgb)
+    return _KR * rgb[..., 0] + _KG * rgb[..., 1] + _KB * rgb[..., 2]
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split (..., 3) RGB in [0, 1] into Y, Cb, Cr, each (...) in [0, 1]."""
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1] != 3:
+        raise ValueError(f"expected (..., 3) RGB, got shape {rgb.shape}")
+    y = luminance(rgb)
+    cr = _CR_SCALE * (rgb[..., 0] - y) + TAU
+    cb = _CB_SCALE * (rgb[..., 2] - y) + TAU
+    return y, cb, cr
+
+
+def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, clip: bool = True) -> np.ndarray:
+    """Merge Y, Cb, Cr back into (..., 3) RGB, clipped to [0, 1] unless ``clip=False``."""
+    dcr = np.asarray(cr) - TAU
+    dcb = np.asarray(cb) - TAU
+    r = y + _R_CR * dcr
+    g = y - _G_CR * dcr - _G_CB * dcb
+    b = y + _B_CB * dcb
+    rgb = np.stack([r, g, b], axis=-1)
+    return np.clip(rgb, 0.0, 1.0) if clip else rgb
+
+
+def fuse_chroma(channels: list[np.ndarray] | tuple[np.ndarray, ...], tau: float = TAU) -> np.ndarray:
+    """Chroma rule over any number of sources: C = sum C_i |C_i - tau| / sum |C_i - tau|,
+    and tau where every source is neutral (0/0)."""
+    stack = np.stack([np.asarray(c, dtype=np.float64) for c in channels])
+    weight = np.abs(stack - tau)
+    num = (stack * weight).sum(0)
+    den = weight.sum(0)
+    out = np.full(den.shape, tau, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out.astype(np.result_type(*channels, np.float32))
+
+
+def fuse_colour(
+    fused_y: np.ndarray,
+    chroma_sources: list[tuple[np.ndarray, np.ndarray]],
+    tau: float = TAU,
+) -> np.ndarray:
+    """RGB from the fused luminance and the (Cb, Cr) of each source, by the chroma rule."""
+    cb = fuse_chroma([c[0] for c in chroma_sources], tau)
+    cr = fuse_chroma([c[1] for c in chroma_sources], tau)
+    return ycbcr_to_rgb(fused_y, cb, cr)

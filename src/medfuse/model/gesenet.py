@@ -1,0 +1,87 @@
+"""GeSeNet (Li et al., IEEE TNNLS 2023): two-branch fusion network with couple mask ensemble.
+
+``inf_`` is the MRI branch and ``vis_`` the CT/PET/SPECT luminance branch, as in the
+authors' checkpoint, so that its state dict loads with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medfuse.model.modules import (
+    ConvAct,
+    EdgeEnhancement,
+    GlobalRefinement,
+    RegionMask,
+)
+
+
+@dataclass
+class FusionOutput:
+    """Fused luminance plus the spatial masks each branch used (1 = principal)."""
+
+    fused: torch.Tensor
+    mask_mri: torch.Tensor
+    mask_functional: torch.Tensor
+
+
+class Decoder1(nn.Module):
+    """Last 3x3 conv to one channel. ``bn`` exists only because the authors' checkpoint
+    stores it; the forward pass never uses it."""
+
+    def __init__(self, cin: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 1, 3, padding=1)
+        self.bn = nn.BatchNorm2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x)) / 2 + 0.5
+
+
+class GeSeNet(nn.Module):
+    """Fuses an MRI image and the luminance of a second modality into one luminance.
+
+    In training mode the region masks are Gumbel-softmax samples (random); in eval mode
+    they are hard argmax masks and the forward pass draws no random numbers, so the same
+    input always gives bit-identical output on the same device.
+    """
+
+    def __init__(self, tau: float = 0.5) -> None:
+        super().__init__()
+        self.tau = tau
+        self.inf_conv = ConvAct(1, 16)
+        self.vis_conv = ConvAct(1, 16)
+        self.inf_eem = EdgeEnhancement(16, 32)
+        self.vis_eem = EdgeEnhancement(16, 32)
+        self.inf_rmm = RegionMask(32)
+        self.vis_rmm = RegionMask(32)
+        self.sft = GlobalRefinement(32, 64)
+        self.decoder2 = ConvAct(96, 32)
+        self.decoder1 = Decoder1(32)
+
+    def fuse(self, mri: torch.Tensor, other: torch.Tensor) -> FusionOutput:
+        """Run the network on (N, 1, H, W) tensors in [0, 1]; H and W must be even."""
+        if mri.shape[-2] % 2 or mri.shape[-1] % 2:
+            raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
+        hard = not self.training
+        inf_e = self.inf_eem(self.inf_conv(mri))
+        vis_e = self.vis_eem(self.vis_conv(other))
+        inf_r, mask_mri = self.inf_rmm(inf_e, hard, self.tau)
+        vis_r, mask_fun = self.vis_rmm(vis_e, hard, self.tau)
+        refined = self.sft(torch.cat([vis_r, inf_r], 1), inf_e)
+        fused = self.decoder1(self.decoder2(torch.cat([refined, vis_e], 1)))
+        return FusionOutput(fused, mask_mri, mask_fun)
+
+    def forward(self, mri: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return self.fuse(mri, other).fused
+
+    def sparse_channel_counts(self) -> dict[str, list[int]]:
+        """Per branch, per masked layer, how many of the 32 channels are sparse (hard)."""
+        counts = {}
+        for name, rmm in (("mri", self.inf_rmm), ("functional", self.vis_rmm)):
+            logits = rmm.body.ch_mask[0]
+            counts[name] = [int((logits[:, i, 1] > logits[:, i, 0]).sum()) for i in range(logits.shape[1])]
+        return counts

@@ -1,0 +1,187 @@
+"""Building blocks of GeSeNet: edge enhancement, region masks, global refinement.
+
+Attribute names follow the authors' checkpoint state-dict keys exactly, so that a state
+dict trained here and the reference checkpoint load through the same strict loader.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvAct(nn.Module):
+    """A convolution held under ``.conv`` (the checkpoint's key layout) and an optional
+    leaky ReLU. ``slope=None`` means no activation."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, slope: float | None = 0.2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+        self.slope = slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y if self.slope is None else F.leaky_relu(y, self.slope)
+
+
+class SobelConv(nn.Module):
+    """Depthwise gradient magnitude |gx| + |gy|; kernels start as Sobel and stay trainable
+    (the reference checkpoint's kernels drifted from Sobel, so they must be parameters)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.convx = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        self.convy = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        with torch.no_grad():
+            self.convx.weight.copy_(kx.expand(channels, 1, 3, 3))
+            self.convy.weight.copy_(kx.t().expand(channels, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convx(x).abs() + self.convy(x).abs()
+
+
+class DenseBlock(nn.Module):
+    """Two densely connected 3x3 convolutions: output is concat[x, c1, c2]."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvAct(channels, channels)
+        self.conv2 = ConvAct(2 * channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1 = self.conv1(x)
+        xc1 = torch.cat([x, c1], 1)
+        return torch.cat([xc1, self.conv2(xc1)], 1)
+
+
+class EdgeEnhancement(nn.Module):
+    """EEM: a dense path plus a learnable-Sobel gradient path, summed (paper Fig. 3)."""
+
+    def __init__(self, cin: int = 16, cout: int = 32) -> None:
+        super().__init__()
+        self.dense = DenseBlock(cin)
+        self.convdown = ConvAct(3 * cin, cout, k=1, slope=None)
+        self.sobelconv = SobelConv(cin)
+        self.convup = ConvAct(cin, cout, k=1, slope=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.convdown(self.dense(x)) + self.convup(self.sobelconv(x)), 0.1)
+
+
+def channel_mask_pair(
+    logits: torch.Tensor, hard: bool, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn per-channel logits of shape (C, 2) into (dense, sparse) weights of shape
+    (1, C, 1, 1). Hard masks are the rounded softmax, i.e. argmax with ties going dense,
+    and draw no random numbers; soft masks are Gumbel-softmax samples."""
+    if hard:
+        sparse = (logits[:, 1] > logits[:, 0]).to(logits.dtype)
+    else:
+        sparse = F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)[:, 1]
+    sparse = sparse.view(1, -1, 1, 1)
+    return 1.0 - sparse, sparse
+
+
+class MaskedConvBody(nn.Module):
+    """Region mask convolution: four 3x3 layers whose channels are either dense (computed
+    everywhere) or sparse (computed only on the principal spatial region).
+
+    This is the dense formulation of the paper's sparse convolution. With hard masks it
+    gives exactly the sparse result, so one implementation serves training and testing.
+    """
+
+    def __init__(self, channels: int = 32, layers: int = 4) -> None:
+        super().__init__()
+        self.ch_mask = nn.Parameter(torch.rand(1, channels, layers, 2))
+        self.body = nn.ModuleList(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(layers)
+        )
+        self.collect = nn.Conv2d(channels * layers, channels, 1)
+
+    def channel_masks(self, hard: bool, tau: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (dense, sparse) channel weights."""
+        return [channel_mask_pair(self.ch_mask[0, :, i, :], hard, tau) for i in range(len(self.body))]
+
+    def forward(self, x: torch.Tensor, spa: torch.Tensor, hard: bool, tau: float) -> torch.Tensor:
+        masks = self.channel_masks(hard, tau)
+        outs = []
+        f = x
+        for i, conv in enumerate(self.body):
+            ch0, ch1 = masks[i]
+            if i == 0:
+                g = conv(f)
+                f = g * ch1 * spa + g * ch0
+            else:
+                p0, p1 = masks[i - 1]
+                fd = conv(f * p0)
+                fs = conv(f * p1)
+                f = fd * ch1 * spa + fd * ch0 + fs * ch1 * spa + fs * ch0 * spa
+            f = F.relu(f)
+            outs.append(f)
+        return self.collect(torch.cat(outs, 1))
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation style channel attention (reduction 16)."""
+
+    def __init__(self, channels: int = 32, reduction: int = 16) -> None:
+        super().__init__()
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.conv_du(F.adaptive_avg_pool2d(x, 1))
+
+
+class RegionMask(nn.Module):
+    """RMM: predicts a principal/redundant spatial mask and runs the masked body on it."""
+
+    def __init__(self, channels: int = 32) -> None:
+        super().__init__()
+        self.spa_mask = nn.Sequential(
+            nn.Conv2d(channels, channels // 4, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(2),
+            nn.Conv2d(channels // 4, channels // 4, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(channels // 4, 2, 3, stride=2, padding=1, output_padding=1),
+        )
+        self.body = MaskedConvBody(channels)
+        self.ca = ChannelAttention(channels)
+
+    def spatial_mask(self, x: torch.Tensor, hard: bool, tau: float) -> torch.Tensor:
+        """Principal-region mask (N, 1, H, W); 1 = principal. H and W must be even."""
+        logits = self.spa_mask(x)
+        if hard:
+            return (logits[:, 1:2] > logits[:, 0:1]).to(x.dtype)
+        return F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)[:, 1:2]
+
+    def forward(
+        self, x: torch.Tensor, hard: bool, tau: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        spa = self.spatial_mask(x, hard, tau)
+        return self.ca(self.body(x, spa, hard, tau)) + x, spa
+
+
+class GlobalRefinement(nn.Module):
+    """GRM: spatial feature transform of the fused features conditioned on MRI edges."""
+
+    def __init__(self, cond: int = 32, feat: int = 64) -> None:
+        super().__init__()
+        self.SFT_scale_conv0 = nn.Conv2d(cond, cond, 3, padding=1)
+        self.SFT_scale_conv1 = nn.Conv2d(cond, feat, 3, padding=1)
+        self.SFT_shift_conv0 = nn.Conv2d(cond, cond, 1)
+        self.SFT_shift_conv1 = nn.Conv2d(cond, feat, 1)
+        self.SFT2 = nn.Conv2d(2 * feat, feat, 3, padding=1)
+
+    def forward(self, fused: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale = self.SFT_scale_conv1(F.leaky_relu(self.SFT_scale_conv0(cond), 0.1))
+        shift = self.SFT_shift_conv1(F.leaky_relu(self.SFT_shift_conv0(cond), 0.1))
+        m = F.leaky_relu(self.SFT2(torch.cat([fused, scale], 1)), 0.01)
+        return m + shift
