@@ -21,11 +21,17 @@ from medfuse.model.modules import (
 
 @dataclass
 class FusionOutput:
-    """Fused luminance plus the spatial masks each branch used (1 = principal)."""
+    """Fused luminance plus what the region mask modules decided.
+
+    ``mask_*`` are the spatial masks (1 = principal); ``body_*`` are the region-mask body
+    outputs whose global means feed channel attention (needed for exact tiling).
+    """
 
     fused: torch.Tensor
     mask_mri: torch.Tensor
     mask_functional: torch.Tensor
+    body_mri: torch.Tensor
+    body_functional: torch.Tensor
 
 
 class Decoder1(nn.Module):
@@ -49,6 +55,9 @@ class GeSeNet(nn.Module):
     input always gives bit-identical output on the same device.
     """
 
+    #: Pixels of context each output pixel depends on (conservative bound, used by tiling).
+    RECEPTIVE_RADIUS = 24
+
     def __init__(self, tau: float = 0.5) -> None:
         super().__init__()
         self.tau = tau
@@ -62,18 +71,44 @@ class GeSeNet(nn.Module):
         self.decoder2 = ConvAct(96, 32)
         self.decoder1 = Decoder1(32)
 
-    def fuse(self, mri: torch.Tensor, other: torch.Tensor) -> FusionOutput:
-        """Run the network on (N, 1, H, W) tensors in [0, 1]; H and W must be even."""
+    def fuse(
+        self,
+        mri: torch.Tensor,
+        other: torch.Tensor,
+        pooled: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> FusionOutput:
+        """Run the network on (N, 1, H, W) tensors in [0, 1]; H and W must be even.
+
+        ``pooled`` = (MRI, functional) channel-attention means computed over a whole image
+        when this call sees only a tile of it.
+        """
         if mri.shape[-2] % 2 or mri.shape[-1] % 2:
             raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
         hard = not self.training
+        p_inf, p_vis = pooled if pooled is not None else (None, None)
         inf_e = self.inf_eem(self.inf_conv(mri))
         vis_e = self.vis_eem(self.vis_conv(other))
-        inf_r, mask_mri = self.inf_rmm(inf_e, hard, self.tau)
-        vis_r, mask_fun = self.vis_rmm(vis_e, hard, self.tau)
+        inf_r, mask_mri, body_inf = self.inf_rmm(inf_e, hard, self.tau, p_inf)
+        vis_r, mask_fun, body_vis = self.vis_rmm(vis_e, hard, self.tau, p_vis)
         refined = self.sft(torch.cat([vis_r, inf_r], 1), inf_e)
         fused = self.decoder1(self.decoder2(torch.cat([refined, vis_e], 1)))
-        return FusionOutput(fused, mask_mri, mask_fun)
+        return FusionOutput(fused, mask_mri, mask_fun, body_inf, body_vis)
+
+    def body_features(
+        self, mri: torch.Tensor, other: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Region-mask body outputs (MRI, functional) before channel attention: the first
+        pass of exact tiled inference, which averages them over the whole image."""
+        hard = not self.training
+        outs = []
+        for x, conv, eem, rmm in (
+            (mri, self.inf_conv, self.inf_eem, self.inf_rmm),
+            (other, self.vis_conv, self.vis_eem, self.vis_rmm),
+        ):
+            e = eem(conv(x))
+            spa = rmm.spatial_mask(e, hard, self.tau)
+            outs.append(rmm.body(e, spa, hard, self.tau))
+        return outs[0], outs[1]
 
     def forward(self, mri: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         return self.fuse(mri, other).fused
@@ -83,5 +118,7 @@ class GeSeNet(nn.Module):
         counts = {}
         for name, rmm in (("mri", self.inf_rmm), ("functional", self.vis_rmm)):
             logits = rmm.body.ch_mask[0]
-            counts[name] = [int((logits[:, i, 1] > logits[:, i, 0]).sum()) for i in range(logits.shape[1])]
+            counts[name] = [
+                int((logits[:, i, 1] > logits[:, i, 0]).sum()) for i in range(logits.shape[1])
+            ]
         return counts

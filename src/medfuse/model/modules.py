@@ -135,8 +135,12 @@ class ChannelAttention(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv_du(F.adaptive_avg_pool2d(x, 1))
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """``pooled`` replaces the global average of ``x`` when the caller computed it over
+        a larger image than ``x`` (exact tiled inference)."""
+        if pooled is None:
+            pooled = F.adaptive_avg_pool2d(x, 1)
+        return x * self.conv_du(pooled)
 
 
 class RegionMask(nn.Module):
@@ -163,10 +167,12 @@ class RegionMask(nn.Module):
         return F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)[:, 1:2]
 
     def forward(
-        self, x: torch.Tensor, hard: bool, tau: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, hard: bool, tau: float, pooled: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (output, spatial mask, body output before channel attention)."""
         spa = self.spatial_mask(x, hard, tau)
-        return self.ca(self.body(x, spa, hard, tau)) + x, spa
+        body = self.body(x, spa, hard, tau)
+        return self.ca(body, pooled) + x, spa, body
 
 
 class GlobalRefinement(nn.Module):

@@ -1,0 +1,13 @@
+"""Command-line interface: ``medfuse``. Thin over the library; torch is imported lazily."""
+
+from __future__ import annotations
+
+from medfuse.cli import fusion  # noqa: F401  (registers commands)
+from medfuse.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
