@@ -1,0 +1,107 @@
+"""``medfuse train`` and ``medfuse train-semantic``: thin wrappers over medfuse.training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medfuse.cli.app import app
+from medfuse.cli.common import DebugOpt, DeviceOpt, VerboseOpt, console, handle_errors, out
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Harvard-layout root: <TASK>/{train,val}/{MRI,CT|PET|SPECT}.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Run folder (logs, checkpoints).")]
+
+
+def _progress_printer(total: int, label: str):  # type: ignore[no-untyped-def]
+    """A rich progress bar whose description shows the latest loss terms."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    task = progress.add_task(label, total=total)
+
+    def update(step: int, row: dict[str, float]) -> None:
+        keys = ("total", "content", "gradient", "ssim", "semantic", "mask", "loss")
+        desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
+        progress.update(task, completed=step, description=f"{label} {desc}")
+
+    return progress, update
+
+
+@app.command("train-semantic")
+@handle_errors
+def train_semantic_cmd(
+    data: DataOpt,
+    out_dir: OutOpt,
+    steps: Annotated[int, typer.Option(min=1, help="SGD steps.")] = 3000,
+    batch: Annotated[int, typer.Option(min=1)] = 8,
+    patch: Annotated[int, typer.Option(min=8)] = 64,
+    lr: Annotated[float, typer.Option()] = 0.01,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Pre-train the semantic segmentation module on pseudo-labels (SGD)."""
+    from medfuse.training.trainer import train_semantic
+
+    progress, update = _progress_printer(steps, "semantic")
+    with progress:
+        summary = train_semantic(data, out_dir, steps, batch, patch, lr, seed, device, max_minutes, update)
+    out.print(f"semantic net: {out_dir / 'semantic.pt'}; val pixel accuracy {summary['val_pixel_accuracy']:.3f}")
+
+
+@app.command()
+@handle_errors
+def train(
+    data: DataOpt,
+    out_dir: OutOpt,
+    semantic: Annotated[Path | None, typer.Option("--semantic", help="Frozen semantic net (from train-semantic); omit to train without L_S.")] = None,
+    steps: Annotated[int, typer.Option(min=1)] = 20000,
+    batch: Annotated[int, typer.Option(min=1)] = 4,
+    patch: Annotated[int, typer.Option(min=8, help="Patch side (paper: 24).")] = 24,
+    stride: Annotated[int, typer.Option(min=1, help="Patch grid stride (paper: 8).")] = 8,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    tau: Annotated[float, typer.Option(help="Gumbel-softmax temperature (paper: 0.5).")] = 0.5,
+    tau_start: Annotated[float | None, typer.Option(help="Anneal the temperature from this value to --tau.")] = None,
+    gamma: Annotated[float, typer.Option(help="Gradient loss weight (0 = ablate).")] = 10.0,
+    alpha: Annotated[float, typer.Option(help="SSIM loss weight.")] = 0.5,
+    beta: Annotated[float, typer.Option(help="Semantic loss weight.")] = 0.3,
+    delta: Annotated[float, typer.Option(help="Auxiliary semantic head weight.")] = 0.5,
+    mask_weight: Annotated[float, typer.Option("--mask-weight", help="Region-mask sparsity weight.")] = 0.05,
+    no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
+    val_every: Annotated[int, typer.Option(min=1)] = 2000,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop cleanly after this budget.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Write the best weights as a plain state dict here.")] = None,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train GeSeNet from scratch on Harvard-layout data (all tasks, one model)."""
+    from medfuse.training.losses import LossWeights
+    from medfuse.training.trainer import CRITERION, TrainConfig, export_best
+    from medfuse.training.trainer import train as run
+
+    cfg = TrainConfig(
+        data=str(data), out=str(out_dir), steps=steps, batch=batch, patch=patch, stride=stride,
+        lr=lr, tau=tau, tau_start=tau_start, seed=seed, device=device,
+        checkpoint_every=checkpoint_every, val_every=val_every, max_minutes=max_minutes,
+        semantic=str(semantic) if semantic else None, threads=threads,
+        weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
+                            semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight),
+    )
+    progress, update = _progress_printer(steps, "train")
+    with progress:
+        summary = run(cfg, resume=resume, progress=update)
+    out.print(f"steps {summary['steps']}; best {CRITERION} {summary[CRITERION]:.4f} at step "
+              f"{summary['best_step']}; run in {out_dir}")
+    if export is not None:
+        export_best(out_dir, export)
+        out.print(f"exported best weights to {export}")

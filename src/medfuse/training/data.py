@@ -1,0 +1,97 @@
+"""Training data: Harvard-layout pairs, luminance conversion, and a seeded patch sampler.
+
+Colour sources go through the same YCbCr split as inference (``medfuse.pipeline``), so the
+network is trained on exactly the luminance it will see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medfuse.errors import UsageError
+from medfuse.training.labels import pseudo_labels
+
+TASKS = {"MRI_CT": "CT", "MRI_PET": "PET", "MRI_SPECT": "SPECT"}
+
+
+@dataclass
+class PairSet:
+    """Stacked pairs of one split: luminance images, pseudo-labels and where they came from."""
+
+    mri: np.ndarray  # (N, H, W) float32
+    other: np.ndarray  # (N, H, W) float32
+    labels: np.ndarray  # (N, H, W) uint8
+    tasks: list[str]
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASKS)) -> PairSet:
+    """Read ``root/<TASK>/<split>/{MRI,<MOD>}/*.png`` for every task into one set."""
+    from medfuse.pipeline import prepare_pair
+
+    root = Path(root)
+    mri, other, labels, task_of, names = [], [], [], [], []
+    for task in tasks:
+        mod = TASKS[task]
+        mdir, odir = root / task / split / "MRI", root / task / split / mod
+        if not mdir.is_dir() or not odir.is_dir():
+            continue
+        for mpath in sorted(mdir.glob("*.png")):
+            opath = odir / mpath.name
+            if not opath.is_file():
+                continue
+            pair = prepare_pair(mpath, opath, modality=mod.lower(), name=mpath.stem)
+            mri.append(pair.mri_y)
+            other.append(pair.other_y)
+            labels.append(pseudo_labels(pair.mri_y, pair.other_y, mod.lower()))
+            task_of.append(task)
+            names.append(f"{task}/{mpath.name}")
+    if not names:
+        raise UsageError(f"no {split} pairs under {root} (expected <TASK>/{split}/MRI and CT|PET|SPECT)")
+    shapes = {m.shape for m in mri}
+    if len(shapes) != 1:
+        raise UsageError(f"{split} images differ in size ({sorted(shapes)}); training needs one size")
+    return PairSet(np.stack(mri), np.stack(other), np.stack(labels), task_of, names)
+
+
+class PatchSampler:
+    """Random patches on the paper's grid (``patch`` x ``patch`` at ``stride``), with random
+    flips and 90-degree rotations; one seeded generator makes a run repeatable."""
+
+    def __init__(self, data: PairSet, patch: int = 24, stride: int = 8, seed: int = 0) -> None:
+        h, w = data.mri.shape[1:]
+        if patch > min(h, w) or patch % 2:
+            raise UsageError(f"patch size must be even and at most {min(h, w)}, got {patch}")
+        self.data = data
+        self.patch = patch
+        self.ys = np.arange(0, h - patch + 1, stride)
+        self.xs = np.arange(0, w - patch + 1, stride)
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mri, other, labels) batches of shape (B, P, P)."""
+        p = self.patch
+        idx = self.rng.integers(0, len(self.data), batch)
+        ys = self.rng.choice(self.ys, batch)
+        xs = self.rng.choice(self.xs, batch)
+        rot = self.rng.integers(0, 4, batch)
+        flip = self.rng.integers(0, 2, batch)
+        out = [np.empty((batch, p, p), a.dtype) for a in (self.data.mri, self.data.other, self.data.labels)]
+        for k in range(batch):
+            for o, src in zip(out, (self.data.mri, self.data.other, self.data.labels)):
+                tile = src[idx[k], ys[k] : ys[k] + p, xs[k] : xs[k] + p]
+                tile = np.rot90(tile, rot[k])
+                o[k] = tile[:, ::-1] if flip[k] else tile
+        return out[0], out[1], out[2]

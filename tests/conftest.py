@@ -1,0 +1,67 @@
+"""Shared fixtures: where ../shared is (tests needing it skip cleanly without it), and
+seeded random weights so CLI tests never need bundled or reference weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path | None:
+    env = os.environ.get("MEDFUSE_SHARED")
+    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared"]:
+        if (cand / "reference").is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture
+def shared() -> Path:
+    d = shared_dir()
+    if d is None:
+        pytest.skip("../shared (reference files) not available")
+    return d
+
+
+@pytest.fixture
+def reference_checkpoint(shared: Path) -> Path:
+    p = shared / "reference" / "reference-checkpoint.pth"
+    if not p.is_file():
+        pytest.skip("reference checkpoint not available")
+    return p
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, randomly initialised GeSeNet state dict saved to a temporary file."""
+    import torch
+
+    from medfuse.model import GeSeNet
+
+    torch.manual_seed(1234)
+    path = tmp_path_factory.mktemp("weights") / "random.pt"
+    torch.save(GeSeNet().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def engine(random_weights: Path):  # type: ignore[no-untyped-def]
+    from medfuse.engine import load_model
+
+    return load_model(random_weights, "cpu")
+
+
+@pytest.fixture
+def pair_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A small phantom MRI (grey) and PET (colour) written as PNG files."""
+    from medfuse.io.images import write_image
+    from medfuse.phantom import brain_phantom
+
+    mri, pet = brain_phantom(64)
+    a = write_image(tmp_path / "mri.png", mri)
+    b = write_image(tmp_path / "pet.png", pet)
+    return a, b
