@@ -23,10 +23,53 @@ _MAPS: dict[str, tuple[list[float], list[tuple[float, float, float]]]] = {
         [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
         [(0.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 1.0)],
     ),
+    # Black through purple and orange to pale yellow: close to the look of the Harvard atlas
+    # SPECT slices (measured as the mean colour per luminance band of the atlas images).
+    "sunset": (
+        [0.0, 0.25, 0.5, 0.75, 1.0],
+        [(0.0, 0.0, 0.0), (0.25, 0.1, 0.45), (0.65, 0.2, 0.5), (0.95, 0.45, 0.15), (1.0, 0.9, 0.6)],
+    ),
     "gray": ([0.0, 1.0], [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)]),
 }
 
 COLORMAPS = tuple(_MAPS)
+#: ``--colormap none``: fuse a grey functional image as grey (no pseudo-colour).
+NO_COLORMAP = "none"
+#: Default map per functional modality, chosen to resemble the pseudo-colour of the Harvard
+#: atlas slices GeSeNet was trained on: PET black-blue-green-yellow-red ("rainbow"), SPECT
+#: black-purple-orange ("sunset"). CT is never coloured.
+DEFAULT_COLORMAP = {"pet": "rainbow", "spect": "sunset"}
+
+
+def resolve_colormap(modality: str | None, name: str | None = None) -> str | None:
+    """The colour map to apply to a grey image of ``modality`` (None: leave it grey).
+
+    An explicit ``name`` wins (``none`` disables colouring); otherwise PET and SPECT get
+    their default and every other modality stays grey.
+    """
+    if name is not None:
+        key = name.strip().lower()
+        if key == NO_COLORMAP:
+            return None
+        if key not in _MAPS:
+            from medfuse.errors import UsageError
+
+            raise UsageError(
+                f"--colormap {name!r}: choose one of {', '.join(COLORMAPS)} or {NO_COLORMAP}"
+            )
+        if modality == "ct":
+            return None  # CT has no colour meaning; the chroma would be dropped anyway
+        return key
+    return DEFAULT_COLORMAP.get(modality or "")
+
+
+def pseudo_colour(grey: np.ndarray, modality: str | None, name: str | None = None) -> np.ndarray:
+    """Colour a grey functional image in [0, 1] the way the atlas images were coloured, or
+    return it unchanged when no map applies (CT, ``--colormap none``)."""
+    chosen = resolve_colormap(modality, name)
+    if chosen is None:
+        return grey
+    return apply_colormap(grey, chosen)
 
 
 def apply_colormap(grey: np.ndarray, name: str = "hot") -> np.ndarray:

@@ -1,0 +1,802 @@
+"""DICOM in (single files, multi-frame files, series folders) and out (Secondary Capture).
+
+Reading turns any of these into a :class:`~medfuse.io.volume.Volume`: pixel data decoded by
+pydicom's handlers, slices ordered by their position along the slice normal (Instance Number
+when positions are missing), Rescale Slope/Intercept kept as the volume's scaling,
+MONOCHROME1 inverted so that high always means bright, colour (RGB, YBR, palette) returned as
+RGB. Patient coordinates (LPS) become the RAS+ affine every other module uses.
+
+Writing produces an RGB (or 16-bit grey) **Secondary Capture Image** series, one file per
+slice. Why this IOD: it is the one every PACS and viewer accepts for derived colour images
+(MR/CT image IODs are grey-only, and the enhanced colour IODs demand acquisition details a
+fused image does not have), and dciodvfy validates it without errors. Each file also carries
+the Image Plane attributes (position, orientation, spacing) and Frame of Reference of the MRI
+grid; they are not part of the SC IOD, so dciodvfy *warns* ("standard extended SOP class"),
+but they let viewers and medfuse stack the series back in 3D.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medfuse.errors import InputError, OutputError, UsageError
+from medfuse.io.geometry import RAS_TO_LPS, SlicePlane, check_affine, patient_orientation
+from medfuse.io.volume import Volume, modality_from_dicom
+from medfuse.io.windowing import Window
+
+#: pip packages that give pydicom a decoder for each compressed transfer syntax family.
+_DECODERS = {
+    "JPEG-LS": "pylibjpeg pylibjpeg-libjpeg (or pyjpegls)",
+    "JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
+    "High-Throughput JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
+    "JPEG": "pylibjpeg pylibjpeg-libjpeg",
+    "Deflate": "(nothing: a zlib problem)",
+    "RLE": "pylibjpeg pylibjpeg-rle",
+}
+INSTALL_EXTRA = "medfuse[dicom]"
+#: Tolerances when deciding that a folder's slices form one regular grid.
+ORIENTATION_TOLERANCE = 1e-4
+SPACING_TOLERANCE = 0.01  # relative
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """True when the file has the DICOM preamble signature ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _read(path: Path, pixels: bool) -> Any:
+    """dcmread with every failure turned into one InputError line."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=not pixels, force=False)
+    except InvalidDicomError:
+        # Files without the 128-byte preamble are still DICOM if they parse as a dataset.
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+        except Exception as exc:
+            raise InputError(f"{path}: not a DICOM file ({_first_line(exc)})") from exc
+        if "SOPClassUID" not in ds and "PixelData" not in ds:
+            raise InputError(f"{path}: not a DICOM file") from None
+        return ds
+    except Exception as exc:  # truncated or corrupt files raise many types
+        raise InputError(f"{path}: corrupt DICOM file ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
+
+def _decode(ds: Any, path: Path) -> np.ndarray:
+    """Decoded pixels (stored values), naming the package to install when a decoder is
+    missing."""
+    if not _has_pixels(ds):
+        raise InputError(f"{path}: no pixel data (not an image: {ds.get('Modality', '?')} object)")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        text = str(exc)
+        name = ts.name if ts is not None else "unknown transfer syntax"
+        if ts is not None and ts.is_compressed and (
+            "missing" in text or "plugin" in text or "support" in text or "decod" in text.lower()
+        ):
+            hint = next((v for k, v in _DECODERS.items() if k in name), "pylibjpeg")
+            raise InputError(
+                f"{path}: cannot decode '{name}' pixel data with the installed decoders; "
+                f"install one with: pip install {hint} (or pip install '{INSTALL_EXTRA}')"
+            ) from exc
+        raise InputError(f"{path}: cannot decode pixel data ({_first_line(exc)})") from exc
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            arr = apply_color_lut(arr, ds)
+        except Exception as exc:
+            raise InputError(f"{path}: cannot apply the colour palette ({_first_line(exc)})") from exc
+    return np.asarray(arr)
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    try:
+        out = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (n,) and np.isfinite(out).all() else None
+
+
+def _functional(ds: Any, sequence: str, attribute: str, frame: int | None = None) -> Any:
+    """An attribute from the shared functional groups, or the frame's per-frame group."""
+    groups = []
+    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds:
+        per = ds.PerFrameFunctionalGroupsSequence
+        if frame < len(per):
+            groups.append(per[frame])
+    if "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    for group in groups:
+        if sequence in group and len(group[sequence]) and attribute in group[sequence][0]:
+            return group[sequence][0][attribute].value
+    return None
+
+
+def _orientation(ds: Any, frame: int | None = None) -> np.ndarray | None:
+    value = ds.get("ImageOrientationPatient") or _functional(
+        ds, "PlaneOrientationSequence", "ImageOrientationPatient", frame
+    )
+    iop = _floats(value, 6) if value is not None else None
+    if iop is None:
+        return None
+    r, c = iop[:3], iop[3:]
+    if not (
+        abs(np.linalg.norm(r) - 1) < 1e-3
+        and abs(np.linalg.norm(c) - 1) < 1e-3
+        and abs(float(r @ c)) < 1e-3
+    ):
+        return None
+    return iop
+
+
+def _position(ds: Any, frame: int | None = None) -> np.ndarray | None:
+    value = _functional(ds, "PlanePositionSequence", "ImagePositionPatient", frame)
+    if value is None:
+        value = ds.get("ImagePositionPatient")
+    return _floats(value, 3) if value is not None else None
+
+
+def _spacing(ds: Any) -> tuple[float, float] | None:
+    for value in (
+        ds.get("PixelSpacing"),
+        _functional(ds, "PixelMeasuresSequence", "PixelSpacing"),
+        ds.get("ImagerPixelSpacing"),
+    ):
+        sp = _floats(value, 2) if value is not None else None
+        if sp is not None and (sp > 0).all():
+            return float(sp[0]), float(sp[1])
+    return None
+
+
+def _thickness(ds: Any) -> float | None:
+    for value in (
+        ds.get("SpacingBetweenSlices"),
+        _functional(ds, "PixelMeasuresSequence", "SpacingBetweenSlices"),
+        ds.get("SliceThickness"),
+        _functional(ds, "PixelMeasuresSequence", "SliceThickness"),
+    ):
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(v) and v > 0:
+            return v
+    return None
+
+
+def _rescale(ds: Any, frame: int | None = None) -> tuple[float, float]:
+    slope = ds.get("RescaleSlope")
+    inter = ds.get("RescaleIntercept")
+    if slope is None:
+        slope = _functional(ds, "PixelValueTransformationSequence", "RescaleSlope", frame)
+        inter = _functional(ds, "PixelValueTransformationSequence", "RescaleIntercept", frame)
+    try:
+        s = float(slope) if slope is not None else 1.0
+        i = float(inter) if inter is not None else 0.0
+    except (TypeError, ValueError):
+        s, i = 1.0, 0.0
+    return (s if np.isfinite(s) and s != 0 else 1.0), (i if np.isfinite(i) else 0.0)
+
+
+def _window(ds: Any) -> Window | None:
+    def first(v: Any) -> float | None:
+        if v is None:
+            return None
+        if not isinstance(v, (str, bytes)) and hasattr(v, "__len__"):
+            v = v[0] if len(v) else None
+        try:
+            out = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return out if np.isfinite(out) else None
+
+    c = first(ds.get("WindowCenter") or _functional(ds, "FrameVOILUTSequence", "WindowCenter"))
+    w = first(ds.get("WindowWidth") or _functional(ds, "FrameVOILUTSequence", "WindowWidth"))
+    if c is None or w is None or w <= 0:
+        return None
+    return Window(c, w, "DICOM header")
+
+
+@dataclass
+class _Slice:
+    """One 2D image of a series: where it comes from and where it lies."""
+
+    path: Path
+    frame: int | None
+    position: np.ndarray | None
+    instance: int
+    slope: float
+    inter: float
+
+
+@dataclass
+class SeriesInfo:
+    """What a folder's scan found for one series."""
+
+    uid: str
+    files: list[tuple[Path, Any]]
+
+    def describe(self) -> str:
+        ds = self.files[0][1]
+        desc = str(ds.get("SeriesDescription", "")).strip()
+        bits = [str(ds.get("Modality", "?"))] + ([repr(desc)] if desc else [])
+        return f"{self.uid} ({', '.join(bits)}, {len(self.files)} files)"
+
+
+def scan_folder(folder: Path) -> dict[str, SeriesInfo]:
+    """Headers of every DICOM image file under ``folder``, grouped by Series Instance UID.
+
+    Files that are not DICOM are skipped (a folder often holds a DICOMDIR, notes or
+    thumbnails); DICOM objects without pixel data (reports, RT plans) are skipped too.
+    """
+    found: dict[str, SeriesInfo] = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            p = Path(root) / name
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            if not (looks_like_dicom(p) or p.suffix.lower() in (".dcm", ".dicom", ".ima")):
+                continue
+            try:
+                ds = _read(p, pixels=False)
+            except InputError:
+                continue
+            if "Rows" not in ds or "Columns" not in ds:
+                continue
+            uid = str(ds.get("SeriesInstanceUID", "") or "(no series UID)")
+            found.setdefault(uid, SeriesInfo(uid, [])).files.append((p, ds))
+    return found
+
+
+def choose_series(found: dict[str, SeriesInfo], folder: Path, series: Iterable[str]) -> SeriesInfo:
+    """The one series to read: the only one, or the one named by ``--series``."""
+    wanted = [s.strip() for s in series if s and s.strip()]
+    if not found:
+        raise InputError(f"{folder}: no DICOM images in this folder")
+    picked = [found[u] for u in wanted if u in found]
+    if picked:
+        return picked[0]
+    listing = "; ".join(info.describe() for info in found.values())
+    if wanted:
+        raise UsageError(
+            f"--series {', '.join(wanted)}: not in {folder}, which holds: {listing}"
+        )
+    if len(found) > 1:
+        raise InputError(
+            f"{folder} holds {len(found)} series; pick one with --series UID: {listing}"
+        )
+    return next(iter(found.values()))
+
+
+def _affine(
+    iop: np.ndarray | None,
+    first: np.ndarray | None,
+    step: np.ndarray | None,
+    spacing: tuple[float, float] | None,
+    thickness: float | None,
+) -> tuple[np.ndarray, bool]:
+    """RAS+ affine of a (column, row, slice) indexed array, and whether it is real geometry."""
+    dr, dc = spacing or (1.0, 1.0)
+    if iop is None or first is None:
+        # No patient geometry: a standard axial layout, so the image shows as stored.
+        dk = thickness or 1.0
+        return np.diag([-dc, -dr, dk, 1.0]), False
+    row_cos, col_cos = iop[:3], iop[3:]
+    if step is None:
+        step = np.cross(row_cos, col_cos) * (thickness or 1.0)
+    lps = np.eye(4)
+    lps[:3, 0] = row_cos * dc
+    lps[:3, 1] = col_cos * dr
+    lps[:3, 2] = step
+    lps[:3, 3] = first
+    return RAS_TO_LPS @ lps, spacing is not None
+
+
+def _order(slices: list[_Slice], iop: np.ndarray | None, label: str) -> tuple[list[_Slice], np.ndarray | None]:
+    """Sort slices along the slice normal (Instance Number as fallback), check that they
+    form a regular grid, and return them with the step between neighbours (LPS mm)."""
+    if len(slices) == 1:
+        return slices, None
+    if iop is None or any(s.position is None for s in slices):
+        return sorted(slices, key=lambda s: (s.instance, s.frame or 0)), None
+    normal = np.cross(iop[:3], iop[3:])
+    dist = np.array([float(s.position @ normal) for s in slices])  # type: ignore[operator]
+    order = np.argsort(dist, kind="stable")
+    slices = [slices[i] for i in order]
+    dist = dist[order]
+    gaps = np.diff(dist)
+    if (gaps < 1e-3).any():
+        raise InputError(
+            f"{label}: several images share one slice position (echoes, phases or time points "
+            "mixed in one series?); medfuse needs one image per position"
+        )
+    mean = float(gaps.mean())
+    if float(gaps.max() - gaps.min()) > SPACING_TOLERANCE * mean + 1e-3:
+        raise InputError(
+            f"{label}: the slice spacing is irregular ({gaps.min():.4g} to {gaps.max():.4g} mm; "
+            "missing slices?); medfuse needs a regular grid"
+        )
+    step = (slices[-1].position - slices[0].position) / (len(slices) - 1)  # type: ignore[operator]
+    return slices, step
+
+
+def _modality_and_window(ds: Any, invert: bool) -> tuple[str | None, Window | None]:
+    window = _window(ds)
+    if window is not None and invert:
+        window = Window(-window.centre, window.width, window.source)
+    return modality_from_dicom(ds.get("Modality")), window
+
+
+def _rgb_window(ds: Any, arr: np.ndarray) -> Window:
+    peak = 65535.0 if arr.dtype.itemsize > 1 else 255.0
+    if str(ds.get("PhotometricInterpretation", "")).upper() != "PALETTE COLOR":
+        bits = int(ds.get("BitsStored", 8) or 8)
+        peak = float(2**bits - 1)
+    return Window.from_range(0.0, peak, "RGB full range")
+
+
+def _build(
+    pixels: np.ndarray,
+    slices: list[_Slice],
+    ds: Any,
+    iop: np.ndarray | None,
+    step: np.ndarray | None,
+    label: Path,
+) -> Volume:
+    """Assemble a Volume from (slice, row, column[, rgb]) pixels already in sorted order."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    rgb = pixels.ndim == 4
+    invert = photometric == "MONOCHROME1"
+    slopes = np.array([s.slope for s in slices])
+    inters = np.array([s.inter for s in slices])
+    slope, inter = 1.0, 0.0
+    if rgb:
+        header_window = _rgb_window(ds, pixels)
+    else:
+        if np.ptp(slopes) == 0 and np.ptp(inters) == 0:
+            slope, inter = float(slopes[0]), float(inters[0])
+        else:
+            # Per-slice scaling (common in PET): one float32 copy in scanner units.
+            pixels = pixels.astype(np.float32)
+            pixels *= slopes.astype(np.float32)[:, None, None]
+            pixels += inters.astype(np.float32)[:, None, None]
+        if invert:
+            if slope == 1.0 and inter == 0.0 and pixels.dtype == np.float32:
+                np.negative(pixels, out=pixels)
+            else:
+                slope, inter = -slope, -inter
+        header_window = None
+    modality, window = _modality_and_window(ds, invert)
+    first = slices[0].position
+    affine, has_geometry = _affine(iop, first, step, _spacing(ds), _thickness(ds))
+    affine = check_affine(affine, str(label))
+    data = np.swapaxes(pixels, 0, 2) if not rgb else pixels.transpose(2, 1, 0, 3)
+    return Volume(
+        data=data,
+        affine=affine,
+        path=label,
+        format="dicom",
+        modality=modality,
+        slope=slope,
+        inter=inter,
+        header_window=header_window or window,
+        has_geometry=has_geometry,
+        dicom=_headers_only(ds),
+        description=str(ds.get("SeriesDescription", "")),
+    )
+
+
+def _headers_only(ds: Any) -> Any:
+    """A copy of the dataset without pixel data or functional groups (kept for copying
+    patient and study attributes into outputs, so it must stay small)."""
+    import copy
+
+    keep = copy.copy(ds)
+    for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData",
+                "PerFrameFunctionalGroupsSequence"):
+        if key in keep:
+            del keep[key]
+    return keep
+
+
+def _read_file(path: Path) -> Volume:
+    ds = _read(path, pixels=True)
+    arr = _decode(ds, path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    colour = samples == 3 or str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+    if frames == 1:
+        arr = arr[None]
+    if arr.ndim != (4 if colour else 3):
+        raise InputError(f"{path}: unexpected pixel array shape {arr.shape}")
+    iop = _orientation(ds, 0)
+    offsets = ds.get("GridFrameOffsetVector")
+    slices: list[_Slice] = []
+    for f in range(arr.shape[0]):
+        pos = _position(ds, f if frames > 1 else None)
+        if frames > 1 and "PerFrameFunctionalGroupsSequence" not in ds and offsets is not None:
+            # RT dose / NM style: one position plus offsets along the normal.
+            base = _position(ds)
+            offs = _floats(offsets, frames)
+            pos = None
+            if base is not None and iop is not None and offs is not None:
+                pos = base + np.cross(iop[:3], iop[3:]) * offs[f]
+        elif frames > 1 and "PerFrameFunctionalGroupsSequence" not in ds:
+            pos = None  # the top-level position belongs to the first frame only
+        s, i = _rescale(ds, f if frames > 1 else None)
+        slices.append(_Slice(path, f, pos, f, s, i))
+    if frames > 1 and iop is not None and any(s.position is None for s in slices):
+        # Frames without positions: stack them along the normal at the slice spacing.
+        start = _position(ds)
+        if start is not None:
+            step = np.cross(iop[:3], iop[3:]) * (_thickness(ds) or 1.0)
+            for f, s in enumerate(slices):
+                s.position = start + step * f
+    ordered, step = _order(slices, iop, str(path))
+    order = [s.frame for s in ordered]
+    if order != sorted(order):
+        arr = arr[order]
+    return _build(arr, ordered, ds, iop, step, path)
+
+
+def _read_series(folder: Path, series: Iterable[str]) -> Volume:
+    info = choose_series(scan_folder(folder), folder, series)
+    if len(info.files) == 1:
+        return _read_file(info.files[0][0])
+    first = info.files[0][1]
+    rows, cols = int(first.Rows), int(first.Columns)
+    iop = _orientation(first)
+    slices: list[_Slice] = []
+    for p, ds in info.files:
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise InputError(
+                f"{folder}: series {info.uid} mixes several multi-frame files; "
+                f"read one file at a time (e.g. {p})"
+            )
+        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
+            raise InputError(
+                f"{folder}: series {info.uid} mixes image sizes ({cols}x{rows} and "
+                f"{int(ds.Columns)}x{int(ds.Rows)} in {p.name})"
+            )
+        other = _orientation(ds)
+        if (iop is None) != (other is None) or (
+            iop is not None and other is not None
+            and np.abs(iop - other).max() > ORIENTATION_TOLERANCE
+        ):
+            raise InputError(f"{folder}: series {info.uid} mixes slice orientations ({p.name})")
+        s, i = _rescale(ds)
+        slices.append(_Slice(p, None, _position(ds), int(ds.get("InstanceNumber", 0) or 0), s, i))
+    ordered, step = _order(slices, iop, f"{folder} (series {info.uid})")
+    pixels: np.ndarray | None = None
+    for n, s in enumerate(ordered):
+        arr = _decode(_read(s.path, pixels=True), s.path)
+        if pixels is None:
+            pixels = np.empty((len(ordered), *arr.shape), dtype=arr.dtype)
+        if arr.shape != pixels.shape[1:]:
+            raise InputError(f"{s.path}: decoded shape {arr.shape} differs from the series")
+        pixels[n] = arr
+    assert pixels is not None
+    ref = next(ds for p, ds in info.files if p == ordered[0].path)
+    return _build(pixels, ordered, ref, iop, step, folder)
+
+
+def read_dicom(path: str | Path, series: Iterable[str] = ()) -> Volume:
+    """Read a DICOM file (single- or multi-frame) or a folder holding a series."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such file or folder: {p}")
+    if p.is_dir():
+        return _read_series(p, series)
+    return _read_file(p)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+#: Attributes blanked (type 2) or removed (type 3) by ``--anonymize``.
+_PATIENT_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
+_STUDY_TYPE2 = ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_COPY_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "StudyDescription",
+                  "IssuerOfPatientID", "SpecificCharacterSet")
+_IDENTIFYING_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "IssuerOfPatientID")
+
+
+def _ds_number(value: float) -> Any:
+    from pydicom.valuerep import DSfloat
+
+    return DSfloat(float(value), auto_format=True)
+
+
+@dataclass
+class SeriesTemplate:
+    """Attributes shared by every file of one output series."""
+
+    series_uid: str
+    study_uid: str
+    frame_of_reference_uid: str
+    series_number: int
+    description: str
+    anonymize: bool
+    source: Any = None  # the MRI's DICOM headers, when it was DICOM
+    derivation: str = "Fused by medfuse (GeSeNet) from registered MRI and a second modality"
+
+    @classmethod
+    def create(
+        cls, source: Any = None, anonymize: bool = False, description: str = "medfuse fused"
+    ) -> SeriesTemplate:
+        from pydicom.uid import generate_uid
+
+        study = None if anonymize or source is None else source.get("StudyInstanceUID")
+        frame = None if source is None else source.get("FrameOfReferenceUID")
+        number = 1
+        if source is not None and not anonymize:
+            with contextlib.suppress(TypeError, ValueError):
+                number = int(source.get("SeriesNumber", 0) or 0) + 1000
+        return cls(
+            series_uid=generate_uid(),
+            study_uid=str(study) if study else generate_uid(),
+            frame_of_reference_uid=str(frame) if frame and not anonymize else generate_uid(),
+            series_number=number,
+            description=description,
+            anonymize=anonymize,
+            source=source,
+        )
+
+
+def build_dataset(
+    pixels: np.ndarray,
+    template: SeriesTemplate,
+    instance: int,
+    plane: SlicePlane | None,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+) -> Any:
+    """One Secondary Capture Image dataset for a 2D slice.
+
+    ``pixels`` is uint8 (H, W, 3) RGB, or uint16/int16 (H, W) grey; ``rescale`` (slope,
+    intercept) and ``window`` (centre, width) are written for grey images when given.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+    from medfuse import __version__
+
+    rgb = pixels.ndim == 3
+    if rgb and (pixels.shape[2] != 3 or pixels.dtype != np.uint8):
+        raise ValueError("RGB slices must be uint8 (H, W, 3)")
+    if not rgb and pixels.dtype not in (np.uint16, np.int16, np.uint8):
+        raise ValueError("grey slices must be uint8, uint16 or int16")
+    now = _dt.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SC_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    src = template.source
+    # SOP common
+    if src is not None and not template.anonymize and "SpecificCharacterSet" in src:
+        ds.SpecificCharacterSet = src.SpecificCharacterSet
+    ds.SOPClassUID = SC_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    # Patient and study: copied from the MRI unless anonymising (type 2: present, maybe empty)
+    for key in (*_PATIENT_TYPE2, *_STUDY_TYPE2):
+        value = "" if (template.anonymize or src is None) else src.get(key, "")
+        setattr(ds, key, value if value is not None else "")
+    if src is not None:
+        for key in _COPY_OPTIONAL:
+            if key == "SpecificCharacterSet" or key not in src:
+                continue
+            if template.anonymize and key in _IDENTIFYING_OPTIONAL:
+                continue
+            setattr(ds, key, src.get(key))
+    if template.anonymize:
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "medfuse --anonymize: names, IDs, dates and UIDs replaced"
+    ds.StudyInstanceUID = template.study_uid
+    # Series and equipment
+    ds.Modality = "OT"
+    ds.SeriesInstanceUID = template.series_uid
+    ds.SeriesNumber = template.series_number
+    ds.SeriesDescription = template.description
+    ds.SeriesDate, ds.SeriesTime = date, time
+    part = src.get("BodyPartExamined") if src is not None else None
+    ds.BodyPartExamined = str(part) if part else "HEAD"
+    if src is not None and src.get("Laterality"):
+        ds.Laterality = src.Laterality
+    ds.Manufacturer = "medfuse"
+    ds.SoftwareVersions = __version__
+    ds.ConversionType = "WSD"  # workstation
+    ds.DateOfSecondaryCapture, ds.TimeOfSecondaryCapture = date, time
+    # General image
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.InstanceNumber = instance
+    ds.ContentDate, ds.ContentTime = date, time
+    ds.DerivationDescription = template.derivation
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    if plane is not None:
+        ds.PatientOrientation = list(patient_orientation(plane))
+        ds.FrameOfReferenceUID = template.frame_of_reference_uid
+        ds.ImagePositionPatient = [_ds_number(v) for v in plane.position_lps]
+        ds.ImageOrientationPatient = [
+            _ds_number(v) for v in (*plane.row_cosine_lps, *plane.column_cosine_lps)
+        ]
+        ds.PixelSpacing = [_ds_number(v) for v in plane.pixel_spacing]
+        ds.SliceThickness = _ds_number(plane.slice_spacing)
+    else:
+        ds.PatientOrientation = ""
+    # Image pixel
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    if rgb:
+        ds.SamplesPerPixel = 3
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        bits = 8
+        ds.PixelRepresentation = 0
+    else:
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        bits = 8 * pixels.dtype.itemsize
+        ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
+        if rescale is not None:
+            ds.RescaleSlope = _ds_number(rescale[0])
+            ds.RescaleIntercept = _ds_number(rescale[1])
+            ds.RescaleType = "US"  # unspecified units
+        if window is not None:
+            ds.WindowCenter = _ds_number(window[0])
+            ds.WindowWidth = _ds_number(max(1.0, window[1]))
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    return ds
+
+
+def write_dicom_file(path: str | Path, ds: Any, force: bool = False,
+                     inputs: tuple[Path, ...] = ()) -> Path:
+    """Write one dataset atomically (temporary file, then rename)."""
+    from medfuse.io.atomic import atomic_output
+
+    p = Path(path)
+    with atomic_output(p, force=force, inputs=inputs) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return p
+
+
+def check_series_output(folder: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse a series folder that is (or holds) an input, or exists without ``force``."""
+    target = folder.resolve()
+    for src in inputs:
+        s = src.resolve()
+        if s == target or target in s.parents:
+            raise UsageError(f"refusing to write the series into {folder}: it holds input {src}")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} exists and is not a folder (a volume is written as a "
+                         "DICOM series folder)")
+    if folder.exists() and not force:
+        raise UsageError(f"{folder} exists (use --force to replace it)")
+
+
+class SeriesFolderWriter:
+    """Write many files into a temporary folder beside ``folder`` and rename it into place
+    on success, so a failure half-way leaves nothing under the requested name."""
+
+    def __init__(self, folder: str | Path, force: bool = False, inputs: tuple[Path, ...] = ()):
+        self.folder = Path(folder)
+        self.force = force
+        check_series_output(self.folder, force, inputs)
+        parent = self.folder.parent if str(self.folder.parent) else Path(".")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".part",
+                                             dir=parent))
+        except OSError as exc:
+            raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+        self.names: list[str] = []
+
+    def path_for(self, name: str) -> Path:
+        self.names.append(name)
+        return self.tmp / name
+
+    def commit(self) -> Path:
+        try:
+            if self.folder.exists():
+                old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
+                os.replace(self.folder, old)
+                os.replace(self.tmp, self.folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.tmp, self.folder)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.folder}: {exc.strerror or exc}") from exc
+        return self.folder
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> SeriesFolderWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_dicom_series(
+    folder: str | Path,
+    slices: Iterable[tuple[np.ndarray, SlicePlane | None]],
+    source: Any = None,
+    anonymize: bool = False,
+    description: str = "medfuse fused",
+    force: bool = False,
+    inputs: tuple[Path, ...] = (),
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+) -> Path:
+    """Write 2D slices (with their planes) as one Secondary Capture series folder."""
+    template = SeriesTemplate.create(source, anonymize, description)
+    try:
+        with SeriesFolderWriter(folder, force, inputs) as writer:
+            for n, (pixels, plane) in enumerate(slices, start=1):
+                ds = build_dataset(pixels, template, n, plane, rescale, window)
+                ds.save_as(writer.path_for(f"IM{n:05d}.dcm"), enforce_file_format=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder}: {exc.strerror or exc}") from exc
+    return Path(folder)
+
+
+__all__ = [
+    "INSTALL_EXTRA",
+    "SC_IMAGE_STORAGE",
+    "SeriesFolderWriter",
+    "SeriesInfo",
+    "SeriesTemplate",
+    "build_dataset",
+    "check_series_output",
+    "choose_series",
+    "looks_like_dicom",
+    "read_dicom",
+    "scan_folder",
+    "write_dicom_file",
+    "write_dicom_series",
+]
+

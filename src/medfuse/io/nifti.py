@@ -1,0 +1,194 @@
+"""NIfTI (.nii, .nii.gz) in and out with nibabel.
+
+Reading keeps the voxels in their stored dtype (uncompressed files stay memory-mapped) with the
+header's scl_slope/scl_inter as the volume's scaling, picks one volume of a 4D file, and
+refuses affines that cannot place voxels in space.
+
+Writing puts the fused volume on the MRI's grid with the MRI's affine in both the sform and
+the qform (codes copied from the MRI, "scanner" when it had none). Colour results are stored
+as the NIfTI **RGB24** datatype (code 128): the file stays a 3D volume with exactly the MRI's
+dimensions and affine, and FSLeyes, ITK-SNAP, MRIcroGL and 3D Slicer display it as colour,
+whereas a 4D array with three "volumes" would be shown as three grey time points. nibabel
+reads RGB24 as a structured array with fields R, G, B. Grey results are stored as uint16
+with scl_slope = 1/65535, so readers get values in [0, 1] at 16-bit precision.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medfuse.errors import InputError, UsageError
+from medfuse.io.atomic import atomic_output
+from medfuse.io.geometry import check_affine
+from medfuse.io.volume import Volume
+
+#: nibabel's structured dtype for NIFTI_TYPE_RGB24.
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+#: sform/qform code written when the source had none: NIFTI_XFORM_SCANNER_ANAT.
+SCANNER_ANAT = 1
+
+
+def _load(path: Path) -> Any:
+    import nibabel as nib
+
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel, gzip and numpy raise many types for a bad file
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable NIfTI file ({text})") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(f"{path}: not a NIfTI image ({type(img).__name__})")
+    return img
+
+
+def _rgb_from_structured(arr: np.ndarray) -> np.ndarray:
+    return np.stack([np.asarray(arr[c]) for c in ("R", "G", "B")], axis=-1)
+
+
+def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
+    """Read a 2D, 3D or 4D NIfTI file (``volume_index`` picks one volume of a 4D file)."""
+    p = Path(path)
+    img = _load(p)
+    header = img.header
+    try:
+        raw = img.dataobj.get_unscaled()
+        slope = float(img.dataobj.slope)
+        inter = float(img.dataobj.inter)
+    except Exception as exc:
+        raise InputError(f"{p}: cannot read the voxel data ({exc})") from exc
+    if not np.isfinite(slope) or slope == 0:
+        slope = 1.0
+    if not np.isfinite(inter):
+        inter = 0.0
+    structured = raw.dtype.names is not None
+    shape = raw.shape
+    if len(shape) == 2:
+        raw = raw[:, :, None]
+    elif len(shape) == 4:
+        n = shape[3]
+        if volume_index is None:
+            if n != 1:
+                raise UsageError(
+                    f"{p} is 4D with {n} volumes: pick one with --volume N (0 to {n - 1})"
+                )
+            volume_index = 0
+        if not 0 <= volume_index < n:
+            raise UsageError(f"--volume {volume_index}: {p} has volumes 0 to {n - 1}")
+        raw = raw[..., volume_index]
+    elif len(shape) == 5 and shape[3] == 1 and shape[4] == 3 and not structured:
+        raw = raw[:, :, :, 0, :]  # vector-valued RGB
+    elif len(shape) != 3:
+        raise InputError(f"{p}: {len(shape)}D data of shape {shape}; medfuse reads 2D, 3D and 4D")
+    elif volume_index not in (None, 0):
+        raise UsageError(f"--volume {volume_index}: {p} is 3D (only volume 0)")
+    if structured:
+        if not {"R", "G", "B"} <= set(raw.dtype.names or ()):
+            raise InputError(f"{p}: unsupported structured datatype {raw.dtype}")
+        raw = _rgb_from_structured(raw)
+        slope, inter = 1.0, 0.0
+    if raw.dtype.kind not in "biuf":
+        raise InputError(f"{p}: unsupported voxel type {raw.dtype} (complex or other)")
+    if min(raw.shape[:3]) < 1:
+        raise InputError(f"{p}: empty volume of shape {raw.shape}")
+    affine = check_affine(img.affine, str(p))
+    sform, qform = int(header["sform_code"]), int(header["qform_code"])
+    from medfuse.io.windowing import Window
+
+    window = Window.from_range(0.0, 255.0, "RGB full range") if raw.ndim == 4 else None
+    return Volume(
+        data=raw,
+        affine=affine,
+        path=p,
+        format="nifti",
+        modality=None,
+        slope=slope,
+        inter=inter,
+        header_window=window,
+        has_geometry=sform > 0 or qform > 0,
+        nifti_header=header,
+        description=header["descrip"].tobytes().decode("latin-1").rstrip("\x00").strip(),
+    )
+
+
+def xform_codes(like: Volume | None) -> tuple[int, int]:
+    """(sform_code, qform_code) to write: the MRI's, or "scanner" when it had none."""
+    header = like.nifti_header if like is not None else None
+    if header is None:
+        return SCANNER_ANAT, SCANNER_ANAT
+    s, q = int(header["sform_code"]), int(header["qform_code"])
+    s = s or q or SCANNER_ANAT
+    return s, (q or s)
+
+
+def allocate_output(shape: tuple[int, int, int], rgb: bool) -> np.ndarray:
+    """A zeroed output volume in the on-disk (Fortran) order NIfTI uses, so saving it needs
+    no reordered copy: RGB24 structured, or uint16 for grey."""
+    return np.zeros(shape, dtype=RGB24 if rgb else np.uint16, order="F")
+
+
+def channel_views(out: np.ndarray) -> list[np.ndarray]:
+    """Writable (i, j, k) views of each colour channel (one view for grey)."""
+    if out.dtype.names:
+        return [out[c] for c in ("R", "G", "B")]
+    return [out]
+
+
+def write_nifti(
+    path: str | Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    like: Volume | None = None,
+    force: bool = False,
+    inputs: tuple[Path, ...] = (),
+    description: str = "medfuse fused",
+    slope: float | None = None,
+    inter: float = 0.0,
+) -> Path:
+    """Write ``data`` (i, j, k) with ``affine`` in sform and qform, atomically.
+
+    ``data`` is RGB24-structured, (i, j, k, 3) uint8 (stored as RGB24), or a numeric array;
+    ``slope``/``inter`` are stored as scl_slope/scl_inter (grey fused volumes use 1/65535 so
+    readers get [0, 1]). Header codes and spatial units follow ``like`` (the MRI).
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        raise UsageError(f"cannot write {p.name} as NIfTI: use .nii or .nii.gz")
+    arr = np.asarray(data)
+    if arr.ndim == 4 and arr.shape[3] == 3 and arr.dtype == np.uint8:
+        arr = np.ascontiguousarray(arr).view(RGB24)[..., 0]
+    affine = check_affine(affine, "output")
+    img = nib.Nifti1Image(arr, affine)
+    s_code, q_code = xform_codes(like)
+    img.set_sform(affine, code=s_code)
+    img.set_qform(affine, code=q_code)
+    img.header.set_xyzt_units(xyz="mm")
+    img.header["descrip"] = description[:79].encode("ascii", "replace")
+    if slope is not None:
+        img.header.set_slope_inter(slope, inter)
+    with atomic_output(p, force=force, inputs=inputs) as tmp, open(tmp, "wb") as raw:
+        stream: Any = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if name.endswith(".gz") else raw
+        try:
+            img.to_file_map(nib.Nifti1Image.make_file_map({"image": stream}))
+        finally:
+            if stream is not raw:
+                stream.close()
+    return p
+
+
+__all__ = [
+    "RGB24",
+    "allocate_output",
+    "channel_views",
+    "read_nifti",
+    "write_nifti",
+    "xform_codes",
+]

@@ -1,0 +1,303 @@
+"""Where fused slices go: PNG files, a NIfTI volume, a DICOM series, and a preview montage.
+
+Every writer is a *sink*: fused slices are handed over one at a time as they leave the
+network (so DICOM and PNG outputs never hold the whole volume), and nothing appears under the
+requested name until ``commit``; ``abort`` (or an exception inside ``with``) removes the
+temporary files. The format comes from the output suffix or ``--format``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medfuse.errors import OutputError, UsageError
+from medfuse.io.atomic import check_output
+from medfuse.io.geometry import slice_plane, stack_view
+from medfuse.io.images import IMAGE_SUFFIXES, to_uint, write_image
+from medfuse.io.volume import NIFTI_SUFFIXES, Volume
+
+OUTPUT_FORMATS = ("png", "nifti", "dicom")
+#: Tiles in a ``--preview`` montage (evenly spaced through the fused slices).
+PREVIEW_TILES = 16
+#: Longest side of one montage tile in pixels.
+PREVIEW_TILE_SIZE = 256
+GREY_SCALE = 1.0 / 65535.0
+
+
+def output_format(path: Path, fmt: str | None = None) -> str:
+    """``png`` (any ordinary image suffix), ``nifti`` or ``dicom`` from ``--format`` or the
+    suffix; a suffix medfuse cannot write is a usage error."""
+    name = path.name.lower()
+    suffix = path.suffix.lower()
+    if fmt is not None:
+        key = fmt.strip().lower()
+        key = {"nii": "nifti", "dcm": "dicom", "image": "png"}.get(key, key)
+        if key not in OUTPUT_FORMATS:
+            raise UsageError(f"--format {fmt!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
+        if key == "nifti" and not name.endswith(NIFTI_SUFFIXES):
+            raise UsageError(f"--format nifti needs an output ending in .nii or .nii.gz, not {path.name}")
+        if key == "png" and suffix and suffix not in IMAGE_SUFFIXES:
+            raise UsageError(
+                f"--format png: {path.name} must end in one of {', '.join(IMAGE_SUFFIXES)} "
+                "(or have no suffix, for a folder of slices)"
+            )
+        return key
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if suffix in IMAGE_SUFFIXES:
+        return "png"
+    if suffix == ".dcm":
+        return "dicom"
+    raise UsageError(
+        f"cannot write {path.name}: the output suffix must be one of "
+        f"{', '.join(IMAGE_SUFFIXES + NIFTI_SUFFIXES)}, .dcm (or give --format png|nifti|dicom)"
+    )
+
+
+def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
+    return to_uint(image, bit_depth)
+
+
+class Sink:
+    """Base of all writers: collect slices, then commit or abort."""
+
+    outputs: list[Path]
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> list[Path]:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Remove whatever was staged; the requested outputs are untouched."""
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class _Staging:
+    """A temporary folder beside the outputs; files move into place only on commit."""
+
+    def __init__(self, parent: Path):
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.dir = Path(tempfile.mkdtemp(prefix=".medfuse-", suffix=".part", dir=parent))
+        except OSError as exc:
+            raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PngSink(Sink):
+    """One image per slice. ``out.png`` becomes ``out_0000.png``, ``out_0001.png``...; an
+    output without suffix is a folder of ``<axis>_0000.png``. A single slice is written to
+    the output name itself."""
+
+    def __init__(self, output: Path, indices: list[int], n_total: int, axis: str,
+                 bit_depth: int | None, force: bool, inputs: tuple[Path, ...], single: bool):
+        self.bit_depth = bit_depth
+        self.force = force
+        self.inputs = inputs
+        self.single = single
+        self.output = output
+        width = max(4, len(str(max(n_total - 1, 0))))
+        suffix = output.suffix.lower()
+        if single:
+            if suffix not in IMAGE_SUFFIXES:
+                raise UsageError(f"cannot write one slice to {output.name}: give a .png name")
+            self.targets = {indices[0]: output}
+        elif suffix in IMAGE_SUFFIXES:
+            stem = output.name[: -len(output.suffix)]
+            self.targets = {i: output.with_name(f"{stem}_{i:0{width}d}{output.suffix}")
+                            for i in indices}
+        else:
+            self.targets = {i: output / f"{axis}_{i:0{width}d}.png" for i in indices}
+        for p in self.targets.values():
+            check_output(p, force, inputs)
+        parent = output.parent if (single or suffix in IMAGE_SUFFIXES) else output
+        self.staging = _Staging(parent if str(parent) else Path("."))
+        self.outputs = []
+
+    def _depth(self, image: np.ndarray) -> int:
+        if self.bit_depth is not None:
+            return self.bit_depth
+        return 8 if image.ndim == 3 else 16
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        target = self.targets[index]
+        staged = self.staging.dir / target.name
+        write_image(staged, image, bit_depth=self._depth(image), force=True)
+
+    def commit(self) -> list[Path]:
+        try:
+            for target in self.targets.values():
+                staged = self.staging.dir / target.name
+                if staged.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, target)
+                    self.outputs.append(target)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+        finally:
+            self.staging.remove()
+        return self.outputs
+
+    def abort(self) -> None:
+        self.staging.remove()
+
+
+class NiftiSink(Sink):
+    """The fused volume on the MRI grid with the MRI's affine (RGB24 or uint16 in [0, 1])."""
+
+    def __init__(self, output: Path, mri: Volume, axis: str, colour: bool, force: bool,
+                 inputs: tuple[Path, ...]):
+        from medfuse.io.nifti import allocate_output, channel_views
+
+        check_output(output, force, inputs)
+        self.output, self.mri, self.colour, self.force, self.inputs = output, mri, colour, force, inputs
+        self.volume = allocate_output(mri.shape, colour)
+        self.views = [stack_view(v, mri.affine, axis)[0] for v in channel_views(self.volume)]
+        self.outputs = []
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        if self.colour:
+            rgb = _quantise(image if image.ndim == 3 else np.repeat(image[..., None], 3, -1), 8)
+            for c, view in enumerate(self.views):
+                view[index] = rgb[..., c]
+        else:
+            grey = image if image.ndim == 2 else image.mean(axis=-1)
+            self.views[0][index] = _quantise(grey, 16)
+
+    def commit(self) -> list[Path]:
+        from medfuse.io.nifti import write_nifti
+
+        write_nifti(
+            self.output, self.volume, self.mri.affine, like=self.mri, force=self.force,
+            inputs=self.inputs, slope=None if self.colour else GREY_SCALE,
+        )
+        self.outputs = [self.output]
+        return self.outputs
+
+
+class DicomSink(Sink):
+    """A Secondary Capture series folder (or one file for a single slice) whose slices carry
+    the MRI grid's positions; patient/study attributes come from the MRI when it was DICOM."""
+
+    def __init__(self, output: Path, mri: Volume, stack_affine: np.ndarray, colour: bool,
+                 anonymize: bool, force: bool, inputs: tuple[Path, ...], single: bool,
+                 description: str):
+        from medfuse.io.dicom import SeriesFolderWriter, SeriesTemplate
+
+        self.output, self.single, self.force, self.inputs = output, single, force, inputs
+        self.colour = colour
+        self.geometry = mri.has_geometry
+        self.stack_affine = stack_affine
+        self.template = SeriesTemplate.create(mri.dicom, anonymize, description)
+        self.count = 0
+        self.writer: Any = None
+        if single:
+            check_output(output, force, inputs)
+        else:
+            self.writer = SeriesFolderWriter(output, force, inputs)
+        self.outputs = []
+
+    def _dataset(self, index: int, image: np.ndarray) -> Any:
+        from medfuse.io.dicom import build_dataset
+
+        self.count += 1
+        plane = slice_plane(self.stack_affine, index) if self.geometry else None
+        if self.colour:
+            rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
+            return build_dataset(_quantise(rgb, 8), self.template, self.count, plane)
+        grey = image if image.ndim == 2 else image.mean(axis=-1)
+        return build_dataset(_quantise(grey, 16), self.template, self.count, plane,
+                             window=(32767.5, 65535.0))
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        ds = self._dataset(index, image)
+        if self.single:
+            from medfuse.io.dicom import write_dicom_file
+
+            write_dicom_file(self.output, ds, force=self.force, inputs=self.inputs)
+            self.outputs = [self.output]
+        else:
+            try:
+                ds.save_as(self.writer.path_for(f"IM{self.count:05d}.dcm"), enforce_file_format=True)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+
+    def commit(self) -> list[Path]:
+        if self.writer is not None:
+            self.outputs = [self.writer.commit()]
+        return self.outputs
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+class Montage:
+    """``--preview``: up to PREVIEW_TILES fused slices, evenly spaced, in one image grid."""
+
+    def __init__(self, path: Path, indices: list[int], force: bool, inputs: tuple[Path, ...]):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UsageError(f"--preview {path.name}: give an image name such as preview.png")
+        check_output(path, force, inputs)
+        self.path, self.force = path, force
+        k = min(PREVIEW_TILES, len(indices))
+        picks = np.linspace(0, len(indices) - 1, k).round().astype(int) if k else []
+        self.wanted = {indices[i] for i in picks}
+        self.tiles: dict[int, np.ndarray] = {}
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        if index not in self.wanted:
+            return
+        import cv2
+
+        h, w = image.shape[:2]
+        scale = min(1.0, PREVIEW_TILE_SIZE / max(h, w))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
+        self.tiles[index] = image.astype(np.float32)
+
+    def write(self) -> Path | None:
+        if not self.tiles:
+            return None
+        tiles = [self.tiles[i] for i in sorted(self.tiles)]
+        colour = any(t.ndim == 3 for t in tiles)
+        tiles = [np.repeat(t[..., None], 3, -1) if colour and t.ndim == 2 else t for t in tiles]
+        h, w = tiles[0].shape[:2]
+        cols = math.ceil(math.sqrt(len(tiles)))
+        rows = math.ceil(len(tiles) / cols)
+        grid = np.zeros((rows * h, cols * w, *tiles[0].shape[2:]), np.float32)
+        for n, t in enumerate(tiles):
+            r, c = divmod(n, cols)
+            grid[r * h : r * h + t.shape[0], c * w : c * w + t.shape[1]] = t
+        return write_image(self.path, grid, bit_depth=8, force=self.force)
+
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "DicomSink",
+    "Montage",
+    "NiftiSink",
+    "PngSink",
+    "Sink",
+    "output_format",
+]
