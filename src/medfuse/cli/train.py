@@ -71,7 +71,8 @@ def train(
     alpha: Annotated[float, typer.Option(help="SSIM loss weight.")] = 0.5,
     beta: Annotated[float, typer.Option(help="Semantic loss weight.")] = 0.3,
     delta: Annotated[float, typer.Option(help="Auxiliary semantic head weight.")] = 0.5,
-    mask_weight: Annotated[float, typer.Option("--mask-weight", help="Region-mask sparsity weight.")] = 0.05,
+    mask_weight: Annotated[float, typer.Option("--mask-weight", help="Region-mask budget weight (0 = off).")] = 0.1,
+    mask_target: Annotated[float, typer.Option("--mask-target", min=0.0, max=1.0, help="Principal fraction the spatial masks are held to.")] = 0.5,
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
@@ -95,7 +96,8 @@ def train(
         checkpoint_every=checkpoint_every, val_every=val_every, max_minutes=max_minutes,
         semantic=str(semantic) if semantic else None, threads=threads,
         weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
-                            semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight),
+                            semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight,
+                            mask_target=mask_target),
     )
     progress, update = _progress_printer(steps, "train")
     with progress:

@@ -83,6 +83,29 @@ def _pil_to_array(img: object, path: Path) -> tuple[np.ndarray, int]:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0, 8
 
 
+def _png_is_16bit_colour(path: Path) -> bool:
+    """PNG header check: bit depth 16 with colour type RGB (2) or RGBA (6). Pillow reads
+    such files as 8-bit, so they go through OpenCV to keep their precision."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return False
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+
+
+def _read_16bit_colour(path: Path) -> np.ndarray:
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16 or data.ndim != 3:
+        raise InputError(f"{path}: cannot decode 16-bit colour PNG")
+    rgb = data[..., 2::-1].astype(np.float32) / 65535.0
+    if data.shape[-1] == 4:
+        rgb = rgb * (data[..., 3:4].astype(np.float32) / 65535.0)
+    return rgb
+
+
 def read_image(path: str | Path) -> ImageData:
     """Read a PNG/JPEG/TIFF/BMP file as float32 in [0, 1]; grey-looking RGB becomes grey."""
     from PIL import Image, UnidentifiedImageError
@@ -93,9 +116,12 @@ def read_image(path: str | Path) -> ImageData:
     if p.is_dir():
         raise UsageError(f"expected an image file, got a folder: {p}")
     try:
-        with Image.open(p) as img:
-            img.load()
-            arr, depth = _pil_to_array(img, p)
+        if _png_is_16bit_colour(p):
+            arr, depth = _read_16bit_colour(p), 16
+        else:
+            with Image.open(p) as img:
+                img.load()
+                arr, depth = _pil_to_array(img, p)
     except UnidentifiedImageError as exc:
         raise InputError(f"{p}: not an image file medfuse can read") from exc
     except (OSError, SyntaxError, ValueError) as exc:

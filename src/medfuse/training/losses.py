@@ -24,7 +24,8 @@ class LossWeights:
     ssim: float = 0.5  # alpha
     semantic: float = 0.3  # beta
     semantic_aux: float = 0.5  # delta
-    mask: float = 0.05  # lambda: region-mask sparsity (medfuse's addition, see docs/training.md)
+    mask: float = 0.1  # lambda: region-mask budget (medfuse's addition, see docs/training.md)
+    mask_target: float = 0.5  # rho: principal fraction the spatial masks are held to
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -82,6 +83,18 @@ def semantic_loss(
     """L_S = CE(main(F), labels) + delta CE(aux(F), labels) with a frozen segmentation net."""
     main, aux = seg_net(f)
     return F.cross_entropy(main, labels) + aux_weight * F.cross_entropy(aux, labels)
+
+
+def mask_budget(spa: torch.Tensor, target: float) -> torch.Tensor:
+    """|mean(M_sp) - rho| over the batch: a budget for the principal region.
+
+    A one-sided sparsity penalty (lambda * mean(M_sp)) collapsed both masks to ~0 % within
+    200 steps, because background patches give the fusion losses no reason to keep
+    principal pixels and the body's dense channels carry the content anyway. A budget
+    makes each branch choose *where* its principal pixels go, which is what makes the
+    masks follow anatomy.
+    """
+    return (spa.mean() - target).abs()
 
 
 def mask_cost(spa: torch.Tensor, ch_mask_logits: torch.Tensor, tau: float, hard: bool) -> torch.Tensor:

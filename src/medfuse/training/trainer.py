@@ -28,7 +28,7 @@ from medfuse.training.losses import (
     LossWeights,
     content_loss,
     gradient_loss,
-    mask_cost,
+    mask_budget,
     semantic_loss,
     ssim_loss,
 )
@@ -205,12 +205,9 @@ def loss_terms(
     }
     if seg is not None and labels is not None and w.semantic > 0:
         terms["semantic"] = semantic_loss(seg, f, labels, w.semantic_aux)
-    hard = not model.training
-    cost = [
-        mask_cost(out.mask_mri, model.inf_rmm.body.ch_mask, model.tau, hard),
-        mask_cost(out.mask_functional, model.vis_rmm.body.ch_mask, model.tau, hard),
-    ]
-    terms["mask"] = (cost[0] + cost[1]) / 2
+    terms["mask"] = (
+        mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
+    ) / 2
     total = (
         w.content * terms["content"]
         + w.gradient * terms["gradient"]
