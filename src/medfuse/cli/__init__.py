@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medfuse.cli import fusion, train  # noqa: F401  (registers commands)
+from medfuse.cli import eval, fusion, train  # noqa: F401  (registers commands)
 from medfuse.cli.app import app
 
 
