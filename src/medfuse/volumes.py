@@ -309,13 +309,14 @@ def parse_slices(spec: str | None, n: int, option: str = "--slices") -> list[int
                     raise IndexError(v)
                 out.add(v)
         except IndexError as exc:
-            raise UsageError(f"{option} {spec}: slice {exc.args[0]} is out of range 0 to {n - 1}") from None
+            raise UsageError(f"{option}: slice {exc.args[0]} is out of range 0 to {n - 1}") from None
         except ValueError:
             raise UsageError(
-                f"{option} {spec!r}: expected N, A:B, A:B:STEP or a comma list of those"
+                f"{option}: cannot read {part.replace(':', ' to ')!r}; expected N, START:STOP, "
+                "START:STOP:STEP or a comma list of those"
             ) from None
     if not out:
-        raise UsageError(f"{option} {spec!r} selects no slices")
+        raise UsageError(f"{option} selects no slices")
     return sorted(out)
 
 

@@ -58,29 +58,196 @@ def _check_out_path(path: Path, force: bool, inputs: tuple[Path, ...]) -> None:
     check_output(path, force, inputs)
 
 
+SeriesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--series",
+        help="Series Instance UID to read from a DICOM folder holding several (repeat it when "
+        "both inputs share one folder: the MRI's first).",
+    ),
+]
+VolumeOpt = Annotated[
+    int | None, typer.Option("--volume", min=0, help="Volume of a 4D NIfTI input (from 0).")
+]
+AxisOpt = Annotated[
+    str | None,
+    typer.Option("--axis", help="Slice volumes along axial (default), coronal or sagittal (RAS)."),
+]
+SliceOpt = Annotated[
+    int | None,
+    typer.Option("--slice", help="Fuse only this slice (from 0, along --axis) into one image."),
+]
+SlicesOpt = Annotated[
+    str | None,
+    typer.Option("--slices", help="Slices to write for PNG/DICOM output: N, START:STOP, START:STOP:STEP (stop excluded) or a comma list of those."),
+]
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--window",
+        help="Window of the second image: CENTRE,WIDTH or brain, bone, soft-tissue (CT). "
+        "Default: DICOM header, else CT brain / PET-SPECT min..p99.9.",
+    ),
+]
+MriWindowOpt = Annotated[
+    str | None,
+    typer.Option("--mri-window", help="Window of the MRI: CENTRE,WIDTH (default: DICOM header, else p0.5..p99.5)."),
+]
+ColormapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--colormap",
+        help="Colour map for a grey PET/SPECT image: rainbow (PET default), sunset (SPECT "
+        "default), hot, jet, gray, or none to fuse it as grey.",
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="Output format png, nifti or dicom (default: from the output suffix)."),
+]
+PreviewOpt = Annotated[
+    Path | None, typer.Option("--preview", help="Also write a montage of the fused slices (PNG).")
+]
+AnonymizeOpt = Annotated[
+    bool,
+    typer.Option("--anonymize", help="DICOM output: blank patient names, IDs and dates; new study UID."),
+]
+FuseBitDepthOpt = Annotated[
+    int | None,
+    typer.Option("--bit-depth", help="8 or 16 bits per channel (default 8; 16 for grey results of DICOM/NIfTI)."),
+]
+
+
+def _ordinary_images(mri: Path, other: Path, output: Path, fmt: str | None, **medical: Any) -> bool:
+    """True when the original image-only path applies: image inputs, image output, and no
+    option that only concerns volumes or medical formats."""
+    from medfuse.io.images import IMAGE_SUFFIXES
+    from medfuse.io.volume import is_medical
+
+    if is_medical(mri) or is_medical(other):
+        return False
+    if fmt is not None or output.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    return not any(v not in (None, False, [], ()) for v in medical.values())
+
+
+class _Warnings:
+    """Show library warnings (registration, guessed modality) as one ``warning:`` line each."""
+
+    def __enter__(self) -> _Warnings:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("always")
+
+        def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
+                 line: Any = None) -> None:
+            from rich.markup import escape
+
+            console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True,
+                          emoji=False)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def _fuse_medical(request: Any, weights: Path | None, device: str, verbose: bool) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from medfuse.volumes import fuse_files
+
+    with Progress(
+        TextColumn("fusing slices"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    ) as bar, _Warnings():
+        task = bar.add_task("fuse", total=None, visible=False)
+
+        def progress(done: int, total: int) -> None:
+            if total > 1:
+                bar.update(task, completed=done, total=total, visible=True)
+
+        report = fuse_files(request, lambda: load_engine(weights, device, verbose), progress)
+    plan = report.plan
+    if verbose:
+        console.print(
+            f"{'2D pair' if plan.two_d else f'{len(report.slices)} {plan.axis} slice(s)'}; "
+            f"modality {plan.modality}; colour map {plan.colormap or 'none'}; "
+            f"MRI window {plan.mri_window.describe()}; second window {plan.other_window.describe()}"
+            + ("; second volume resampled onto the MRI grid (trilinear)" if plan.resampled else ""),
+            soft_wrap=True,
+        )
+    outs = report.outputs
+    if len(outs) > 3:
+        out.print(f"{outs[0].parent}: {len(outs)} files ({outs[0].name} ... {outs[-1].name})",
+                  markup=False, emoji=False)
+    else:
+        for p in outs:
+            out.print(str(p), markup=False, emoji=False)
+    if report.preview is not None:
+        out.print(str(report.preview), markup=False, emoji=False)
+
+
 @app.command()
 @handle_errors
 def fuse(
-    mri: Annotated[Path, typer.Argument(help="MRI image (grey).")],
-    other: Annotated[Path, typer.Argument(help="CT (grey) or PET/SPECT (colour) image.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Fused image to write.")],
+    mri: Annotated[Path, typer.Argument(help="MRI: image, DICOM file or series folder, or NIfTI (grey).")],
+    other: Annotated[Path, typer.Argument(help="CT (grey), PET/SPECT (colour or grey): image, DICOM or NIfTI.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Fused output: .png (one per slice for volumes), .nii/.nii.gz, .dcm or a DICOM series folder.")],
     modality: ModalityOpt = None,
     resize: ResizeOpt = False,
     stretch: StretchOpt = False,
-    bit_depth: BitDepthOpt = 8,
+    bit_depth: FuseBitDepthOpt = None,
+    series: SeriesOpt = None,
+    volume: VolumeOpt = None,
+    axis: AxisOpt = None,
+    slice_: SliceOpt = None,
+    slices: SlicesOpt = None,
+    window: WindowOpt = None,
+    mri_window: MriWindowOpt = None,
+    colormap: ColormapOpt = None,
+    fmt: FormatOpt = None,
+    preview: PreviewOpt = None,
+    anonymize: AnonymizeOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fuse one registered pair into one image."""
-    from medfuse.io.images import write_image
+    """Fuse one registered pair: two images, two slices, or two volumes (DICOM/NIfTI)."""
+    medical = dict(series=series, volume=volume, axis=axis, slice_=slice_, slices=slices,
+                   window=window, mri_window=mri_window, preview=preview, anonymize=anonymize)
+    if not _ordinary_images(mri, other, output, fmt, **medical):
+        from medfuse.volumes import FuseRequest
+
+        request = FuseRequest(
+            mri=mri, other=other, output=output, format=fmt, series=tuple(series or ()),
+            volume_index=volume, axis=axis, slice_index=slice_, slices=slices, window=window,
+            mri_window=mri_window, colormap=colormap, modality=modality, resize=resize,
+            stretch=stretch, bit_depth=bit_depth, preview=preview, anonymize=anonymize,
+            force=force,
+        )
+        _fuse_medical(request, weights, device, verbose)
+        return
+
+    from medfuse.io.images import read_image, write_image
     from medfuse.pipeline import fuse_prepared, prepare_pair
 
+    bit_depth = 8 if bit_depth is None else bit_depth
     _check_bit_depth(bit_depth)
     _check_out_path(output, force, (mri, other))
-    pair = prepare_pair(mri, other, modality=modality, resize=resize, name=mri.stem)
+    second = _pseudo_colour_image(read_image(other), modality, colormap)
+    pair = prepare_pair(mri, second, modality=modality, resize=resize, name=mri.stem)
     engine = load_engine(weights, device, verbose)
     result = fuse_prepared([pair], engine, do_stretch=stretch)[0]
     write_image(output, result.image, bit_depth=bit_depth, force=force)
@@ -88,6 +255,23 @@ def fuse(
         console.print(f"modality: {result.modality}; wrote {output}")
     else:
         out.print(str(output))
+
+
+def _pseudo_colour_image(image: Any, modality: str | None, colormap: str | None) -> Any:
+    """A grey PET/SPECT image (``--modality pet|spect``) through its colour map, as the
+    atlas images were coloured; colour images and CT pass unchanged."""
+    from medfuse.colormaps import resolve_colormap
+
+    if image.is_colour:
+        return image
+    mod = modality.lower() if modality else None
+    name = resolve_colormap(mod, colormap) if mod in ("pet", "spect") else None
+    if name is None:
+        return image
+    from medfuse.colormaps import apply_colormap
+    from medfuse.io.images import ImageData
+
+    return ImageData(apply_colormap(image.pixels, name), image.path, image.bit_depth)
 
 
 @dataclass
@@ -105,19 +289,59 @@ def _find_dir(root: Path, name: str) -> Path | None:
     return None
 
 
-def _images_by_stem(folder: Path) -> dict[str, Path]:
+#: What ``batch --format`` writes for each pair; ``auto``: PNG for ordinary images,
+#: NIfTI for DICOM/NIfTI inputs.
+BATCH_EXTENSIONS = {"png": ".png", "nifti": ".nii.gz", "dicom": ""}
+
+
+def _stem(p: Path) -> str:
+    """Name without its format suffix (``.nii.gz`` counts as one); folders keep their name."""
     from medfuse.io.images import IMAGE_SUFFIXES
+    from medfuse.io.volume import DICOM_SUFFIXES, NIFTI_SUFFIXES
+
+    name = p.name
+    for suffix in NIFTI_SUFFIXES[::-1] + IMAGE_SUFFIXES + DICOM_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _inputs_by_stem(folder: Path) -> dict[str, Path]:
+    """Images, NIfTI files, DICOM files and DICOM series sub-folders, by name stem."""
+    from medfuse.io.images import IMAGE_SUFFIXES
+    from medfuse.io.volume import DICOM_SUFFIXES, NIFTI_SUFFIXES
 
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            found.setdefault(p.stem, p)
+        if p.name.startswith("."):
+            continue
+        name = p.name.lower()
+        usable = p.is_dir() or (
+            p.is_file()
+            and (p.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES or name.endswith(NIFTI_SUFFIXES))
+        )
+        if usable:
+            found.setdefault(_stem(p), p)
     return found
 
 
-def discover_pairs(in_dir: Path, out_dir: Path, ext: str = ".png") -> tuple[list[BatchItem], list[tuple[str, str]]]:
+_images_by_stem = _inputs_by_stem  # the name the core commands used
+
+
+def _output_name(stem: str, mri: Path, ext: str | None) -> str:
+    """``stem`` plus the extension for ``ext`` (None: by the MRI input's kind)."""
+    if ext is None:
+        from medfuse.io.images import IMAGE_SUFFIXES
+
+        is_image = mri.is_file() and mri.suffix.lower() in IMAGE_SUFFIXES
+        ext = ".png" if is_image else ".nii.gz"
+    return f"{stem}{ext}"
+
+
+def discover_pairs(in_dir: Path, out_dir: Path, ext: str | None = None) -> tuple[list[BatchItem], list[tuple[str, str]]]:
     """Pairs from ``IN_DIR/MRI`` and one of ``CT/PET/SPECT`` matched by stem, plus the
-    (name, reason) of files that have no partner."""
+    (name, reason) of files that have no partner. ``ext`` None picks the output suffix by
+    input kind (.png for images, .nii.gz for DICOM/NIfTI)."""
     if not in_dir.is_dir():
         raise UsageError(f"input folder not found: {in_dir}")
     mri_dir = _find_dir(in_dir, "MRI")
@@ -129,10 +353,11 @@ def discover_pairs(in_dir: Path, out_dir: Path, ext: str = ".png") -> tuple[list
             f"{in_dir} holds several second-modality folders ({', '.join(d.name for d in others)}); "
             "give one task per folder or use --pairs"
         )
-    mris, oths = _images_by_stem(mri_dir), _images_by_stem(others[0])
+    mris, oths = _inputs_by_stem(mri_dir), _inputs_by_stem(others[0])
     if not mris and not oths:
         raise UsageError(f"no images in {mri_dir} or {others[0]}")
-    items = [BatchItem(s, mris[s], oths[s], out_dir / f"{s}{ext}") for s in mris if s in oths]
+    items = [BatchItem(s, mris[s], oths[s], out_dir / _output_name(s, mris[s], ext))
+             for s in mris if s in oths]
     unmatched = [(f"{mri_dir.name}/{mris[s].name}", f"no matching file in {others[0].name}/")
                  for s in mris if s not in oths]
     unmatched += [(f"{others[0].name}/{oths[s].name}", "no matching MRI")
@@ -140,7 +365,7 @@ def discover_pairs(in_dir: Path, out_dir: Path, ext: str = ".png") -> tuple[list
     return items, unmatched
 
 
-def read_pairs_csv(csv_path: Path, base: Path, out_dir: Path, ext: str = ".png") -> list[BatchItem]:
+def read_pairs_csv(csv_path: Path, base: Path, out_dir: Path, ext: str | None = None) -> list[BatchItem]:
     """Rows of mri, other[, out]; relative paths are taken from ``base``."""
     if not csv_path.is_file():
         raise UsageError(f"pairs file not found: {csv_path}")
@@ -153,8 +378,9 @@ def read_pairs_csv(csv_path: Path, base: Path, out_dir: Path, ext: str = ".png")
         for row in reader:
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             m, o = base / row["mri"], base / row["other"]
-            name = row.get("out") or f"{Path(row['mri']).stem}{ext}"
-            items.append(BatchItem(Path(row["mri"]).stem, m, o, out_dir / name))
+            stem = _stem(Path(row["mri"]))
+            name = row.get("out") or _output_name(stem, m, ext)
+            items.append(BatchItem(stem, m, o, out_dir / name))
     if not items:
         raise UsageError(f"{csv_path} lists no pairs")
     return items
@@ -167,18 +393,29 @@ def batch(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the fused images.")],
     pairs: Annotated[Path | None, typer.Option("--pairs", help="CSV with columns mri, other[, out].")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave pairs whose output exists.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Same-sized pairs per network call.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Same-sized pairs (or volume slices) per network call.")] = 8,
     modality: ModalityOpt = None,
     resize: ResizeOpt = False,
     stretch: StretchOpt = False,
-    bit_depth: BitDepthOpt = 8,
+    bit_depth: FuseBitDepthOpt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="png, nifti or dicom for every pair (default: png for images, nifti for DICOM/NIfTI)."),
+    ] = None,
+    volume: VolumeOpt = None,
+    axis: AxisOpt = None,
+    window: WindowOpt = None,
+    mri_window: MriWindowOpt = None,
+    colormap: ColormapOpt = None,
+    anonymize: AnonymizeOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fuse every pair in a folder; keeps going past bad pairs and reports them."""
+    """Fuse every pair in a folder (images, DICOM series, NIfTI volumes); keeps going past
+    bad pairs and reports them."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -188,14 +425,21 @@ def batch(
     )
     from rich.table import Table
 
-    from medfuse.io.images import write_image
+    from medfuse.io.images import IMAGE_SUFFIXES, read_image, write_image
     from medfuse.pipeline import fuse_prepared, prepare_pair
 
-    _check_bit_depth(bit_depth)
+    if bit_depth is not None:
+        _check_bit_depth(bit_depth)
+    ext: str | None = None
+    if fmt is not None:
+        key = fmt.strip().lower()
+        if key not in BATCH_EXTENSIONS:
+            raise UsageError(f"--format {fmt!r}: expected one of {', '.join(BATCH_EXTENSIONS)}")
+        ext = BATCH_EXTENSIONS[key]
     if pairs is not None:
-        items, failed = read_pairs_csv(pairs, in_dir, out_dir), []
+        items, failed = read_pairs_csv(pairs, in_dir, out_dir, ext), []
     else:
-        items, failed = discover_pairs(in_dir, out_dir)
+        items, failed = discover_pairs(in_dir, out_dir, ext)
     if not items:
         raise UsageError(f"no matching pairs in {in_dir}")
     inputs = {p.resolve() for it in items for p in (it.mri, it.other)}
@@ -210,20 +454,33 @@ def batch(
             failed.append((it.name, f"{it.out} exists (use --force or --skip-existing)"))
         else:
             todo.append(it)
+    medical_opts = dict(volume=volume, axis=axis, window=window, mri_window=mri_window,
+                        anonymize=anonymize)
+
+    def ordinary(it: BatchItem) -> bool:
+        try:
+            return fmt is None and _ordinary_images(it.mri, it.other, it.out, None, **medical_opts)
+        except MedfuseError:
+            return it.mri.suffix.lower() in IMAGE_SUFFIXES  # let the image path report it
+    plain = [it for it in todo if ordinary(it)]
+    volumes = [it for it in todo if not ordinary(it)]
     engine = load_engine(weights, device, verbose, batch_size=batch_size) if todo else None
     done = 0
     chunk = max(1, batch_size)
     with Progress(
         TextColumn("fusing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not todo,
-    ) as progress:
+        console=console, transient=True, disable=not todo or not console.is_terminal,
+    ) as progress, _Warnings():
         task = progress.add_task("fuse", total=len(todo))
-        for start in range(0, len(todo), chunk):
-            group = todo[start : start + chunk]
+        for start in range(0, len(plain), chunk):
+            group = plain[start : start + chunk]
             ready = []
             for it in group:
                 try:
-                    ready.append((it, prepare_pair(it.mri, it.other, modality, resize, it.name)))
+                    second = it.other
+                    if modality is not None and modality.lower() in ("pet", "spect"):
+                        second = _pseudo_colour_image(read_image(it.other), modality, colormap)
+                    ready.append((it, prepare_pair(it.mri, second, modality, resize, it.name)))
                 except MedfuseError as exc:
                     failed.append((it.name, str(exc)))
                     progress.advance(task)
@@ -237,11 +494,29 @@ def batch(
                 continue
             for (it, _), res in zip(ready, results):
                 try:
-                    write_image(it.out, res.image, bit_depth=bit_depth, force=force)
+                    write_image(it.out, res.image, bit_depth=bit_depth or 8, force=force)
                     done += 1
                 except MedfuseError as exc:
                     failed.append((it.name, str(exc)))
                 progress.advance(task)
+        for it in volumes:
+            from medfuse.volumes import FuseRequest, fuse_files
+
+            request = FuseRequest(
+                mri=it.mri, other=it.other, output=it.out,
+                format="dicom" if fmt is not None and fmt.strip().lower() == "dicom" else None,
+                volume_index=volume, axis=axis, window=window, mri_window=mri_window,
+                colormap=colormap, modality=modality, resize=resize, stretch=stretch,
+                bit_depth=bit_depth, anonymize=anonymize, force=force,
+            )
+            try:
+                fuse_files(request, lambda: engine)
+                done += 1
+            except MedfuseError as exc:
+                failed.append((it.name, str(exc)))
+            except (RuntimeError, ValueError) as exc:
+                failed.append((it.name, f"fusion failed: {exc}"))
+            progress.advance(task)
     table = Table(title="medfuse batch", show_header=True)
     table.add_column("result")
     table.add_column("count", justify="right")
@@ -250,7 +525,9 @@ def batch(
     table.add_row("failed", str(len(failed)), style="red" if failed else None)
     console.print(table)
     for name, reason in failed:
-        console.print(f"[red]failed[/] {name}: {reason}", soft_wrap=True)
+        from rich.markup import escape
+
+        console.print(f"[red]failed[/] {escape(name)}: {escape(reason)}", soft_wrap=True, emoji=False)
     console.print(f"outputs in {out_dir}")
     if failed:
         raise typer.Exit(1)

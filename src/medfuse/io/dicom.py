@@ -43,7 +43,8 @@ _DECODERS = {
     "Deflate": "(nothing: a zlib problem)",
     "RLE": "pylibjpeg pylibjpeg-rle",
 }
-INSTALL_EXTRA = "medfuse[dicom]"
+#: Optional extra of medfuse that installs the decoders (medfuse[dicom]).
+INSTALL_EXTRA = "dicom"
 #: Tolerances when deciding that a folder's slices form one regular grid.
 ORIENTATION_TOLERANCE = 1e-4
 SPACING_TOLERANCE = 0.01  # relative
@@ -105,7 +106,8 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
             hint = next((v for k, v in _DECODERS.items() if k in name), "pylibjpeg")
             raise InputError(
                 f"{path}: cannot decode '{name}' pixel data with the installed decoders; "
-                f"install one with: pip install {hint} (or pip install '{INSTALL_EXTRA}')"
+                f"install one with: pip install {hint} (or medfuse's optional '{INSTALL_EXTRA}' "
+                "extra)"
             ) from exc
         raise InputError(f"{path}: cannot decode pixel data ({_first_line(exc)})") from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
