@@ -30,6 +30,11 @@ TILE = 512
 #: Overlap on each side of a tile; larger than the network's receptive radius, so the
 #: kept centre of every tile is exact.
 MARGIN = 32
+#: On CPU, slices per network call (see ``Engine.cpu_micro_batch``).
+CPU_MICRO_BATCH = 1
+#: Largest max-abs difference from float32 (fused luminance in [0, 1]) that lets
+#: ``precision="auto"`` use float16 on CUDA: 2 grey levels of 255.
+HALF_TOLERANCE = 2 / 255
 
 
 def select_device(spec: str = "auto") -> torch.device:
@@ -142,13 +147,30 @@ def sha256_of(path: Path) -> str:
 
 @dataclass
 class Engine:
-    """A loaded network on a device, with the padding/tiling/batching policy around it."""
+    """A loaded network on a device, with the padding/tiling/batching policy around it.
+
+    Eval-mode inference runs through the folded fast path (:mod:`medfuse.fastpath`) unless
+    ``fast`` is False; a model put in training mode always runs its own (Gumbel) graph.
+
+    ``precision``: ``"auto"`` is float32 on CPU (bfloat16 was measured faster but 3-4/255
+    off float32 on the reference samples, see docs/performance.md) and float16 on CUDA
+    when the fused output stays within :data:`HALF_TOLERANCE` of float32 on the built-in
+    phantoms (checked once per weights); ``"float32"``, ``"float16"`` and ``"bfloat16"``
+    force a compute dtype without that check.
+
+    ``cpu_micro_batch``: on CPU, slices go through the network this many at a time
+    whatever ``batch_size`` says, because one 256x256 slice's activations already fill
+    the caches and larger batches were measured no faster per slice.
+    """
 
     model: GeSeNet
     device: torch.device
     weights_path: Path | None = None
     batch_size: int = 8
     tile_threshold: int = TILE_THRESHOLD
+    fast: bool = True
+    precision: str = "auto"
+    cpu_micro_batch: int = CPU_MICRO_BATCH
     _sha256: str | None = field(default=None, repr=False)
 
     @property
@@ -181,7 +203,7 @@ class Engine:
         mm = np.empty((n, h, w), np.float32) if with_masks else None
         mf = np.empty((n, h, w), np.float32) if with_masks else None
         tiled = h * w > self.tile_threshold
-        step = 1 if tiled else max(1, self.batch_size)
+        step = 1 if tiled else self._slices_per_call()
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
             run = self._run_tiled if tiled else self._run_whole
@@ -193,11 +215,56 @@ class Engine:
             return fused[0], (mm[0] if mm is not None else None), (mf[0] if mf is not None else None)
         return fused, mm, mf
 
-    # -- internals --------------------------------------------------------------------
-    def _to_tensor(self, arr: np.ndarray) -> torch.Tensor:
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the network computes in on this engine (see ``precision``)."""
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1).to(self.device)
+        if self.precision == "float32" or not self.fast:
+            return torch.float32
+        if self.precision in ("float16", "bfloat16"):
+            return getattr(torch, self.precision)
+        if self.precision != "auto":
+            raise UsageError(
+                f"precision {self.precision!r}: expected auto, float32, float16 or bfloat16"
+            )
+        if self.device.type != "cuda":
+            return torch.float32
+        from medfuse.fastpath import reduced_precision_check
+
+        ok, _ = reduced_precision_check(self.model, torch.float16, HALF_TOLERANCE)
+        return torch.float16 if ok else torch.float32
+
+    # -- internals --------------------------------------------------------------------
+    def _slices_per_call(self) -> int:
+        if self.device.type == "cpu" and self.fast:
+            return max(1, min(self.batch_size, self.cpu_micro_batch))
+        return max(1, self.batch_size)
+
+    def _network(self) -> Any:
+        """What runs a forward pass: the cached fast path, or the model itself (training
+        mode, or ``fast=False``). Both offer ``fuse(a, b, pooled)`` and
+        ``body_features(a, b)`` with the same meaning."""
+        if not self.fast or self.model.training:
+            return self.model
+        from medfuse.fastpath import fast_inference, tune_allocator
+
+        if self.device.type == "cpu":
+            tune_allocator()
+        return fast_inference(self.model, dtype=self.compute_dtype())
+
+    def _to_tensor(self, arr: np.ndarray) -> torch.Tensor:
+        """(N, H, W) array to an (N, 1, H, W) tensor on the device. CUDA copies go through
+        page-locked memory so they can run asynchronously to the host."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    @staticmethod
+    def _to_numpy(t: torch.Tensor) -> np.ndarray:
+        return t.float().cpu().numpy()
 
     @staticmethod
     def _pad_even(t: torch.Tensor) -> torch.Tensor:
@@ -215,15 +282,16 @@ class Engine:
         import torch
 
         h, w = mri.shape[-2:]
+        net = self._network()
         with torch.inference_mode():
             a = self._pad_even(self._to_tensor(mri))
             b = self._pad_even(self._to_tensor(other))
-            out = self.model.fuse(a, b)
+            out = net.fuse(a, b)
             crop = (slice(None), 0, slice(0, h), slice(0, w))
             return (
-                out.fused[crop].float().cpu().numpy(),
-                out.mask_mri[crop].float().cpu().numpy(),
-                out.mask_functional[crop].float().cpu().numpy(),
+                self._to_numpy(out.fused[crop]),
+                self._to_numpy(out.mask_mri[crop]),
+                self._to_numpy(out.mask_functional[crop]),
             )
 
     def _tiles(self, h: int, w: int) -> list[tuple[int, int, int, int, int, int, int, int]]:
@@ -256,27 +324,35 @@ class Engine:
         oth_t = self._pad_even(torch.from_numpy(np.ascontiguousarray(other)).unsqueeze(1))
         tiles = self._tiles(he, we)
         n = mri.shape[0]
+        net = self._network()
+
+        def tile(t: torch.Tensor, ty0: int, ty1: int, tx0: int, tx1: int) -> torch.Tensor:
+            part = t[..., ty0:ty1, tx0:tx1].contiguous()
+            if self.device.type == "cuda":
+                return part.pin_memory().to(self.device, non_blocking=True)
+            return part.to(self.device)
+
         with torch.inference_mode():
             sums = [torch.zeros(n, 32, 1, 1, device=self.device) for _ in range(2)]
             for y0, y1, x0, x1, ty0, ty1, tx0, tx1 in tiles:
-                a = mri_t[..., ty0:ty1, tx0:tx1].to(self.device)
-                b = oth_t[..., ty0:ty1, tx0:tx1].to(self.device)
-                bodies = self.model.body_features(a, b)
+                a = tile(mri_t, ty0, ty1, tx0, tx1)
+                b = tile(oth_t, ty0, ty1, tx0, tx1)
+                bodies = net.body_features(a, b)
                 for acc, body in zip(sums, bodies):
                     core = body[..., y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
-                    acc += core.sum(dim=(-2, -1), keepdim=True)
+                    acc += core.float().sum(dim=(-2, -1), keepdim=True)
             pooled = (sums[0] / (he * we), sums[1] / (he * we))
             fused = np.empty((n, he, we), np.float32)
             mm = np.empty((n, he, we), np.float32)
             mf = np.empty((n, he, we), np.float32)
             for y0, y1, x0, x1, ty0, ty1, tx0, tx1 in tiles:
-                a = mri_t[..., ty0:ty1, tx0:tx1].to(self.device)
-                b = oth_t[..., ty0:ty1, tx0:tx1].to(self.device)
-                out = self.model.fuse(a, b, pooled=pooled)
+                a = tile(mri_t, ty0, ty1, tx0, tx1)
+                b = tile(oth_t, ty0, ty1, tx0, tx1)
+                out = net.fuse(a, b, pooled=pooled)
                 core = (slice(None), 0, slice(y0 - ty0, y1 - ty0), slice(x0 - tx0, x1 - tx0))
-                fused[:, y0:y1, x0:x1] = out.fused[core].float().cpu().numpy()
-                mm[:, y0:y1, x0:x1] = out.mask_mri[core].float().cpu().numpy()
-                mf[:, y0:y1, x0:x1] = out.mask_functional[core].float().cpu().numpy()
+                fused[:, y0:y1, x0:x1] = self._to_numpy(out.fused[core])
+                mm[:, y0:y1, x0:x1] = self._to_numpy(out.mask_mri[core])
+                mf[:, y0:y1, x0:x1] = self._to_numpy(out.mask_functional[core])
         return fused[:, :h, :w], mm[:, :h, :w], mf[:, :h, :w]
 
 
@@ -295,8 +371,12 @@ def load_model(
     weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     batch_size: int = 8,
+    fast: bool = True,
+    precision: str = "auto",
 ) -> Engine:
-    """Load GeSeNet weights (explicit, $MEDFUSE_WEIGHTS or bundled) onto a device."""
+    """Load GeSeNet weights (explicit, $MEDFUSE_WEIGHTS or bundled) onto a device.
+
+    ``fast`` and ``precision`` are passed to :class:`Engine`."""
     from medfuse.model import GeSeNet
 
     dev = select_device(device)
@@ -306,4 +386,7 @@ def load_model(
     check_keys(model, state, path)
     model.load_state_dict(state, strict=True)
     model.eval().to(dev)
-    return Engine(model=model, device=dev, weights_path=path, batch_size=batch_size)
+    return Engine(
+        model=model, device=dev, weights_path=path, batch_size=batch_size, fast=fast,
+        precision=precision,
+    )

@@ -1,0 +1,571 @@
+"""Inference-only fast path for GeSeNet: hard masks folded so no convolution runs twice.
+
+Why this exists: the training graph in :mod:`medfuse.model` is the dense, differentiable
+formulation of the region-mask convolution. Each of its masked layers convolves the
+dense-channel input and the sparse-channel input separately (two full convolutions) and
+then mixes the results with a dozen full-size multiplications. With hard (eval-mode)
+masks those become 0/1 selections, and the same numbers come out of a much cheaper
+program:
+
+* each masked layer is ONE convolution call. Its output channels are reordered to
+  ``[dense, sparse]`` (the next layer's input order follows), so a mask becomes a slice:
+  dense outputs are ``conv(dense inputs) + spa * conv(sparse inputs)``, sparse outputs are
+  ``spa * conv(all inputs)``. Both come out of one convolution whose weight stacks
+  ``[dense-out from dense-in | sparse-out from all | dense-out from sparse-in]``.
+* where the spatial mask of a whole batch is all ones or all zeros (the reference
+  checkpoint's functional branch is all ones), the extra ``dense-out from sparse-in``
+  rows are unnecessary, and the layer is a plain convolution: sparse inputs are already
+  zero wherever ``spa`` is 0, and ``spa`` is 1 everywhere else.
+* small convolutions that read the same input are merged (the edge module's two 1x1
+  convolutions become one over ``[x, c1, c2, |gx|, |gy|]``; its two depthwise Sobel
+  convolutions become one), activations run in place, and channel attention plus the
+  residual is one ``addcmul``.
+* an optional block-sparse body (``sparse=``) convolves the sparse channels only on
+  blocks that hold principal pixels. It pays only when the principal fraction is small;
+  :data:`SPARSE_AUTO_MAX_ACTIVE` is the measured break-even (see docs/performance.md).
+
+Every weight used here is derived from the model's current parameters and cached per
+model; the cache is rebuilt when any parameter or buffer is replaced or modified in place
+(tensor version counters), so a model being trained, reloaded or moved never runs stale
+folded weights. Training mode never uses this path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medfuse.model.gesenet import FusionOutput, GeSeNet
+from medfuse.model.modules import EdgeEnhancement, RegionMask
+
+Tensor = torch.Tensor
+SparseMode = Literal["auto", "never", "always"]
+BodyMode = Literal["stacked", "split"]
+
+#: Block edge (pixels) of the block-sparse body: large enough for efficient convolutions,
+#: small enough to skip background between anatomy.
+SPARSE_BLOCK = 32
+#: ``sparse="auto"`` uses the block-sparse body for a branch only when at most this
+#: fraction of blocks holds a principal pixel. Measured break-even on a 2-core AVX-512 CPU
+#: (benchmarks/bench_inference.py --sparse-sweep); below it the saved sparse-channel work
+#: outweighs the gather/scatter cost.
+SPARSE_AUTO_MAX_ACTIVE = 0.25
+
+
+@dataclass
+class _Conv:
+    """A convolution frozen to tensors, so no nn.Module dispatch runs per call."""
+
+    weight: Tensor
+    bias: Tensor | None
+    padding: int = 0
+    groups: int = 1
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups)
+
+
+@dataclass
+class _MaskedLayer:
+    """One region-mask body layer with its channel mask folded in.
+
+    Output channels are ordered ``[dense (n_dense), sparse]``; input channels follow the
+    previous layer's order. ``stacked`` adds ``n_dense`` rows (dense outputs from sparse
+    inputs only) after the 32 ordinary rows; ``dense_in``/``sparse_in`` are the column
+    halves of ``full`` for the two-call variant; ``block`` is what the block-sparse body
+    convolves on active blocks.
+    """
+
+    n_dense: int
+    n_dense_in: int
+    full: Tensor
+    stacked: Tensor | None
+    dense_in: Tensor | None
+    sparse_in: Tensor | None
+    dense_dense: Tensor
+    block: Tensor
+
+
+@dataclass
+class _Branch:
+    conv: _Conv
+    dense1: _Conv
+    dense2: _Conv
+    sobel: _Conv
+    mix: _Conv
+    spa0: _Conv
+    spa3: _Conv
+    spa5_weight: Tensor
+    spa5_bias: Tensor
+    layers: list[_MaskedLayer]
+    collect: _Conv
+    ca0: _Conv
+    ca2: _Conv
+
+
+def _frozen(t: Tensor | None, dtype: torch.dtype, channels_last: bool) -> Tensor | None:
+    if t is None:
+        return None
+    t = t.detach().to(dtype).clone()
+    if channels_last and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+class FastGeSeNet:
+    """Inference-only view of a :class:`GeSeNet` with hard masks folded into the weights.
+
+    Equal to ``model.eval().fuse`` up to float rounding (max abs difference on the fused
+    luminance well below 1e-4; spatial masks identical except at exact logit ties).
+    Build it through :func:`fast_inference`, which caches it per model.
+
+    Args:
+        model: the network whose current weights are folded (any mode; the weights are
+            copied, so the model may change afterwards without affecting this object).
+        channels_last: NHWC activations (oneDNN's fastest convolution layout on x86).
+        dtype: compute dtype (float16 on CUDA when its error is acceptable).
+        body: ``"stacked"`` (one convolution call per masked layer) or ``"split"`` (two
+            calls over the dense and sparse input halves: fewer multiply-adds, more calls).
+        sparse: block-sparse body policy; ``"auto"`` uses it below
+            :data:`SPARSE_AUTO_MAX_ACTIVE` active blocks.
+    """
+
+    def __init__(
+        self,
+        model: GeSeNet,
+        *,
+        channels_last: bool = True,
+        dtype: torch.dtype | None = None,
+        body: BodyMode = "stacked",
+        sparse: SparseMode = "auto",
+        sparse_block: int = SPARSE_BLOCK,
+        sparse_max_active: float = SPARSE_AUTO_MAX_ACTIVE,
+    ) -> None:
+        if body not in ("stacked", "split"):
+            raise ValueError(f"body must be 'stacked' or 'split', got {body!r}")
+        if sparse not in ("auto", "never", "always"):
+            raise ValueError(f"sparse must be 'auto', 'never' or 'always', got {sparse!r}")
+        ref = next(model.parameters())
+        self.device = ref.device
+        self.dtype = dtype or ref.dtype
+        self.channels_last = channels_last
+        self.body_mode = body
+        self.sparse = sparse
+        self.sparse_block = sparse_block
+        self.sparse_max_active = sparse_max_active
+        #: How the last call ran each branch's body, for benchmarks and tests.
+        self.last_body_paths: dict[str, str] = {}
+        with torch.no_grad():
+            self.inf = self._fold_branch(model.inf_conv.conv, model.inf_eem, model.inf_rmm)
+            self.vis = self._fold_branch(model.vis_conv.conv, model.vis_eem, model.vis_rmm)
+            sft = model.sft
+            self.scale0 = self._conv(sft.SFT_scale_conv0)
+            self.scale1 = self._conv(sft.SFT_scale_conv1)
+            self.shift0 = self._conv(sft.SFT_shift_conv0)
+            self.shift1 = self._conv(sft.SFT_shift_conv1)
+            self.sft2 = self._conv(sft.SFT2)
+            self.decoder2 = self._conv(model.decoder2.conv)
+            self.decoder1 = self._conv(model.decoder1.conv)
+
+    # -- folding ------------------------------------------------------------------------
+    def _t(self, t: Tensor | None) -> Tensor | None:
+        return _frozen(t, self.dtype, self.channels_last)
+
+    def _conv(self, conv: nn.Conv2d, weight: Tensor | None = None, bias: Tensor | None = None,
+              groups: int | None = None) -> _Conv:
+        w = conv.weight if weight is None else weight
+        b = conv.bias if bias is None else bias
+        pad = conv.padding[0] if isinstance(conv.padding, tuple) else int(conv.padding)
+        return _Conv(self._t(w), self._t(b), pad, conv.groups if groups is None else groups)
+
+    def _fold_branch(self, first: nn.Conv2d, eem: EdgeEnhancement, rmm: RegionMask) -> _Branch:
+        # Edge module: one depthwise call yields gx and gy interleaved ([gx0, gy0, gx1, ...],
+        # as grouped convolution orders its outputs), and one 1x1 convolution replaces
+        # convdown(cat[x, c1, c2]) + convup(|gx| + |gy|), with convup's columns duplicated
+        # for the gx and gy halves.
+        sx, sy = eem.sobelconv.convx.weight, eem.sobelconv.convy.weight
+        sobel_w = torch.stack([sx, sy], 1).flatten(0, 1)  # (2C, 1, 3, 3)
+        sobel = _Conv(self._t(sobel_w), None, 1, sx.shape[0])
+        up = eem.convup.conv.weight  # (32, C, 1, 1)
+        up2 = up.repeat_interleave(2, dim=1)
+        down = eem.convdown.conv.weight  # (32, 3C, 1, 1)
+        mix = _Conv(
+            self._t(torch.cat([down, up2], 1)),
+            self._t(eem.convdown.conv.bias + eem.convup.conv.bias),
+            0,
+        )
+        spa = rmm.spa_mask
+        body = rmm.body
+        logits = body.ch_mask[0]  # (C, layers, 2)
+        layers: list[_MaskedLayer] = []
+        prev_perm: Tensor | None = None
+        prev_dense = 0
+        perms: list[Tensor] = []
+        for i, conv in enumerate(body.body):
+            sparse = logits[:, i, 1] > logits[:, i, 0]  # ties go dense, as in the model
+            perm = torch.cat([torch.nonzero(~sparse).flatten(), torch.nonzero(sparse).flatten()])
+            nd = int((~sparse).sum())
+            w = conv.weight[perm]
+            if prev_perm is not None:
+                w = w[:, prev_perm]
+            stacked = dense_in = sparse_in = None
+            if i == 0:
+                # Layer 0 has no masked input: dense rows see everything.
+                block = w[nd:]
+                dense_dense = w[:nd]
+            else:
+                wd = w.clone()
+                wd[:nd, prev_dense:] = 0  # dense-out from dense-in only
+                ws = w[:nd].clone()
+                ws[:, :prev_dense] = 0  # dense-out from sparse-in only
+                stacked = torch.cat([wd, ws], 0)
+                dense_in, sparse_in = w[:, :prev_dense], w[:, prev_dense:]
+                dense_dense = w[:nd, :prev_dense]
+                block = torch.cat([ws, w[nd:]], 0)
+            layers.append(
+                _MaskedLayer(
+                    n_dense=nd,
+                    n_dense_in=prev_dense,
+                    full=self._t(w),
+                    stacked=self._t(stacked),
+                    dense_in=self._t(dense_in),
+                    sparse_in=self._t(sparse_in),
+                    dense_dense=self._t(dense_dense),
+                    block=self._t(block),
+                )
+            )
+            perms.append(perm)
+            prev_perm, prev_dense = perm, nd
+        c = body.collect.weight.shape[0]
+        col_perm = torch.cat([p + c * i for i, p in enumerate(perms)])
+        collect = _Conv(self._t(body.collect.weight[:, col_perm]), self._t(body.collect.bias), 0)
+        ca = rmm.ca.conv_du
+        return _Branch(
+            conv=self._conv(first),
+            dense1=self._conv(eem.dense.conv1.conv),
+            dense2=self._conv(eem.dense.conv2.conv),
+            sobel=sobel,
+            mix=mix,
+            spa0=self._conv(spa[0]),
+            spa3=self._conv(spa[3]),
+            spa5_weight=self._t(spa[5].weight),
+            spa5_bias=self._t(spa[5].bias),
+            layers=layers,
+            collect=collect,
+            ca0=self._conv(ca[0]),
+            ca2=self._conv(ca[2]),
+        )
+
+    # -- forward pieces -----------------------------------------------------------------
+    def _prep(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _edges(self, b: _Branch, x: Tensor) -> Tensor:
+        # A one-channel input is both NCHW- and NHWC-contiguous, and torch then picks NCHW
+        # for the first convolution's output; every later convolution would convert its
+        # input back. Fix the layout once, here.
+        h = F.leaky_relu_(b.conv(x), 0.2).contiguous(memory_format=self._fmt)
+        c1 = F.leaky_relu_(b.dense1(h), 0.2)
+        hc1 = torch.cat([h, c1], 1)
+        c2 = F.leaky_relu_(b.dense2(hc1), 0.2)
+        g = b.sobel(h).abs_()
+        return F.leaky_relu_(b.mix(torch.cat([hc1, c2, g], 1)), 0.1)
+
+    @staticmethod
+    def _spatial(b: _Branch, e: Tensor) -> Tensor:
+        t = F.relu_(b.spa0(e))
+        t = F.avg_pool2d(t, 2)
+        t = F.relu_(b.spa3(t))
+        logits = F.conv_transpose2d(t, b.spa5_weight, b.spa5_bias, stride=2, padding=1,
+                                    output_padding=1)
+        return (logits[:, 1:2] > logits[:, 0:1]).to(e.dtype)
+
+    def _body(self, b: _Branch, e: Tensor, spa: Tensor, name: str) -> Tensor:
+        all_ones = bool(spa.all())
+        uniform = all_ones or not bool(spa.any())
+        path = "uniform" if uniform else self.body_mode
+        if not uniform and self.sparse != "never":
+            active = self._active_blocks(spa)
+            frac = float(active.float().mean())
+            if self.sparse == "always" or frac <= self.sparse_max_active:
+                self.last_body_paths[name] = f"block-sparse ({frac:.0%} of blocks)"
+                return self._body_sparse(b, e, spa, active)
+        self.last_body_paths[name] = path
+        outs = []
+        f = e
+        for i, layer in enumerate(b.layers):
+            nd = layer.n_dense
+            if i == 0 or uniform:
+                # Sparse inputs are zero wherever spa is 0 and spa is 1 elsewhere, so a
+                # uniform mask needs no separate sparse-input term.
+                y = F.conv2d(f, layer.full, padding=1)
+                if not all_ones:
+                    y[:, nd:].mul_(spa)
+            elif self.body_mode == "split":
+                nin = layer.n_dense_in
+                y = F.conv2d(f[:, :nin], layer.dense_in, padding=1)
+                z = F.conv2d(f[:, nin:], layer.sparse_in, padding=1)
+                y[:, nd:].mul_(spa)
+                y.addcmul_(z, spa)
+            else:
+                c = layer.full.shape[0]
+                yz = F.conv2d(f, layer.stacked, padding=1)
+                y = yz[:, :c]
+                y[:, nd:].mul_(spa)
+                y[:, :nd].addcmul_(yz[:, c:], spa)
+                y = y.contiguous(memory_format=self._fmt)
+            f = F.relu_(y)
+            outs.append(f)
+        return b.collect(torch.cat(outs, 1))
+
+    @property
+    def _fmt(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    # -- block-sparse body ----------------------------------------------------------------
+    def _active_blocks(self, spa: Tensor) -> Tensor:
+        """(N, H/B, W/B) bool: blocks (of the image padded to a multiple of B) holding at
+        least one principal pixel."""
+        bs = self.sparse_block
+        h, w = spa.shape[-2:]
+        p = F.pad(spa, (0, -w % bs, 0, -h % bs))
+        return F.max_pool2d(p, bs)[:, 0] > 0
+
+    def _body_sparse(self, b: _Branch, e: Tensor, spa: Tensor, active: Tensor) -> Tensor:
+        """Region-mask body that computes sparse channels (and the sparse-input part of
+        dense channels) only on blocks holding principal pixels.
+
+        Dense-from-dense work runs everywhere as an ordinary convolution; the rest runs as
+        one batched convolution over the active blocks (each gathered with a one-pixel
+        halo), multiplied by spa and scattered back. Exact for the same reason as the
+        dense fold: outside active blocks spa is 0, so sparse outputs are 0 there.
+        """
+        bs = self.sparse_block
+        n, _, h, w = e.shape
+        ph, pw = -h % bs, -w % bs
+        hp, wp = h + ph, w + pw
+        nb_h, nb_w = hp // bs, wp // bs
+        idx = torch.nonzero(active)  # (K, 3): sample, block row, block col
+        si, bi, bj = idx[:, 0], idx[:, 1], idx[:, 2]
+        spa_p = F.pad(spa, (0, pw, 0, ph))
+        spa_blocks = (
+            spa_p.view(n, 1, nb_h, bs, nb_w, bs).permute(0, 2, 4, 1, 3, 5)[si, bi, bj]
+        )  # (K, 1, bs, bs)
+
+        def gather(f: Tensor) -> Tensor:
+            fp = F.pad(f, (1, 1 + pw, 1, 1 + ph))
+            u = fp.unfold(2, bs + 2, bs).unfold(3, bs + 2, bs)  # N, C, nbh, nbw, bs+2, bs+2
+            return u.permute(0, 2, 3, 1, 4, 5)[si, bi, bj].contiguous(memory_format=self._fmt)
+
+        def scatter_add(dst: Tensor, src: Tensor) -> None:
+            # dst: (N, C, hp, wp); src: (K, C, bs, bs)
+            view = dst.view(n, dst.shape[1], nb_h, bs, nb_w, bs).permute(0, 2, 4, 1, 3, 5)
+            view.index_put_((si, bi, bj), src, accumulate=True)
+
+        outs = []
+        f = e
+        for i, layer in enumerate(b.layers):
+            nd = layer.n_dense
+            c = layer.full.shape[0]
+            src = f if i == 0 else f[:, : layer.n_dense_in]
+            dense = F.conv2d(src, layer.dense_dense, padding=1)
+            y = torch.zeros((n, c, hp, wp), dtype=f.dtype, device=f.device)
+            y[:, :nd, :h, :w] = dense
+            if idx.shape[0]:
+                blk = F.conv2d(gather(f), layer.block).mul_(spa_blocks)
+                if i == 0:
+                    blk = F.pad(blk, (0, 0, 0, 0, nd, 0))
+                scatter_add(y, blk)
+            f = F.relu_(y[:, :, :h, :w]).contiguous(memory_format=self._fmt)
+            outs.append(f)
+        return b.collect(torch.cat(outs, 1))
+
+    # -- public -----------------------------------------------------------------------
+    def _branch_features(
+        self, b: _Branch, x: Tensor, name: str
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        e = self._edges(b, x)
+        spa = self._spatial(b, e)
+        return e, spa, self._body(b, e, spa, name)
+
+    @staticmethod
+    def _attention(b: _Branch, body: Tensor, pooled: Tensor | None) -> Tensor:
+        if pooled is None:
+            pooled = body.mean((-2, -1), keepdim=True)
+        pooled = pooled.to(body.dtype)
+        return torch.sigmoid(b.ca2(F.relu(b.ca0(pooled))))
+
+    def fuse(
+        self,
+        mri: Tensor,
+        other: Tensor,
+        pooled: tuple[Tensor, Tensor] | None = None,
+    ) -> FusionOutput:
+        """Same contract as :meth:`GeSeNet.fuse` in eval mode: (N, 1, H, W) inputs with
+        even H and W; ``pooled`` overrides the channel-attention means (tiling)."""
+        if mri.shape[-2] % 2 or mri.shape[-1] % 2:
+            raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
+        p_inf, p_vis = pooled if pooled is not None else (None, None)
+        a, o = self._prep(mri), self._prep(other)
+        inf_e, spa_i, body_i = self._branch_features(self.inf, a, "mri")
+        vis_e, spa_v, body_v = self._branch_features(self.vis, o, "functional")
+        inf_r = torch.addcmul(inf_e, body_i, self._attention(self.inf, body_i, p_inf))
+        vis_r = torch.addcmul(vis_e, body_v, self._attention(self.vis, body_v, p_vis))
+        scale = self.scale1(F.leaky_relu_(self.scale0(inf_e), 0.1))
+        m = F.leaky_relu_(self.sft2(torch.cat([vis_r, inf_r, scale], 1)), 0.01)
+        m.add_(self.shift1(F.leaky_relu_(self.shift0(inf_e), 0.1)))
+        d = F.leaky_relu_(self.decoder2(torch.cat([m, vis_e], 1)), 0.2)
+        fused = torch.tanh_(self.decoder1(d)).div_(2).add_(0.5)
+        return FusionOutput(fused, spa_i, spa_v, body_i, body_v)
+
+    def body_features(self, mri: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+        """Same as :meth:`GeSeNet.body_features` (the first pass of exact tiling)."""
+        _, _, body_i = self._branch_features(self.inf, self._prep(mri), "mri")
+        _, _, body_v = self._branch_features(self.vis, self._prep(other), "functional")
+        return body_i, body_v
+
+    __call__ = fuse
+
+
+# -- per-model cache ----------------------------------------------------------------------
+def _state_tensors(model: nn.Module) -> Iterator[Tensor]:
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+def _signature(model: nn.Module) -> tuple:
+    """Identity and in-place version of every parameter and buffer: any replacement
+    (``load_state_dict`` with assign, ``.to()``, a new Parameter) changes an identity, any
+    in-place change (optimizer step, ``copy_``) bumps a version counter. Tensors created in
+    inference mode carry no version counter; their values stand in (a cheap sum)."""
+    sig = []
+    for t in _state_tensors(model):
+        try:
+            version: object = t._version
+        except RuntimeError:
+            version = float(t.detach().double().sum())
+        sig.append((id(t), version))
+    return tuple(sig)
+
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, list[Tensor], dict]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _model_cache(model: nn.Module) -> dict:
+    """Per-model memo, emptied whenever the model's weights change."""
+    sig = _signature(model)
+    entry = _CACHE.get(model)
+    if entry is None or entry[0] != sig:
+        # Holding the tensors keeps their ids from being reused by new tensors.
+        entry = (sig, list(_state_tensors(model)), {})
+        _CACHE[model] = entry
+    return entry[2]
+
+
+def fast_inference(model: GeSeNet, **options: object) -> FastGeSeNet | None:
+    """The cached :class:`FastGeSeNet` for ``model`` (built or rebuilt as needed), or None
+    when the model is in training mode (Gumbel masks: only the dense graph applies).
+
+    ``options`` are :class:`FastGeSeNet` keyword arguments; each distinct set is cached.
+    """
+    if model.training:
+        return None
+    memo = _model_cache(model)
+    key = ("fast",) + tuple(sorted(options.items(), key=lambda kv: kv[0]))
+    fast = memo.get(key)
+    if fast is None:
+        fast = FastGeSeNet(model, **options)  # type: ignore[arg-type]
+        memo[key] = fast
+    return fast
+
+
+def clear_cache() -> None:
+    """Drop every cached fast path (benchmarks use it to time a cold build)."""
+    _CACHE.clear()
+
+
+def reduced_precision_check(
+    model: GeSeNet, dtype: torch.dtype, tolerance: float
+) -> tuple[bool, float]:
+    """Whether ``dtype`` keeps the fused luminance within ``tolerance`` (max abs, [0, 1]
+    scale) of float32 on the built-in MRI/PET phantoms, on the model's device; and the
+    error. Cached per model and weights, so retrained weights are checked again.
+
+    Why phantoms: they ship with medfuse, so the check needs no data files, and they hold
+    the anatomy-like edges and flat regions where reduced precision goes wrong first.
+    """
+    import numpy as np
+
+    from medfuse.colour import luminance
+    from medfuse.phantom import brain_phantom
+
+    memo = _model_cache(model)
+    key = ("precision", dtype, tolerance)
+    if key in memo:
+        return memo[key]
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        pairs = [brain_phantom(256, seed) for seed in (0, 1)]
+        mri = torch.from_numpy(np.stack([m for m, _ in pairs]))[:, None]
+        pet = torch.from_numpy(np.stack([luminance(p) for _, p in pairs]))[:, None]
+        mri, pet = mri.to(device), pet.to(device)
+        with torch.inference_mode():
+            ref = FastGeSeNet(model).fuse(mri, pet).fused.float()
+            low = FastGeSeNet(model, dtype=dtype).fuse(mri, pet).fused.float()
+            err = float((low - ref).abs().max())
+    finally:
+        model.train(was_training)
+    result = (err <= tolerance, err)
+    _model_cache(model)[key] = result
+    return result
+
+
+_ALLOCATOR_TUNED: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks inside the process (glibc only); True if in effect.
+
+    Why: glibc serves every allocation of 32 MiB or more (a 128-channel 256x256 float
+    tensor, every 32-channel tensor from 512x512 up) with a fresh ``mmap`` and returns it
+    on free, so each forward pass page-faults through all its large activations again.
+    Measured on the 2-core benchmark machine under load, that doubled the time of a
+    512x512 pair. With ``mmap`` off for the heap and a high trim threshold, freed
+    activations are reused by the next pass. The cost is that the process keeps up to
+    its peak heap (not more), which the peak-RSS figures already include.
+
+    Process-wide and idempotent; set ``MEDFUSE_MALLOC_TUNING=0`` to leave malloc alone.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    if os.environ.get("MEDFUSE_MALLOC_TUNING", "1").strip() == "0":
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only (not musl)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    _ALLOCATOR_TUNED = bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    return _ALLOCATOR_TUNED
