@@ -521,10 +521,15 @@ def evaluate(
     kept: list[Example] = []
     step = max(1, batch_size)
 
-    def add_failure(task: str, image: str, method: str, kind: str, message: str) -> None:
-        problems.append(Problem(task, image, method, kind, message))
-        for prof in profiles:
-            rows.append(ImageScore(task, image, method, prof, _nan_values(metric_list), kind, message))
+    def add_failure(task: str, image: str, method: str, kind: str, message: str,
+                    all_methods: bool = False) -> None:
+        """One problem entry, and a not-scored row per profile (and per method when the
+        pair itself failed) so the per-image table accounts for every pair."""
+        problems.append(Problem(task, image, "" if all_methods else method, kind, message))
+        for label in [m.label for m in methods] if all_methods else [method]:
+            for prof in profiles:
+                rows.append(ImageScore(task, image, label, prof, _nan_values(metric_list),
+                                       kind, message))
 
     for task in tasks:
         problems.extend(Problem(task.name, u.split(":")[0], "", "unmatched", u) for u in task.unmatched)
@@ -538,8 +543,7 @@ def evaluate(
                 try:
                     ready.append((start + offset, _load_pair(spec, task.modality, resize)))
                 except MedfuseError as exc:
-                    for m in methods:
-                        add_failure(task.name, spec.name, m.label, "error", str(exc))
+                    add_failure(task.name, spec.name, "", "error", str(exc), all_methods=True)
                     if progress:
                         progress(len(methods))
             if not ready:
@@ -562,13 +566,15 @@ def evaluate(
                         continue
                     if save_fused is not None and m.kind != "fused":
                         _save(save_fused / m.label / task.name / f"{name}.png", image, force)
-                    for prof in profiles:
-                        try:
-                            vals = compute_metrics_colour(ld.a255, ld.b255, image, prof, metric_list)
-                        except MedfuseError as exc:
-                            add_failure(task.name, name, m.label, "error", f"scoring failed: {exc}")
-                            break
-                        rows.append(ImageScore(task.name, name, m.label, prof, vals))
+                    try:
+                        scored = [ImageScore(task.name, name, m.label, prof,
+                                             compute_metrics_colour(ld.a255, ld.b255, image, prof,
+                                                                    metric_list))
+                                  for prof in profiles]
+                    except MedfuseError as exc:
+                        add_failure(task.name, name, m.label, "error", f"scoring failed: {exc}")
+                        continue
+                    rows.extend(scored)
                     if i in chunk_examples:
                         chunk_examples[i].fused[m.label] = image.astype(np.uint8)
                 if progress:

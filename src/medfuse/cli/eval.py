@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,6 +77,29 @@ def _rich_tables(result: Any) -> list[Any]:
     return tables
 
 
+def _command_line(data_dir: Path, split: str | None, method: list[str] | None,
+                  fused: list[str] | None, profiles: list[str], metric: list[str] | None,
+                  weights: Path | None, resize: bool, device: str) -> str:
+    parts = ["medfuse", "eval", str(data_dir)]
+    if split:
+        parts += ["--split", split]
+    for m in method or []:
+        parts += ["--method", m]
+    for f in fused or []:
+        parts += ["--fused", f]
+    for p in profiles:
+        parts += ["--profile", p]
+    for m in metric or []:
+        parts += ["--metric", m]
+    if weights is not None:
+        parts += ["--weights", str(weights)]
+    if resize:
+        parts.append("--resize")
+    if device != "auto":
+        parts += ["--device", device]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 @app.command("eval")
 @handle_errors
 def eval_cmd(
@@ -106,6 +128,7 @@ def eval_cmd(
 
     Exit 0 when every pair was scored; 1 when some failed or --fused images are missing (the rest are still scored and written); 2 for a bad command line.
     """
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from medfuse.evaluation import (
@@ -126,7 +149,14 @@ def eval_cmd(
     check_unique(methods)
     profiles = parse_profiles(profile)
     metrics = parse_metrics(metric)
+    if weights is not None and not any(m.kind == "gesenet" and m.path is None for m in methods):
+        raise UsageError("--weights applies to --method gesenet, which is not requested "
+                         "(add it, or use --method gesenet:PATH)")
     tasks = discover_tasks(data_dir, split)
+    # The report records how to reproduce it: the options as parsed, not sys.argv (which is
+    # the test runner's or a notebook's when called in-process).
+    command = _command_line(data_dir, split, method, fused, profiles, metric, weights,
+                            resize, device)
     if csv_path is not None and json_path is not None and csv_path.resolve() == json_path.resolve():
         raise UsageError("--csv and --json name the same file")
     for p in (csv_path, json_path):
@@ -167,19 +197,19 @@ def eval_cmd(
         write_json(result, json_path, force)
         console.print(f"wrote {json_path}")
     if report is not None:
-        command = "medfuse " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
         path = write_report(result, report, force, command=command)
         console.print(f"wrote {path}")
     console.print(f"{result.seconds:.1f} s")
 
     for p in result.problems:
         if p.kind == "unmatched":
-            console.print(f"[yellow]not scored[/] {p.task}: {p.message}", soft_wrap=True)
+            console.print(f"[yellow]not scored[/] {escape(p.task)}: {escape(p.message)}", soft_wrap=True)
     missing, errors = result.missing, result.errors
-    for p in missing:
-        console.print(f"[red]missing[/] {p.task}/{p.image} [{p.method}]: {p.message}", soft_wrap=True)
-    for p in errors:
-        console.print(f"[red]failed[/] {p.task}/{p.image} [{p.method}]: {p.message}", soft_wrap=True)
+    for label, items in (("missing", missing), ("failed", errors)):
+        for p in items:
+            who = f" ({escape(p.method)})" if p.method else ""
+            console.print(f"[red]{label}[/] {escape(p.task)}/{escape(p.image)}{who}: "
+                          f"{escape(p.message)}", soft_wrap=True)
     if missing:
         console.print(f"{len(missing)} fused image(s) missing; the rest were scored"
                       + ("" if allow_missing else " (use --allow-missing to accept)"), soft_wrap=True)
