@@ -132,27 +132,26 @@ def _ordinary_images(mri: Path, other: Path, output: Path, fmt: str | None, **me
 
 
 class _Warnings:
-    """Show library warnings (registration, guessed modality) as one ``warning:`` line each."""
+    """Collect library warnings (registration, guessed modality) and show them as one
+    ``warning:`` line each once the command has succeeded; a failing command shows only its
+    error line."""
 
     def __enter__(self) -> _Warnings:
         import warnings
 
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+        self._ctx = warnings.catch_warnings(record=True)
+        self.caught = self._ctx.__enter__()
         warnings.simplefilter("always")
-
-        def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
-                 line: Any = None) -> None:
-            from rich.markup import escape
-
-            console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True,
-                          emoji=False)
-
-        warnings.showwarning = show
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._ctx.__exit__(*exc)
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        from rich.markup import escape
+
+        self._ctx.__exit__(exc_type, *exc)
+        if exc_type is None:
+            for w in self.caught or []:
+                console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True,
+                              emoji=False)
 
 
 def _fuse_medical(request: Any, weights: Path | None, device: str, verbose: bool) -> None:
