@@ -236,3 +236,20 @@ def test_batch_volumes(tmp_path: Path, random_weights: Path) -> None:
     assert code == 0, text
     assert sorted(p.name for p in out.iterdir()) == ["case1.nii.gz", "case2.nii.gz"]
     assert nib.load(out / "case1.nii.gz").shape == MR_SHAPE
+
+
+def test_one_folder_two_series(tmp_path: Path) -> None:
+    """An MR and a PT series in one study folder: --series names the MRI's, then the PET's;
+    the PET's DICOM Modality picks its colour map without --modality."""
+    study = tmp_path / "study"
+    write_mr_series(study / "mr", series_uid="1.2.826.0.1.1")
+    write_mr_series(study / "pt", np.full(MR_SHAPE, 50, np.int16), series_uid="1.2.826.0.1.2",
+                    modality="PT")
+    out = tmp_path / "f.nii.gz"
+    code, text = run("fuse", study, study, "-o", out, "-w", "x.pt")
+    assert code == 1 and "2 series" in text and "1.2.826.0.1.2" in text
+    code, text = run("fuse", study, study, "-o", out, "--series", "1.2.826.0.1.1",
+                     "--series", "1.2.826.0.1.2", "-v")
+    assert code == 0, text
+    assert "modality pet; colour map rainbow" in text
+    assert nib.load(out).header["datatype"] == 128

@@ -388,3 +388,18 @@ def test_dicom_template_untouched(tmp_path: Path) -> None:
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     read_volume(folder)
     assert before == {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_dicom_pet_per_slice_rescale(tmp_path: Path) -> None:
+    """PET series often scale each slice differently: every slice gets its own slope."""
+    stored = np.full(MR_SHAPE, 100, np.int16)
+    folder = write_mr_series(tmp_path / "pt", stored, modality="PT", shuffle=False)
+    for k, f in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(f)
+        ds.RescaleSlope, ds.RescaleIntercept = 0.5 * (k + 1), 1.0
+        del ds.WindowCenter, ds.WindowWidth
+        ds.save_as(f)
+    vol = read_volume(folder)
+    assert vol.modality == "pet" and vol.header_window is None
+    vals = vol.stack("axial").values(0, MR_SHAPE[2])
+    np.testing.assert_allclose(vals[:, 0, 0], [100 * 0.5 * (k + 1) + 1 for k in range(8)])
