@@ -509,6 +509,8 @@ def fuse_files(
         raise UsageError("NIfTI output holds the whole volume; drop --slice or write PNG/DICOM")
     inputs = (request.mri, request.other)
     description = f"medfuse MRI+{plan.modality.upper()} fused"
+    montage = (Montage(request.preview, indices, request.force, inputs)
+               if request.preview is not None else None)
     sink: Sink
     if fmt == "png":
         sink = PngSink(request.output, indices, n, plan.axis, request.bit_depth, request.force,
@@ -518,8 +520,6 @@ def fuse_files(
     else:
         sink = DicomSink(request.output, plan.mri, plan.mri_stack.affine, plan.colour,
                          request.anonymize, request.force, inputs, single, description)
-    montage = (Montage(request.preview, indices, request.force, inputs)
-               if request.preview is not None else None)
     try:
         engine = engine_loader()
         done = 0

@@ -130,7 +130,10 @@ class PngSink(Sink):
         for p in self.targets.values():
             check_output(p, force, inputs)
         parent = output.parent if (single or suffix in IMAGE_SUFFIXES) else output
-        self.staging = _Staging(parent if str(parent) else Path("."))
+        parent = parent if str(parent) else Path(".")
+        # Folders this sink creates are removed again on abort, so a failure leaves nothing.
+        self.created = [d for d in (parent, *parent.parents) if not d.exists()]
+        self.staging = _Staging(parent)
         self.outputs = []
 
     def _depth(self, image: np.ndarray) -> int:
@@ -159,6 +162,11 @@ class PngSink(Sink):
 
     def abort(self) -> None:
         self.staging.remove()
+        for d in self.created:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 class NiftiSink(Sink):
