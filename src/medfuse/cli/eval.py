@@ -100,6 +100,18 @@ def _command_line(data_dir: Path, split: str | None, method: list[str] | None,
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _print_table(table: Any) -> None:
+    """On a terminal, fit the terminal; piped into a file or log, use the table's natural
+    width instead of rich's 80-column default, which would wrap every cell in two."""
+    from rich.measure import Measurement
+
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = Measurement.get(out, out.options.update(width=400), table).maximum
+    out.print(table, width=max(out.width, min(natural, 400)))
+
+
 @app.command("eval")
 @handle_errors
 def eval_cmd(
@@ -180,7 +192,7 @@ def eval_cmd(
         )
 
     for table in _rich_tables(result):
-        out.print(table)
+        _print_table(table)
     if verbose:
         for label, text in result.method_info.items():
             console.print(f"{label}: {text}", soft_wrap=True)
