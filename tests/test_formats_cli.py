@@ -253,3 +253,13 @@ def test_one_folder_two_series(tmp_path: Path) -> None:
     assert code == 0, text
     assert "modality pet; colour map rainbow" in text
     assert nib.load(out).header["datatype"] == 128
+
+
+def test_volume_picks_from_4d_beside_3d(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    mr, _ = pair
+    frames = np.stack([pet_values(), pet_values() * 2], axis=-1)
+    pet4d = write_nifti(tmp_path / "dyn.nii.gz", frames, PET_AFFINE)
+    code, text = run("fuse", mr, pet4d, "-o", tmp_path / "f.nii.gz", "-m", "pet")
+    assert code == 2 and "--volume N (0 to 1)" in text
+    code, text = run("fuse", mr, pet4d, "-o", tmp_path / "f.nii.gz", "-m", "pet", "--volume", "1")
+    assert code == 0, text

@@ -97,8 +97,6 @@ class FusionPlan:
     def mri_slab(self, start: int, stop: int) -> np.ndarray:
         """MRI slices ``start:stop`` windowed to [0, 1] float32."""
         vals = self.mri_stack.values(start, stop)
-        if vals.ndim == 4:  # grey stored as RGB (checked equal at planning)
-            vals = np.ascontiguousarray(vals[..., 0])
         return apply_window(vals, self.mri_window, out=vals)
 
     def other_slab(self, start: int, stop: int) -> np.ndarray:
@@ -120,13 +118,14 @@ class FusionPlan:
 
 
 def _as_grey_mri(mri: Volume) -> Volume:
+    """The MRI as one channel: an RGB file whose channels agree is grey content stored as
+    colour (a view of its first channel); real colour is refused."""
     if not mri.is_rgb:
         return mri
     sample = sample_lattice(mri.data)
     if np.ptp(sample, axis=-1).max(initial=0) > 0:
         raise InputError(f"the MRI must be grey, but {mri.label} is a colour image")
-    mri.data = mri.data[..., 0]
-    return mri
+    return dataclasses.replace(mri, data=mri.data[..., 0])
 
 
 def guess_modality(other: Volume, stated: str | None) -> tuple[str, str | None]:

@@ -52,7 +52,8 @@ def _rgb_from_structured(arr: np.ndarray) -> np.ndarray:
 
 
 def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
-    """Read a 2D, 3D or 4D NIfTI file (``volume_index`` picks one volume of a 4D file)."""
+    """Read a 2D, 3D or 4D NIfTI file (``volume_index`` picks one volume of a 4D file and is
+    ignored for others, so one ``--volume`` serves a 3D MRI beside a 4D PET)."""
     p = Path(path)
     img = _load(p)
     header = img.header
@@ -85,8 +86,7 @@ def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
         raw = raw[:, :, :, 0, :]  # vector-valued RGB
     elif len(shape) != 3:
         raise InputError(f"{p}: {len(shape)}D data of shape {shape}; medfuse reads 2D, 3D and 4D")
-    elif volume_index not in (None, 0):
-        raise UsageError(f"--volume {volume_index}: {p} is 3D (only volume 0)")
+    # (``volume_index`` concerns 4D files only; a 3D MRI beside a 4D PET ignores it.)
     if structured:
         if not {"R", "G", "B"} <= set(raw.dtype.names or ()):
             raise InputError(f"{p}: unsupported structured datatype {raw.dtype}")
