@@ -314,3 +314,22 @@ def test_bad_weights_fail_before_work(dataset: Path, tmp_path: Path) -> None:
     code, text = run(dataset, "--split", "val", "--method", f"gesenet:{bad}", "--csv", out)
     assert code == 1 and "cannot read weights" in text
     assert not out.exists()
+
+
+def test_default_and_explicit_weights_side_by_side(dataset: Path, tmp_path: Path,
+                                                   random_weights: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain ``gesenet`` takes $MEDFUSE_WEIGHTS (or --weights); with the same file as an
+    explicit checkpoint the two columns must agree exactly."""
+    monkeypatch.setenv("MEDFUSE_WEIGHTS", str(random_weights))
+    out = tmp_path / "w.csv"
+    code, text = run(dataset / "MRI_PET" / "val", "--method", "gesenet", "--method",
+                     f"same=gesenet:{random_weights}", "--metric", "EN,SSIM", "--csv", out,
+                     "--device", "cpu")
+    assert code == 0, text
+    rows = read_csv(out)
+    by = {(r["image"], r["method"]): (r["EN"], r["SSIM"]) for r in rows}
+    assert {m for _, m in by} == {"gesenet", "same"}
+    assert all(by[(img, "gesenet")] == by[(img, "same")] for img in ("201", "202"))
+    code, text = run(dataset / "MRI_PET" / "val", "--method", "max", "--weights", random_weights)
+    assert code == 2 and "--weights applies to --method gesenet" in text

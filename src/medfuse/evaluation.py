@@ -515,6 +515,10 @@ def evaluate(
 
     if save_fused is not None:
         _check_save_targets(save_fused, tasks, methods, force)
+    # Resolve every --fused folder now too: a wrong layout is a usage error, not a
+    # discovery after the first task has been fused.
+    fused_dirs = {(task.name, m.label): images_by_stem(fused_folder(m, task, len(tasks), split))
+                  for task in tasks for m in methods if m.kind == "fused"}
 
     rows: list[ImageScore] = []
     problems: list[Problem] = []
@@ -533,8 +537,6 @@ def evaluate(
 
     for task in tasks:
         problems.extend(Problem(task.name, u.split(":")[0], "", "unmatched", u) for u in task.unmatched)
-        fused_dirs = {m.label: images_by_stem(fused_folder(m, task, len(tasks), split))
-                      for m in methods if m.kind == "fused"}
         wanted = _example_indices(len(task.pairs), examples)
         for start in range(0, len(task.pairs), step):
             chunk = task.pairs[start : start + step]
@@ -552,7 +554,8 @@ def evaluate(
                                          _source_8bit(ld.b255))
                               for i, ld in ready if i in wanted}
             for m in methods:
-                outputs = _run_method(m, [ld for _, ld in ready], loaded, fused_dirs.get(m.label))
+                outputs = _run_method(m, [ld for _, ld in ready], loaded,
+                                      fused_dirs.get((task.name, m.label)))
                 for (i, ld), (image, error, kind) in zip(ready, outputs):
                     name = ld.spec.name
                     if image is None:
@@ -580,6 +583,12 @@ def evaluate(
                 if progress:
                     progress(len(ready))
             kept.extend(chunk_examples[i] for i in sorted(chunk_examples))
+    # Work happens chunk by chunk and method by method; files read best in a fixed order.
+    order_t = {t.name: i for i, t in enumerate(tasks)}
+    order_m = {m.label: i for i, m in enumerate(methods)}
+    order_p = {p: i for i, p in enumerate(profiles)}
+    rows.sort(key=lambda r: (order_t.get(r.task, 0), r.image, order_m.get(r.method, 0),
+                             order_p.get(r.profile, 0)))
     return EvalResult(
         tasks=tasks, methods=methods, profiles=profiles, metrics=metric_list, rows=rows,
         problems=problems, examples=kept, method_info=info, data_dir=data_dir, split=split,
