@@ -34,7 +34,8 @@ ModalityOpt = Annotated[
 
 def fail(message: str, code: int = 1) -> None:
     """Print one error line on stderr and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print("error:", style="bold red", end=" ")
+    console.print(message, soft_wrap=True, markup=False, emoji=False, highlight=False)
     raise typer.Exit(code)
 
 

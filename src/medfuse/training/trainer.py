@@ -55,6 +55,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     val_every: int = 2000
     max_minutes: float | None = None
+    #: End this invocation at this step while keeping the schedule of ``steps`` (a run
+    #: split over several sessions, continued with ``--resume``).
+    stop_after: int | None = None
     semantic: str | None = None  # path to the frozen semantic net; None disables L_S
     weights: LossWeights = field(default_factory=LossWeights)
     threads: int | None = None
@@ -328,7 +331,8 @@ def train(
     model.train()
     acc: dict[str, list[float]] = {}
     stopped_by_budget = False
-    while step < cfg.steps:
+    end = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+    while step < end:
         if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
             stopped_by_budget = True
             break

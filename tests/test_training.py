@@ -1,0 +1,163 @@
+"""Training: losses on hand-made cases, pseudo-labels, a tiny run, checkpoints and resume."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medfuse.io.images import write_image
+from medfuse.phantom import brain_phantom
+from medfuse.training.labels import pseudo_labels
+from medfuse.training.losses import (
+    LossWeights,
+    content_loss,
+    gradient_loss,
+    mask_budget,
+    sobel_magnitude,
+    ssim,
+    ssim_loss,
+)
+
+
+def t(x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, np.float32))[None, None]
+
+
+def test_content_loss_hand_computed() -> None:
+    a = t(np.array([[0.2, 0.8]]))
+    b = t(np.array([[0.5, 0.1]]))
+    f = t(np.array([[0.5, 0.6]]))
+    # max(A, B) = [0.5, 0.8]; |F - max| = [0, 0.2]; mean = 0.1
+    assert float(content_loss(f, a, b)) == pytest.approx(0.1)
+
+
+def test_sobel_of_ramp() -> None:
+    ramp = t(np.tile(np.arange(8, dtype=np.float32), (8, 1)))
+    g = sobel_magnitude(ramp)[0, 0]
+    # Interior of a unit horizontal ramp: |Gx| = 1 + 2 + 1 = 4 (x2 for the +-1 neighbours).
+    assert float(g[4, 4]) == pytest.approx(8.0)
+    assert float(sobel_magnitude(torch.ones(1, 1, 8, 8)).abs().max()) == 0.0
+
+
+def test_gradient_loss_zero_when_fused_copies_the_edgier_source() -> None:
+    a = t(np.tile(np.linspace(0, 1, 16), (16, 1)))
+    b = torch.full_like(a, 0.3)
+    assert float(gradient_loss(a, a, b)) == pytest.approx(0.0, abs=1e-7)
+    assert float(gradient_loss(b, a, b)) > 0
+
+
+def test_ssim_identity_and_loss() -> None:
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert float(ssim(x, x)) == pytest.approx(1.0, abs=1e-6)
+    assert float(ssim_loss(x, x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(ssim(x, 1 - x)) < 0
+
+
+def test_mask_budget() -> None:
+    spa = torch.zeros(2, 1, 4, 4)
+    spa[0] = 1
+    assert float(mask_budget(spa, 0.5)) == pytest.approx(0.0)
+    assert float(mask_budget(torch.zeros(1, 1, 4, 4), 0.5)) == pytest.approx(0.5)
+
+
+def test_pseudo_labels_rule() -> None:
+    mri = np.zeros((32, 32), np.float32)
+    ct = np.zeros((32, 32), np.float32)
+    mri[8:24, 8:24] = 0.3
+    mri[8:24, 8:16] = 0.8  # brighter half of the head
+    ct[8:24, 8:24] = 0.2
+    ct[10:12, 10:22] = 0.9  # bone
+    lab = pseudo_labels(mri, ct, "ct")
+    assert lab[0, 0] == 0 and lab[16, 20] == 1 and lab[16, 10] == 2 and lab[11, 15] == 3
+    assert set(np.unique(pseudo_labels(mri, ct, "pet"))) <= {0, 1, 2, 3}
+
+
+def _dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 32) -> Path:
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            mri, pet = brain_phantom(size, seed=i + (100 if split == "val" else 0))
+            write_image(root / "MRI_PET" / split / "MRI" / f"{i}.png", mri)
+            write_image(root / "MRI_PET" / split / "PET" / f"{i}.png", pet)
+    return root
+
+
+def test_loss_falls_on_synthetic_pairs(tmp_path: Path) -> None:
+    from medfuse.model import GeSeNet
+    from medfuse.training.data import PatchSampler, load_split
+    from medfuse.training.trainer import loss_terms
+
+    torch.manual_seed(0)
+    data = load_split(_dataset(tmp_path), "train")
+    a, b, lab = PatchSampler(data, patch=16, stride=8, seed=0).sample(8)
+    at, bt = torch.from_numpy(a.copy()).unsqueeze(1), torch.from_numpy(b.copy()).unsqueeze(1)
+    model = GeSeNet().train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    w = LossWeights(semantic=0.0)
+    losses = []
+    for _ in range(30):
+        total = loss_terms(model, at, bt, None, w, None)["total"]
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(float(total.detach()))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_sampler_is_seeded(tmp_path: Path) -> None:
+    from medfuse.training.data import PatchSampler, load_split
+
+    data = load_split(_dataset(tmp_path), "train")
+    x1 = PatchSampler(data, 16, 8, seed=3).sample(4)
+    x2 = PatchSampler(data, 16, 8, seed=3).sample(4)
+    x3 = PatchSampler(data, 16, 8, seed=4).sample(4)
+    assert all(np.array_equal(p, q) for p, q in zip(x1, x2))
+    assert not np.array_equal(x1[0], x3[0])
+
+
+def test_tiny_run_checkpoint_resume_export(tmp_path: Path) -> None:
+    from medfuse.engine import load_model
+    from medfuse.training.trainer import TrainConfig, export_best, train, train_semantic
+
+    data = _dataset(tmp_path / "data")
+    sem = train_semantic(data, tmp_path / "sem", steps=20, batch=2, patch=16, device="cpu")
+    assert 0 <= sem["val_pixel_accuracy"] <= 1
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=6, batch=2, patch=16,
+                      checkpoint_every=3, val_every=3, device="cpu",
+                      semantic=str(tmp_path / "sem" / "semantic.pt"))
+    s1 = train(cfg)
+    assert s1["steps"] == 6 and (tmp_path / "run" / "best.pt").is_file()
+    with open(tmp_path / "run" / "val.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert 0 <= float(rows[-1]["principal_mri"]) <= 1
+    cfg.steps = 9
+    s2 = train(cfg, resume=True)
+    assert s2["steps"] == 9
+    with pytest.raises(Exception, match="already holds a run"):
+        train(cfg)
+    dest = export_best(tmp_path / "run", tmp_path / "w.pt")
+    eng = load_model(dest, "cpu")
+    f, _, _ = eng.fuse_luminance(np.zeros((16, 16), np.float32), np.ones((16, 16), np.float32))
+    assert np.isfinite(f).all()
+
+
+def test_resume_is_repeatable(tmp_path: Path) -> None:
+    """Six steps straight equal three steps, a resume, and three more."""
+    from medfuse.training.trainer import TrainConfig, train
+
+    data = _dataset(tmp_path / "data", 3, 1)
+    common = dict(data=str(data), batch=2, patch=16, checkpoint_every=3, val_every=100,
+                  device="cpu", seed=5)
+    train(TrainConfig(out=str(tmp_path / "a"), steps=6, **common))  # type: ignore[arg-type]
+    cfg = TrainConfig(out=str(tmp_path / "b"), steps=6, stop_after=3, **common)  # type: ignore[arg-type]
+    assert train(cfg)["steps"] == 3
+    cfg.stop_after = None
+    train(cfg, resume=True)
+    sa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    sb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    for k in sa:
+        assert torch.allclose(sa[k], sb[k], atol=1e-6), k
