@@ -49,7 +49,8 @@ def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASK
             pair = prepare_pair(mpath, opath, modality=mod.lower(), name=mpath.stem)
             mri.append(pair.mri_y)
             other.append(pair.other_y)
-            labels.append(pseudo_labels(pair.mri_y, pair.other_y, mod.lower()))
+            chroma = pair.chroma[0] if pair.chroma else None
+            labels.append(pseudo_labels(pair.mri_y, pair.other_y, mod.lower(), chroma))
             task_of.append(task)
             names.append(f"{task}/{mpath.name}")
     if not names:
