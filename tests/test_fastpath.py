@@ -70,6 +70,43 @@ def test_reference_like_masks_take_the_uniform_shortcut() -> None:
     assert fast.last_body_paths["functional"] == "uniform"
 
 
+def set_channel_masks(model: GeSeNet, sparse_per_layer: list[list[int]]) -> None:
+    """Force each masked layer's sparse channels (both branches)."""
+    with torch.no_grad():
+        for rmm in (model.inf_rmm, model.vis_rmm):
+            logits = torch.zeros_like(rmm.body.ch_mask)
+            logits[..., 0] = 1.0
+            for layer, chans in enumerate(sparse_per_layer):
+                for c in chans:
+                    logits[0, c, layer] = torch.tensor([0.0, 1.0])
+            rmm.body.ch_mask.copy_(logits)
+
+
+ALL = list(range(32))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        [[], [], [], []],  # all dense
+        [ALL, ALL, ALL, ALL],  # all sparse
+        [[], ALL, [3, 5, 30], []],  # all dense -> all sparse -> mixed -> all dense
+        [ALL, [], ALL, [0]],
+    ],
+)
+@pytest.mark.parametrize("body,sparse", [("stacked", "never"), ("split", "never"), ("stacked", "always")])
+def test_extreme_channel_masks(pattern: list[list[int]], body: str, sparse: str) -> None:
+    """Layers whose channels are all dense or all sparse (trained masks may end there)."""
+    model = seeded_model(3)
+    set_channel_masks(model, pattern)
+    a, b = inputs(1, 32, 46, seed=8)
+    fast = FastGeSeNet(model, body=body, sparse=sparse, sparse_block=16)  # type: ignore[arg-type]
+    with torch.inference_mode():
+        out = fast.fuse(a, b)
+        assert_same(out, model.fuse(a, b))
+    assert 0 < out.mask_mri.mean().item() < 1  # the masked (non-uniform) code path ran
+
+
 def disk_mask(n: int, h: int, w: int, radius: float) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     inside = ((yy - h / 3) ** 2 + (xx - w / 4) ** 2) <= radius**2

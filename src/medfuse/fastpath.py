@@ -145,7 +145,7 @@ class FastGeSeNet:
         *,
         channels_last: bool = True,
         dtype: torch.dtype | None = None,
-        body: BodyMode = "stacked",
+        body: BodyMode = "split",
         sparse: SparseMode = "auto",
         sparse_block: int = SPARSE_BLOCK,
         sparse_max_active: float = SPARSE_AUTO_MAX_ACTIVE,
@@ -303,6 +303,8 @@ class FastGeSeNet:
                 self.last_body_paths[name] = f"block-sparse ({frac:.0%} of blocks)"
                 return self._body_sparse(b, e, spa, active)
         self.last_body_paths[name] = path
+        if not uniform and self.body_mode == "split":
+            return self._body_split(b, e, spa)
         outs = []
         f = e
         for i, layer in enumerate(b.layers):
@@ -313,12 +315,6 @@ class FastGeSeNet:
                 y = F.conv2d(f, layer.full, padding=1)
                 if not all_ones:
                     y[:, nd:].mul_(spa)
-            elif self.body_mode == "split":
-                nin = layer.n_dense_in
-                y = F.conv2d(f[:, :nin], layer.dense_in, padding=1)
-                z = F.conv2d(f[:, nin:], layer.sparse_in, padding=1)
-                y[:, nd:].mul_(spa)
-                y.addcmul_(z, spa)
             else:
                 c = layer.full.shape[0]
                 yz = F.conv2d(f, layer.stacked, padding=1)
@@ -328,6 +324,40 @@ class FastGeSeNet:
                 y = y.contiguous(memory_format=self._fmt)
             f = F.relu_(y)
             outs.append(f)
+        return b.collect(torch.cat(outs, 1))
+
+    def _body_split(self, b: _Branch, e: Tensor, spa: Tensor) -> Tensor:
+        """Masked body with exactly one 32x32 convolution's worth of multiply-adds per
+        layer: each layer's dense and sparse channels are kept as two separate tensors,
+        so the next layer convolves them separately (no slicing copies) and combines:
+        dense = A_d + spa * B_d, sparse = spa * (A_s + B_s), where A comes from the
+        dense inputs and B from the sparse ones."""
+        outs: list[Tensor] = []
+        d: Tensor | None = None
+        s: Tensor | None = None
+        for i, layer in enumerate(b.layers):
+            nd = layer.n_dense
+            if i == 0:
+                y = F.conv2d(e, layer.full, padding=1)
+                d = y[:, :nd].contiguous(memory_format=self._fmt)
+                s = y[:, nd:] * spa
+            else:
+                a = F.conv2d(d, layer.dense_in, padding=1) if layer.n_dense_in else None
+                z = (
+                    F.conv2d(s, layer.sparse_in, padding=1)
+                    if layer.n_dense_in < layer.full.shape[1]
+                    else None
+                )
+                if a is None:
+                    assert z is not None
+                    d, s = z[:, :nd] * spa, z[:, nd:] * spa
+                elif z is None:
+                    d, s = a[:, :nd].contiguous(memory_format=self._fmt), a[:, nd:] * spa
+                else:
+                    d = torch.addcmul(a[:, :nd], z[:, :nd], spa)
+                    s = torch.add(a[:, nd:], z[:, nd:]).mul_(spa)
+            d, s = F.relu_(d), F.relu_(s)
+            outs += [d, s]
         return b.collect(torch.cat(outs, 1))
 
     @property
@@ -379,11 +409,11 @@ class FastGeSeNet:
         for i, layer in enumerate(b.layers):
             nd = layer.n_dense
             c = layer.full.shape[0]
-            src = f if i == 0 else f[:, : layer.n_dense_in]
-            dense = F.conv2d(src, layer.dense_dense, padding=1)
             y = torch.zeros((n, c, hp, wp), dtype=f.dtype, device=f.device)
-            y[:, :nd, :h, :w] = dense
-            if idx.shape[0]:
+            if nd and (i == 0 or layer.n_dense_in):
+                src = f if i == 0 else f[:, : layer.n_dense_in]
+                y[:, :nd, :h, :w] = F.conv2d(src, layer.dense_dense, padding=1)
+            if idx.shape[0] and layer.block.shape[0]:
                 blk = F.conv2d(gather(f), layer.block).mul_(spa_blocks)
                 if i == 0:
                     blk = F.pad(blk, (0, 0, 0, 0, nd, 0))
