@@ -48,8 +48,7 @@ def assert_same(fast_out, ref_out) -> None:  # type: ignore[no-untyped-def]
 def test_fast_equals_dense(channels_last: bool, body: str, sparse: str) -> None:
     model = seeded_model()
     a, b = inputs(2, 32, 46)
-    fast = FastGeSeNet(model, channels_last=channels_last, body=body, sparse=sparse,  # type: ignore[arg-type]
-                       sparse_block=16)
+    fast = FastGeSeNet(model, channels_last=channels_last, body=body, sparse=sparse)  # type: ignore[arg-type]
     with torch.inference_mode():
         assert_same(fast.fuse(a, b), model.fuse(a, b))
 
@@ -100,7 +99,7 @@ def test_extreme_channel_masks(pattern: list[list[int]], body: str, sparse: str)
     model = seeded_model(3)
     set_channel_masks(model, pattern)
     a, b = inputs(1, 32, 46, seed=8)
-    fast = FastGeSeNet(model, body=body, sparse=sparse, sparse_block=16)  # type: ignore[arg-type]
+    fast = FastGeSeNet(model, body=body, sparse=sparse)  # type: ignore[arg-type]
     with torch.inference_mode():
         out = fast.fuse(a, b)
         assert_same(out, model.fuse(a, b))
@@ -123,26 +122,45 @@ def test_body_with_given_spatial_mask(radius: float, sparse: str) -> None:
     torch.manual_seed(9)
     e = torch.relu(torch.randn(2, 32, 64, 80))
     spa = disk_mask(2, 64, 80, radius)
-    fast = FastGeSeNet(model, sparse=sparse, sparse_block=16)  # type: ignore[arg-type]
+    fast = FastGeSeNet(model, sparse=sparse, sparse_gap=4)  # type: ignore[arg-type]
     with torch.inference_mode():
         ref = rmm.body(e, spa, True, model.tau)
         got = fast._body(fast.inf, fast._prep(e), fast._prep(spa), "mri")
     assert (got - ref).abs().max().item() <= TOL
     if sparse == "always" and 0 < radius < 1e9:
-        assert fast.last_body_paths["mri"].startswith("block-sparse")
+        assert fast.last_body_paths["mri"].startswith("box-sparse")
+
+
+def test_box_sparse_several_bands_and_borders() -> None:
+    """Per-sample masks: two blobs far apart (two bands), and one in a corner (windows
+    clipped at the image border)."""
+    model = seeded_model(6)
+    e = torch.relu(torch.randn(2, 32, 64, 72))
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(72), indexing="ij")
+    spa = torch.zeros(2, 1, 64, 72)
+    spa[0, 0] = (((yy - 8) ** 2 + (xx - 20) ** 2) <= 25).float()
+    spa[0, 0] += (((yy - 50) ** 2 + (xx - 60) ** 2) <= 16).float()
+    spa[1, 0] = ((yy < 7) & (xx > 60)).float()
+    fast = FastGeSeNet(model, sparse="always", sparse_gap=4)
+    with torch.inference_mode():
+        boxes, area = fast._sparse_boxes(fast._prep(spa))
+        ref = model.inf_rmm.body(e, spa, True, model.tau)
+        got = fast._body(fast.inf, fast._prep(e), fast._prep(spa), "mri")
+    assert len(boxes) == 3 and area < 0.1
+    assert (got - ref).abs().max().item() <= TOL
 
 
 def test_sparse_auto_threshold() -> None:
     model = seeded_model(5)
     e = torch.relu(torch.randn(1, 32, 64, 64))
-    fast = FastGeSeNet(model, sparse="auto", sparse_block=16, sparse_max_active=0.25)
+    fast = FastGeSeNet(model, sparse="auto", sparse_max_area=0.25)
     with torch.inference_mode():
         fast._body(fast.inf, fast._prep(e), fast._prep(disk_mask(1, 64, 64, 5.0)), "mri")
-        assert fast.last_body_paths["mri"].startswith("block-sparse")
+        assert fast.last_body_paths["mri"].startswith("box-sparse")
         half = torch.zeros(1, 1, 64, 64)
-        half[..., :40, :] = 1  # 3 of 4 block rows active, not uniform
+        half[..., :40, :] = 1  # a box over 62% of the image
         fast._body(fast.inf, fast._prep(e), fast._prep(half), "mri")
-        assert fast.last_body_paths["mri"] == "stacked"
+        assert fast.last_body_paths["mri"] == fast.body_mode
 
 
 def test_pooled_override_matches() -> None:

@@ -20,9 +20,9 @@ program:
   convolutions become one over ``[x, c1, c2, |gx|, |gy|]``; its two depthwise Sobel
   convolutions become one), activations run in place, and channel attention plus the
   residual is one ``addcmul``.
-* an optional block-sparse body (``sparse=``) convolves the sparse channels only on
-  blocks that hold principal pixels. It pays only when the principal fraction is small;
-  :data:`SPARSE_AUTO_MAX_ACTIVE` is the measured break-even (see docs/performance.md).
+* a true sparse body (``sparse=``) convolves the sparse channels only inside boxes
+  around the principal pixels. It pays only when those boxes cover little of the image;
+  :data:`SPARSE_AUTO_MAX_AREA` is the measured break-even (see docs/performance.md).
 
 Every weight used here is derived from the model's current parameters and cached per
 model; the cache is rebuilt when any parameter or buffer is replaced or modified in place
@@ -51,14 +51,16 @@ Tensor = torch.Tensor
 SparseMode = Literal["auto", "never", "always"]
 BodyMode = Literal["stacked", "split"]
 
-#: Block edge (pixels) of the block-sparse body: large enough for efficient convolutions,
-#: small enough to skip background between anatomy.
-SPARSE_BLOCK = 32
-#: ``sparse="auto"`` uses the block-sparse body for a branch only when at most this
-#: fraction of blocks holds a principal pixel. Measured break-even on a 2-core AVX-512 CPU
-#: (benchmarks/bench_inference.py --sparse-sweep); below it the saved sparse-channel work
-#: outweighs the gather/scatter cost.
-SPARSE_AUTO_MAX_ACTIVE = 0.25
+#: Box-sparse body: row gaps up to this many pixels between principal rows are bridged
+#: into one band (one convolution per band; tiny bands cost more than they save).
+SPARSE_GAP = 16
+#: ``sparse="auto"`` uses the box-sparse body for a branch only when its boxes cover at
+#: most this share of the image. Measured on a 2-core AVX-512 CPU
+#: (``benchmarks/bench_inference.py --sections sparse``): the sparse body breaks even at
+#: about 40% box area and is 1.4-1.5x faster at a few percent; 0.3 keeps a margin. The
+#: reference checkpoint's masks (75% and 100% principal, spread over the whole image)
+#: never qualify.
+SPARSE_AUTO_MAX_AREA = 0.3
 
 
 @dataclass
@@ -75,14 +77,64 @@ class _Conv:
 
 
 @dataclass
+class _Pointwise:
+    """A 1x1 convolution over inputs held as separate tensors (channel order = the order
+    of the parts), so no concatenated copy is ever made.
+
+    With NHWC activations an (N, C, H, W) tensor is an (N*H*W, C) matrix without copying,
+    so the convolution is a chain of in-place ``addmm`` into one output: no concatenation
+    buffer, no temporaries (measured 1.3-2.5x faster than cat + 1x1 conv for the region-
+    mask body's collect layer). NCHW falls back to per-part convolutions.
+    """
+
+    weight_t: Tensor  # (cin, cout): rows are input channels
+    weight: Tensor  # (cout, cin, 1, 1)
+    bias: Tensor | None
+    channels_last: bool
+
+    def __call__(self, parts: list[Tensor]) -> Tensor:
+        parts = [p for p in parts if p.shape[1]]
+        n, _, h, w = parts[0].shape
+        cout = self.weight_t.shape[1]
+        if self.channels_last and all(
+            p.is_contiguous(memory_format=torch.channels_last) for p in parts
+        ):
+            out = torch.empty((n, h, w, cout), dtype=parts[0].dtype, device=parts[0].device)
+            acc = out.view(-1, cout)
+            off = 0
+            for i, p in enumerate(parts):
+                c = p.shape[1]
+                mat = p.permute(0, 2, 3, 1).reshape(-1, c)
+                wt = self.weight_t[off : off + c]
+                if i == 0:
+                    if self.bias is None:
+                        torch.mm(mat, wt, out=acc)
+                    else:
+                        torch.addmm(self.bias, mat, wt, out=acc)
+                else:
+                    acc.addmm_(mat, wt)
+                off += c
+            return out.permute(0, 3, 1, 2)
+        out = None
+        off = 0
+        for p in parts:
+            c = p.shape[1]
+            y = F.conv2d(p, self.weight[:, off : off + c], self.bias if out is None else None)
+            out = y if out is None else out.add_(y)
+            off += c
+        assert out is not None
+        return out
+
+
+@dataclass
 class _MaskedLayer:
     """One region-mask body layer with its channel mask folded in.
 
     Output channels are ordered ``[dense (n_dense), sparse]``; input channels follow the
     previous layer's order. ``stacked`` adds ``n_dense`` rows (dense outputs from sparse
     inputs only) after the 32 ordinary rows; ``dense_in``/``sparse_in`` are the column
-    halves of ``full`` for the two-call variant; ``block`` is what the block-sparse body
-    convolves on active blocks.
+    halves of ``full`` for the two-call variant; ``block`` is what the box-sparse body
+    convolves inside its boxes (dense outputs from sparse inputs, sparse outputs from all).
     """
 
     n_dense: int
@@ -101,13 +153,13 @@ class _Branch:
     dense1: _Conv
     dense2: _Conv
     sobel: _Conv
-    mix: _Conv
+    mix: _Pointwise
     spa0: _Conv
     spa3: _Conv
     spa5_weight: Tensor
     spa5_bias: Tensor
     layers: list[_MaskedLayer]
-    collect: _Conv
+    collect: _Pointwise
     ca0: _Conv
     ca2: _Conv
 
@@ -135,8 +187,8 @@ class FastGeSeNet:
         dtype: compute dtype (float16 on CUDA when its error is acceptable).
         body: ``"stacked"`` (one convolution call per masked layer) or ``"split"`` (two
             calls over the dense and sparse input halves: fewer multiply-adds, more calls).
-        sparse: block-sparse body policy; ``"auto"`` uses it below
-            :data:`SPARSE_AUTO_MAX_ACTIVE` active blocks.
+        sparse: box-sparse body policy; ``"auto"`` uses it when the boxes cover at most
+            ``sparse_max_area`` of the image (default :data:`SPARSE_AUTO_MAX_AREA`).
     """
 
     def __init__(
@@ -147,8 +199,8 @@ class FastGeSeNet:
         dtype: torch.dtype | None = None,
         body: BodyMode = "split",
         sparse: SparseMode = "auto",
-        sparse_block: int = SPARSE_BLOCK,
-        sparse_max_active: float = SPARSE_AUTO_MAX_ACTIVE,
+        sparse_gap: int = SPARSE_GAP,
+        sparse_max_area: float = SPARSE_AUTO_MAX_AREA,
     ) -> None:
         if body not in ("stacked", "split"):
             raise ValueError(f"body must be 'stacked' or 'split', got {body!r}")
@@ -160,8 +212,8 @@ class FastGeSeNet:
         self.channels_last = channels_last
         self.body_mode = body
         self.sparse = sparse
-        self.sparse_block = sparse_block
-        self.sparse_max_active = sparse_max_active
+        self.sparse_gap = sparse_gap
+        self.sparse_max_area = sparse_max_area
         #: How the last call ran each branch's body, for benchmarks and tests.
         self.last_body_paths: dict[str, str] = {}
         with torch.no_grad():
@@ -172,8 +224,16 @@ class FastGeSeNet:
             self.scale1 = self._conv(sft.SFT_scale_conv1)
             self.shift0 = self._conv(sft.SFT_shift_conv0)
             self.shift1 = self._conv(sft.SFT_shift_conv1)
-            self.sft2 = self._conv(sft.SFT2)
-            self.decoder2 = self._conv(model.decoder2.conv)
+            # SFT2 reads cat[vis_r, inf_r, scale] and decoder2 reads cat[sft out, vis_e]:
+            # each becomes two convolutions over the separate parts (same multiply-adds),
+            # so the 128- and 96-channel concatenations are never built.
+            c = sft.SFT2.weight.shape[1] // 2
+            self.sft2_r = _Conv(self._t(sft.SFT2.weight[:, :c]), None, 1)
+            self.sft2_s = _Conv(self._t(sft.SFT2.weight[:, c:]), self._t(sft.SFT2.bias), 1)
+            dec = model.decoder2.conv
+            c = sft.SFT2.weight.shape[0]
+            self.decoder2_m = _Conv(self._t(dec.weight[:, :c]), self._t(dec.bias), 1)
+            self.decoder2_v = _Conv(self._t(dec.weight[:, c:]), None, 1)
             self.decoder1 = self._conv(model.decoder1.conv)
 
     # -- folding ------------------------------------------------------------------------
@@ -187,6 +247,15 @@ class FastGeSeNet:
         pad = conv.padding[0] if isinstance(conv.padding, tuple) else int(conv.padding)
         return _Conv(self._t(w), self._t(b), pad, conv.groups if groups is None else groups)
 
+    def _pointwise(self, weight: Tensor, bias: Tensor | None) -> _Pointwise:
+        w = weight.detach().to(self.dtype)
+        return _Pointwise(
+            weight_t=w[:, :, 0, 0].t().contiguous(),
+            weight=w.contiguous(),
+            bias=None if bias is None else bias.detach().to(self.dtype).clone(),
+            channels_last=self.channels_last,
+        )
+
     def _fold_branch(self, first: nn.Conv2d, eem: EdgeEnhancement, rmm: RegionMask) -> _Branch:
         # Edge module: one depthwise call yields gx and gy interleaved ([gx0, gy0, gx1, ...],
         # as grouped convolution orders its outputs), and one 1x1 convolution replaces
@@ -198,10 +267,8 @@ class FastGeSeNet:
         up = eem.convup.conv.weight  # (32, C, 1, 1)
         up2 = up.repeat_interleave(2, dim=1)
         down = eem.convdown.conv.weight  # (32, 3C, 1, 1)
-        mix = _Conv(
-            self._t(torch.cat([down, up2], 1)),
-            self._t(eem.convdown.conv.bias + eem.convup.conv.bias),
-            0,
+        mix = self._pointwise(
+            torch.cat([down, up2], 1), eem.convdown.conv.bias + eem.convup.conv.bias
         )
         spa = rmm.spa_mask
         body = rmm.body
@@ -247,7 +314,7 @@ class FastGeSeNet:
             prev_perm, prev_dense = perm, nd
         c = body.collect.weight.shape[0]
         col_perm = torch.cat([p + c * i for i, p in enumerate(perms)])
-        collect = _Conv(self._t(body.collect.weight[:, col_perm]), self._t(body.collect.bias), 0)
+        collect = self._pointwise(body.collect.weight[:, col_perm], body.collect.bias)
         ca = rmm.ca.conv_du
         return _Branch(
             conv=self._conv(first),
@@ -278,10 +345,9 @@ class FastGeSeNet:
         # input back. Fix the layout once, here.
         h = F.leaky_relu_(b.conv(x), 0.2).contiguous(memory_format=self._fmt)
         c1 = F.leaky_relu_(b.dense1(h), 0.2)
-        hc1 = torch.cat([h, c1], 1)
-        c2 = F.leaky_relu_(b.dense2(hc1), 0.2)
+        c2 = F.leaky_relu_(b.dense2(torch.cat([h, c1], 1)), 0.2)
         g = b.sobel(h).abs_()
-        return F.leaky_relu_(b.mix(torch.cat([hc1, c2, g], 1)), 0.1)
+        return F.leaky_relu_(b.mix([h, c1, c2, g]), 0.1)
 
     @staticmethod
     def _spatial(b: _Branch, e: Tensor) -> Tensor:
@@ -297,11 +363,10 @@ class FastGeSeNet:
         uniform = all_ones or not bool(spa.any())
         path = "uniform" if uniform else self.body_mode
         if not uniform and self.sparse != "never":
-            active = self._active_blocks(spa)
-            frac = float(active.float().mean())
-            if self.sparse == "always" or frac <= self.sparse_max_active:
-                self.last_body_paths[name] = f"block-sparse ({frac:.0%} of blocks)"
-                return self._body_sparse(b, e, spa, active)
+            boxes, frac = self._sparse_boxes(spa)
+            if self.sparse == "always" or frac <= self.sparse_max_area:
+                self.last_body_paths[name] = f"box-sparse ({frac:.0%} of the image)"
+                return self._body_boxes(b, e, spa, boxes)
         self.last_body_paths[name] = path
         if not uniform and self.body_mode == "split":
             return self._body_split(b, e, spa)
@@ -324,7 +389,7 @@ class FastGeSeNet:
                 y = y.contiguous(memory_format=self._fmt)
             f = F.relu_(y)
             outs.append(f)
-        return b.collect(torch.cat(outs, 1))
+        return b.collect(outs)
 
     def _body_split(self, b: _Branch, e: Tensor, spa: Tensor) -> Tensor:
         """Masked body with exactly one 32x32 convolution's worth of multiply-adds per
@@ -341,6 +406,7 @@ class FastGeSeNet:
                 y = F.conv2d(e, layer.full, padding=1)
                 d = y[:, :nd].contiguous(memory_format=self._fmt)
                 s = y[:, nd:] * spa
+                del y
             else:
                 a = F.conv2d(d, layer.dense_in, padding=1) if layer.n_dense_in else None
                 z = (
@@ -356,71 +422,93 @@ class FastGeSeNet:
                 else:
                     d = torch.addcmul(a[:, :nd], z[:, :nd], spa)
                     s = torch.add(a[:, nd:], z[:, nd:]).mul_(spa)
+                del a, z  # free the conv outputs before the next layer's (peak memory)
             d, s = F.relu_(d), F.relu_(s)
             outs += [d, s]
-        return b.collect(torch.cat(outs, 1))
+        return b.collect(outs)
 
     @property
     def _fmt(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
-    # -- block-sparse body ----------------------------------------------------------------
-    def _active_blocks(self, spa: Tensor) -> Tensor:
-        """(N, H/B, W/B) bool: blocks (of the image padded to a multiple of B) holding at
-        least one principal pixel."""
-        bs = self.sparse_block
-        h, w = spa.shape[-2:]
-        p = F.pad(spa, (0, -w % bs, 0, -h % bs))
-        return F.max_pool2d(p, bs)[:, 0] > 0
+    def _zeros(self, like: Tensor, channels: int) -> Tensor:
+        n, _, h, w = like.shape
+        return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device,
+                           memory_format=self._fmt).zero_()
 
-    def _body_sparse(self, b: _Branch, e: Tensor, spa: Tensor, active: Tensor) -> Tensor:
+    # -- box-sparse body -----------------------------------------------------------------
+    def _sparse_boxes(self, spa: Tensor) -> tuple[list[tuple[int, int, int, int, int]], float]:
+        """Boxes (sample, y0, y1, x0, x1) that together cover every principal pixel, and
+        the share of the image they cover.
+
+        Rows holding principal pixels are grouped into bands (gaps up to
+        ``sparse_gap`` rows are bridged, since a separate convolution per tiny band
+        costs more than it saves) and each band is cut to its principal columns. For
+        compact anatomy this is close to the principal area at a handful of
+        convolution calls, which is what makes it cheaper than per-block gathers."""
+        n, _, h, w = spa.shape
+        rows = spa.amax(dim=(1, 3)).cpu() > 0  # (N, H)
+        boxes = []
+        area = 0
+        for i in range(n):
+            idx = torch.nonzero(rows[i]).flatten().tolist()
+            if not idx:
+                continue
+            start = prev = idx[0]
+            bands = []
+            for y in idx[1:]:
+                if y - prev > self.sparse_gap:
+                    bands.append((start, prev + 1))
+                    start = y
+                prev = y
+            bands.append((start, prev + 1))
+            for y0, y1 in bands:
+                cols = torch.nonzero(spa[i, 0, y0:y1].amax(dim=0).cpu() > 0).flatten()
+                x0, x1 = int(cols[0]), int(cols[-1]) + 1
+                boxes.append((i, y0, y1, x0, x1))
+                area += (y1 - y0) * (x1 - x0)
+        return boxes, area / float(n * h * w)
+
+    def _body_boxes(
+        self, b: _Branch, e: Tensor, spa: Tensor, boxes: list[tuple[int, int, int, int, int]]
+    ) -> Tensor:
         """Region-mask body that computes sparse channels (and the sparse-input part of
-        dense channels) only on blocks holding principal pixels.
+        dense channels) only inside ``boxes``.
 
-        Dense-from-dense work runs everywhere as an ordinary convolution; the rest runs as
-        one batched convolution over the active blocks (each gathered with a one-pixel
-        halo), multiplied by spa and scattered back. Exact for the same reason as the
-        dense fold: outside active blocks spa is 0, so sparse outputs are 0 there.
+        The dense-from-dense part of each layer runs everywhere as an ordinary
+        convolution; the rest runs per box on a one-pixel-haloed window, is multiplied by
+        spa and written back. Exact for the same reason as the dense fold: outside the
+        boxes spa is 0, so sparse outputs are 0 there and so is their contribution to
+        dense outputs.
         """
-        bs = self.sparse_block
         n, _, h, w = e.shape
-        ph, pw = -h % bs, -w % bs
-        hp, wp = h + ph, w + pw
-        nb_h, nb_w = hp // bs, wp // bs
-        idx = torch.nonzero(active)  # (K, 3): sample, block row, block col
-        si, bi, bj = idx[:, 0], idx[:, 1], idx[:, 2]
-        spa_p = F.pad(spa, (0, pw, 0, ph))
-        spa_blocks = (
-            spa_p.view(n, 1, nb_h, bs, nb_w, bs).permute(0, 2, 4, 1, 3, 5)[si, bi, bj]
-        )  # (K, 1, bs, bs)
-
-        def gather(f: Tensor) -> Tensor:
-            fp = F.pad(f, (1, 1 + pw, 1, 1 + ph))
-            u = fp.unfold(2, bs + 2, bs).unfold(3, bs + 2, bs)  # N, C, nbh, nbw, bs+2, bs+2
-            return u.permute(0, 2, 3, 1, 4, 5)[si, bi, bj].contiguous(memory_format=self._fmt)
-
-        def scatter_add(dst: Tensor, src: Tensor) -> None:
-            # dst: (N, C, hp, wp); src: (K, C, bs, bs)
-            view = dst.view(n, dst.shape[1], nb_h, bs, nb_w, bs).permute(0, 2, 4, 1, 3, 5)
-            view.index_put_((si, bi, bj), src, accumulate=True)
-
-        outs = []
-        f = e
+        outs: list[Tensor] = []
+        d = s = e
         for i, layer in enumerate(b.layers):
             nd = layer.n_dense
-            c = layer.full.shape[0]
-            y = torch.zeros((n, c, hp, wp), dtype=f.dtype, device=f.device)
+            ns = layer.full.shape[0] - nd
             if nd and (i == 0 or layer.n_dense_in):
-                src = f if i == 0 else f[:, : layer.n_dense_in]
-                y[:, :nd, :h, :w] = F.conv2d(src, layer.dense_dense, padding=1)
-            if idx.shape[0] and layer.block.shape[0]:
-                blk = F.conv2d(gather(f), layer.block).mul_(spa_blocks)
-                if i == 0:
-                    blk = F.pad(blk, (0, 0, 0, 0, nd, 0))
-                scatter_add(y, blk)
-            f = F.relu_(y[:, :, :h, :w]).contiguous(memory_format=self._fmt)
-            outs.append(f)
-        return b.collect(torch.cat(outs, 1))
+                d_new = F.conv2d(e if i == 0 else d, layer.dense_dense, padding=1)
+            else:
+                d_new = self._zeros(e, nd)
+            s_new = self._zeros(e, ns)
+            if layer.block.shape[0]:
+                for k, y0, y1, x0, x1 in boxes:
+                    wy0, wy1, wx0, wx1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+                    win = (slice(k, k + 1), slice(None), slice(wy0, wy1), slice(wx0, wx1))
+                    src = e[win] if i == 0 else torch.cat([d[win], s[win]], 1)
+                    blk = F.conv2d(src, layer.block, padding=1)
+                    blk = blk[..., y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+                    blk = blk * spa[k : k + 1, :, y0:y1, x0:x1]
+                    box = (slice(k, k + 1), slice(None), slice(y0, y1), slice(x0, x1))
+                    if i == 0:
+                        s_new[box] = blk
+                    else:
+                        d_new[box] += blk[:, :nd]
+                        s_new[box] = blk[:, nd:]
+            d, s = F.relu_(d_new), F.relu_(s_new)
+            outs += [d, s]
+        return b.collect(outs)
 
     # -- public -----------------------------------------------------------------------
     def _branch_features(
@@ -448,15 +536,26 @@ class FastGeSeNet:
         if mri.shape[-2] % 2 or mri.shape[-1] % 2:
             raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
         p_inf, p_vis = pooled if pooled is not None else (None, None)
-        a, o = self._prep(mri), self._prep(other)
-        inf_e, spa_i, body_i = self._branch_features(self.inf, a, "mri")
-        vis_e, spa_v, body_v = self._branch_features(self.vis, o, "functional")
-        inf_r = torch.addcmul(inf_e, body_i, self._attention(self.inf, body_i, p_inf))
-        vis_r = torch.addcmul(vis_e, body_v, self._attention(self.vis, body_v, p_vis))
-        scale = self.scale1(F.leaky_relu_(self.scale0(inf_e), 0.1))
-        m = F.leaky_relu_(self.sft2(torch.cat([vis_r, inf_r, scale], 1)), 0.01)
+        inf_e, spa_i, body_i = self._branch_features(self.inf, self._prep(mri), "mri")
+        vis_e, spa_v, body_v = self._branch_features(self.vis, self._prep(other), "functional")
+        # Ordered so that few full-size tensors are alive at once (peak memory): the
+        # scale half of SFT2 first, then the residual features written straight into the
+        # buffer SFT2's other half reads, then the decoder, freeing as it goes.
+        m = self.sft2_s(self.scale1(F.leaky_relu_(self.scale0(inf_e), 0.1)))
+        n, c, h, w = inf_e.shape
+        r = torch.empty((n, 2 * c, h, w), dtype=inf_e.dtype, device=inf_e.device,
+                        memory_format=self._fmt)
+        torch.addcmul(vis_e, body_v, self._attention(self.vis, body_v, p_vis), out=r[:, :c])
+        torch.addcmul(inf_e, body_i, self._attention(self.inf, body_i, p_inf), out=r[:, c:])
+        m.add_(self.sft2_r(r))
+        del r
+        m = F.leaky_relu_(m, 0.01)
         m.add_(self.shift1(F.leaky_relu_(self.shift0(inf_e), 0.1)))
-        d = F.leaky_relu_(self.decoder2(torch.cat([m, vis_e], 1)), 0.2)
+        del inf_e
+        d = self.decoder2_m(m)
+        del m
+        d = F.leaky_relu_(d.add_(self.decoder2_v(vis_e)), 0.2)
+        del vis_e
         fused = torch.tanh_(self.decoder1(d)).div_(2).add_(0.5)
         return FusionOutput(fused, spa_i, spa_v, body_i, body_v)
 
