@@ -228,8 +228,8 @@ class FastGeSeNet:
             # each becomes two convolutions over the separate parts (same multiply-adds),
             # so the 128- and 96-channel concatenations are never built.
             c = sft.SFT2.weight.shape[1] // 2
-            self.sft2_r = _Conv(self._t(sft.SFT2.weight[:, :c]), None, 1)
-            self.sft2_s = _Conv(self._t(sft.SFT2.weight[:, c:]), self._t(sft.SFT2.bias), 1)
+            self.sft2_r = _Conv(self._t(sft.SFT2.weight[:, :c]), self._t(sft.SFT2.bias), 1)
+            self.sft2_s = _Conv(self._t(sft.SFT2.weight[:, c:]), None, 1)
             dec = model.decoder2.conv
             c = sft.SFT2.weight.shape[0]
             self.decoder2_m = _Conv(self._t(dec.weight[:, :c]), self._t(dec.bias), 1)
@@ -362,7 +362,10 @@ class FastGeSeNet:
         all_ones = bool(spa.all())
         uniform = all_ones or not bool(spa.any())
         path = "uniform" if uniform else self.body_mode
-        if not uniform and self.sparse != "never":
+        worth_trying = self.sparse == "always" or (
+            self.sparse == "auto" and float(spa.mean()) <= self.sparse_max_area
+        )  # the boxes cover at least the principal pixels, so skip finding them if so
+        if not uniform and worth_trying:
             boxes, frac = self._sparse_boxes(spa)
             if self.sparse == "always" or frac <= self.sparse_max_area:
                 self.last_body_paths[name] = f"box-sparse ({frac:.0%} of the image)"
@@ -530,25 +533,31 @@ class FastGeSeNet:
         mri: Tensor,
         other: Tensor,
         pooled: tuple[Tensor, Tensor] | None = None,
+        return_bodies: bool = True,
     ) -> FusionOutput:
         """Same contract as :meth:`GeSeNet.fuse` in eval mode: (N, 1, H, W) inputs with
-        even H and W; ``pooled`` overrides the channel-attention means (tiling)."""
+        even H and W; ``pooled`` overrides the channel-attention means (tiling).
+
+        ``return_bodies=False`` frees the region-mask body outputs as soon as they are
+        used (lower peak memory) and returns empty tensors in their place."""
         if mri.shape[-2] % 2 or mri.shape[-1] % 2:
             raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
         p_inf, p_vis = pooled if pooled is not None else (None, None)
         inf_e, spa_i, body_i = self._branch_features(self.inf, self._prep(mri), "mri")
         vis_e, spa_v, body_v = self._branch_features(self.vis, self._prep(other), "functional")
         # Ordered so that few full-size tensors are alive at once (peak memory): the
-        # scale half of SFT2 first, then the residual features written straight into the
-        # buffer SFT2's other half reads, then the decoder, freeing as it goes.
-        m = self.sft2_s(self.scale1(F.leaky_relu_(self.scale0(inf_e), 0.1)))
+        # residual features are written straight into the buffer that SFT2's first half
+        # reads, then the scale half, then the decoder, freeing as it goes.
         n, c, h, w = inf_e.shape
         r = torch.empty((n, 2 * c, h, w), dtype=inf_e.dtype, device=inf_e.device,
                         memory_format=self._fmt)
         torch.addcmul(vis_e, body_v, self._attention(self.vis, body_v, p_vis), out=r[:, :c])
         torch.addcmul(inf_e, body_i, self._attention(self.inf, body_i, p_inf), out=r[:, c:])
-        m.add_(self.sft2_r(r))
+        if not return_bodies:
+            body_i = body_v = inf_e.new_empty(0)
+        m = self.sft2_r(r)
         del r
+        m.add_(self.sft2_s(self.scale1(F.leaky_relu_(self.scale0(inf_e), 0.1))))
         m = F.leaky_relu_(m, 0.01)
         m.add_(self.shift1(F.leaky_relu_(self.shift0(inf_e), 0.1)))
         del inf_e
