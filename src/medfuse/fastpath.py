@@ -5,24 +5,25 @@ formulation of the region-mask convolution. Each of its masked layers convolves 
 dense-channel input and the sparse-channel input separately (two full convolutions) and
 then mixes the results with a dozen full-size multiplications. With hard (eval-mode)
 masks those become 0/1 selections, and the same numbers come out of a much cheaper
-program:
+program (measured 1.6x faster at 256x256 on 2 CPU threads, see docs/performance.md):
 
-* each masked layer is ONE convolution call. Its output channels are reordered to
-  ``[dense, sparse]`` (the next layer's input order follows), so a mask becomes a slice:
-  dense outputs are ``conv(dense inputs) + spa * conv(sparse inputs)``, sparse outputs are
-  ``spa * conv(all inputs)``. Both come out of one convolution whose weight stacks
-  ``[dense-out from dense-in | sparse-out from all | dense-out from sparse-in]``.
+* each masked layer costs exactly one 32x32 convolution's multiply-adds. Its output
+  channels are reordered to ``[dense, sparse]`` (the next layer's input order follows),
+  so a mask becomes a slice: dense outputs are ``conv(dense inputs) + spa * conv(sparse
+  inputs)``, sparse outputs are ``spa * conv(all inputs)``. The default ``body="split"``
+  keeps dense and sparse channels as two tensors and convolves each once;
+  ``body="stacked"`` does it in one call with ``n_dense`` extra output rows.
 * where the spatial mask of a whole batch is all ones or all zeros (the reference
-  checkpoint's functional branch is all ones), the extra ``dense-out from sparse-in``
-  rows are unnecessary, and the layer is a plain convolution: sparse inputs are already
-  zero wherever ``spa`` is 0, and ``spa`` is 1 everywhere else.
-* small convolutions that read the same input are merged (the edge module's two 1x1
-  convolutions become one over ``[x, c1, c2, |gx|, |gy|]``; its two depthwise Sobel
-  convolutions become one), activations run in place, and channel attention plus the
-  residual is one ``addcmul``.
+  checkpoint's functional branch is all ones), the layer is a plain convolution: sparse
+  inputs are already zero wherever ``spa`` is 0, and ``spa`` is 1 everywhere else.
+* activations are NHWC (oneDNN's fastest layout here); concatenations are avoided: 1x1
+  convolutions run as in-place ``addmm`` over their separate inputs, SFT2 and decoder2
+  are split by input group, the two depthwise Sobel convolutions are one call, and
+  activations run in place. Channel attention plus residual is one ``addcmul`` written
+  straight into SFT2's input buffer.
 * a true sparse body (``sparse=``) convolves the sparse channels only inside boxes
   around the principal pixels. It pays only when those boxes cover little of the image;
-  :data:`SPARSE_AUTO_MAX_AREA` is the measured break-even (see docs/performance.md).
+  :data:`SPARSE_AUTO_MAX_AREA` is set from the measured break-even.
 
 Every weight used here is derived from the model's current parameters and cached per
 model; the cache is rebuilt when any parameter or buffer is replaced or modified in place
@@ -185,8 +186,10 @@ class FastGeSeNet:
             copied, so the model may change afterwards without affecting this object).
         channels_last: NHWC activations (oneDNN's fastest convolution layout on x86).
         dtype: compute dtype (float16 on CUDA when its error is acceptable).
-        body: ``"stacked"`` (one convolution call per masked layer) or ``"split"`` (two
-            calls over the dense and sparse input halves: fewer multiply-adds, more calls).
+        body: ``"split"`` (default: dense and sparse channels kept as separate tensors
+            and each convolved once, exactly one 32x32 convolution's multiply-adds per
+            layer; measured fastest) or ``"stacked"`` (one call per layer with
+            ``n_dense`` extra output rows; kept for comparison).
         sparse: box-sparse body policy; ``"auto"`` uses it when the boxes cover at most
             ``sparse_max_area`` of the image (default :data:`SPARSE_AUTO_MAX_AREA`).
     """
@@ -240,12 +243,9 @@ class FastGeSeNet:
     def _t(self, t: Tensor | None) -> Tensor | None:
         return _frozen(t, self.dtype, self.channels_last)
 
-    def _conv(self, conv: nn.Conv2d, weight: Tensor | None = None, bias: Tensor | None = None,
-              groups: int | None = None) -> _Conv:
-        w = conv.weight if weight is None else weight
-        b = conv.bias if bias is None else bias
+    def _conv(self, conv: nn.Conv2d) -> _Conv:
         pad = conv.padding[0] if isinstance(conv.padding, tuple) else int(conv.padding)
-        return _Conv(self._t(w), self._t(b), pad, conv.groups if groups is None else groups)
+        return _Conv(self._t(conv.weight), self._t(conv.bias), pad, conv.groups)
 
     def _pointwise(self, weight: Tensor, bias: Tensor | None) -> _Pointwise:
         w = weight.detach().to(self.dtype)
@@ -258,9 +258,9 @@ class FastGeSeNet:
 
     def _fold_branch(self, first: nn.Conv2d, eem: EdgeEnhancement, rmm: RegionMask) -> _Branch:
         # Edge module: one depthwise call yields gx and gy interleaved ([gx0, gy0, gx1, ...],
-        # as grouped convolution orders its outputs), and one 1x1 convolution replaces
-        # convdown(cat[x, c1, c2]) + convup(|gx| + |gy|), with convup's columns duplicated
-        # for the gx and gy halves.
+        # as grouped convolution orders its outputs), and one 1x1 convolution over the
+        # parts [x, c1, c2, |g|] replaces convdown(cat[x, c1, c2]) + convup(|gx| + |gy|),
+        # with convup's columns duplicated for the gx and gy halves (no sum pass).
         sx, sy = eem.sobelconv.convx.weight, eem.sobelconv.convy.weight
         sobel_w = torch.stack([sx, sy], 1).flatten(0, 1)  # (2C, 1, 3, 3)
         sobel = _Conv(self._t(sobel_w), None, 1, sx.shape[0])
