@@ -128,6 +128,7 @@ def test_tiny_run_checkpoint_resume_export(tmp_path: Path) -> None:
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=6, batch=2, patch=16,
                       checkpoint_every=3, val_every=3, device="cpu",
                       semantic=str(tmp_path / "sem" / "semantic.pt"))
+    cfg.weights.compute_target = 0.75
     s1 = train(cfg)
     assert s1["steps"] == 6 and (tmp_path / "run" / "best.pt").is_file()
     with open(tmp_path / "run" / "val.csv") as fh:
@@ -139,6 +140,10 @@ def test_tiny_run_checkpoint_resume_export(tmp_path: Path) -> None:
     assert s2["steps"] == 9
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg)
+    stage2 = TrainConfig(data=str(data), out=str(tmp_path / "st"), steps=3, batch=2, patch=16,
+                         val_every=3, device="cpu", straight_through=True,
+                         init=str(tmp_path / "run" / "last.pt"))
+    assert train(stage2)["steps"] == 3
     dest = export_best(tmp_path / "run", tmp_path / "w.pt")
     eng = load_model(dest, "cpu")
     f, _, _ = eng.fuse_luminance(np.zeros((16, 16), np.float32), np.ones((16, 16), np.float32))
@@ -161,3 +166,24 @@ def test_resume_is_repeatable(tmp_path: Path) -> None:
     sb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
     for k in sa:
         assert torch.allclose(sa[k], sb[k], atol=1e-6), k
+
+
+def test_straight_through_masks_are_binary_in_training() -> None:
+    from medfuse.model import GeSeNet
+
+    torch.manual_seed(0)
+    m = GeSeNet().train()
+    m.set_straight_through(True)
+    out = m.fuse(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16))
+    assert set(torch.unique(out.mask_mri).tolist()) <= {0.0, 1.0}
+    out.fused.mean().backward()  # gradients still reach the mask logits
+    assert m.inf_rmm.spa_mask[5].weight.grad is not None
+    assert m.inf_rmm.body.ch_mask.grad is not None
+
+
+def test_selection_prefers_meaningful_masks() -> None:
+    from medfuse.training.trainer import selection_score
+
+    good = {"val_qabf": 0.5, "principal_mri": 0.4, "principal_functional": 0.6}
+    degenerate = {"val_qabf": 0.7, "principal_mri": 0.25, "principal_functional": 1.0}
+    assert selection_score(good) > selection_score(degenerate)

@@ -73,6 +73,9 @@ def train(
     delta: Annotated[float, typer.Option(help="Auxiliary semantic head weight.")] = 0.5,
     mask_weight: Annotated[float, typer.Option("--mask-weight", help="Region-mask budget weight (0 = off).")] = 0.1,
     mask_target: Annotated[float, typer.Option("--mask-target", min=0.0, max=1.0, help="Principal fraction the spatial masks are held to.")] = 0.5,
+    compute_target: Annotated[float | None, typer.Option("--compute-target", min=0.0, max=1.0, help="Share of region-mask body work to keep (channel x spatial masks); off by default.")] = None,
+    straight_through: Annotated[bool, typer.Option("--straight-through", help="Binary (straight-through Gumbel) masks in training, as at inference.")] = False,
+    init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
@@ -98,12 +101,13 @@ def train(
         stop_after=stop_after, semantic=str(semantic) if semantic else None, threads=threads,
         weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
                             semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight,
-                            mask_target=mask_target),
+                            mask_target=mask_target, compute_target=compute_target),
+        straight_through=straight_through, init=str(init) if init else None,
     )
     progress, update = _progress_printer(steps, "train")
     with progress:
         summary = run(cfg, resume=resume, progress=update)
-    out.print(f"steps {summary['steps']}; best {CRITERION} {summary[CRITERION]:.4f} at step "
+    out.print(f"steps {summary['steps']}; best {CRITERION} {summary['best_score']:.4f} at step "
               f"{summary['best_step']}; run in {out_dir}")
     if export is not None:
         export_best(out_dir, export)

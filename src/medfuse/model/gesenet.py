@@ -94,6 +94,13 @@ class GeSeNet(nn.Module):
         fused = self.decoder1(self.decoder2(torch.cat([refined, vis_e], 1)))
         return FusionOutput(fused, mask_mri, mask_fun, body_inf, body_vis)
 
+    def set_straight_through(self, enabled: bool) -> None:
+        """Training with binary (straight-through Gumbel) masks, so the training forward
+        pass makes the same hard decisions inference makes; eval mode is unaffected."""
+        for rmm in (self.inf_rmm, self.vis_rmm):
+            rmm.straight_through = enabled
+            rmm.body.straight_through = enabled
+
     def body_features(
         self, mri: torch.Tensor, other: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -71,15 +71,16 @@ class EdgeEnhancement(nn.Module):
 
 
 def channel_mask_pair(
-    logits: torch.Tensor, hard: bool, tau: float
+    logits: torch.Tensor, hard: bool, tau: float, straight_through: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn per-channel logits of shape (C, 2) into (dense, sparse) weights of shape
     (1, C, 1, 1). Hard masks are the rounded softmax, i.e. argmax with ties going dense,
-    and draw no random numbers; soft masks are Gumbel-softmax samples."""
+    and draw no random numbers; training masks are Gumbel-softmax samples, binary in the
+    forward pass when ``straight_through`` (gradients still flow through the soft sample)."""
     if hard:
         sparse = (logits[:, 1] > logits[:, 0]).to(logits.dtype)
     else:
-        sparse = F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)[:, 1]
+        sparse = F.gumbel_softmax(logits, tau=tau, hard=straight_through, dim=-1)[:, 1]
     sparse = sparse.view(1, -1, 1, 1)
     return 1.0 - sparse, sparse
 
@@ -99,10 +100,15 @@ class MaskedConvBody(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(layers)
         )
         self.collect = nn.Conv2d(channels * layers, channels, 1)
+        #: Training only: binary Gumbel samples with straight-through gradients.
+        self.straight_through = False
 
     def channel_masks(self, hard: bool, tau: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer (dense, sparse) channel weights."""
-        return [channel_mask_pair(self.ch_mask[0, :, i, :], hard, tau) for i in range(len(self.body))]
+        return [
+            channel_mask_pair(self.ch_mask[0, :, i, :], hard, tau, self.straight_through)
+            for i in range(len(self.body))
+        ]
 
     def forward(self, x: torch.Tensor, spa: torch.Tensor, hard: bool, tau: float) -> torch.Tensor:
         masks = self.channel_masks(hard, tau)
@@ -158,13 +164,14 @@ class RegionMask(nn.Module):
         )
         self.body = MaskedConvBody(channels)
         self.ca = ChannelAttention(channels)
+        self.straight_through = False
 
     def spatial_mask(self, x: torch.Tensor, hard: bool, tau: float) -> torch.Tensor:
         """Principal-region mask (N, 1, H, W); 1 = principal. H and W must be even."""
         logits = self.spa_mask(x)
         if hard:
             return (logits[:, 1:2] > logits[:, 0:1]).to(x.dtype)
-        return F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)[:, 1:2]
+        return F.gumbel_softmax(logits, tau=tau, hard=self.straight_through, dim=1)[:, 1:2]
 
     def forward(
         self, x: torch.Tensor, hard: bool, tau: float, pooled: torch.Tensor | None = None

@@ -26,6 +26,7 @@ class LossWeights:
     semantic_aux: float = 0.5  # delta
     mask: float = 0.1  # lambda: region-mask budget (medfuse's addition, see docs/training.md)
     mask_target: float = 0.5  # rho: principal fraction the spatial masks are held to
+    compute_target: float | None = None  # kappa: share of body work kept (None: no term)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -29,13 +29,23 @@ from medfuse.training.losses import (
     content_loss,
     gradient_loss,
     mask_budget,
+    mask_cost,
     semantic_loss,
     ssim_loss,
 )
 
 #: Validation criterion for the best checkpoint: mean Qabf (standard profile) over val,
-#: the edge-transfer metric the bundled weights must win on in every task.
+#: the edge-transfer metric the bundled weights must win on in every task, among
+#: validations whose hard principal fractions both lie in [0.1, 0.9] (meaningful masks);
+#: any such validation ranks above every one outside that range.
 CRITERION = "val_qabf"
+MASK_RANGE = (0.1, 0.9)
+
+
+def selection_score(v: dict[str, float]) -> float:
+    lo, hi = MASK_RANGE
+    ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
+    return v[CRITERION] if ok else v[CRITERION] - 10.0
 
 
 @dataclass
@@ -61,6 +71,8 @@ class TrainConfig:
     semantic: str | None = None  # path to the frozen semantic net; None disables L_S
     weights: LossWeights = field(default_factory=LossWeights)
     threads: int | None = None
+    straight_through: bool = False  # binary Gumbel masks in training (stage 2)
+    init: str | None = None  # start from these weights (a medfuse run's own checkpoint)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -208,9 +220,14 @@ def loss_terms(
     }
     if seg is not None and labels is not None and w.semantic > 0:
         terms["semantic"] = semantic_loss(seg, f, labels, w.semantic_aux)
-    terms["mask"] = (
-        mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
-    ) / 2
+    budget = mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
+    if w.compute_target is not None:
+        # Without it the channel masks can go all-dense, the spatial mask then changes
+        # nothing, and its logits drift to an arbitrary pattern (seen in the first run).
+        for spa, rmm in ((out.mask_mri, model.inf_rmm), (out.mask_functional, model.vis_rmm)):
+            cost = mask_cost(spa, rmm.body.ch_mask, model.tau, hard=not model.training)
+            budget = budget + (cost - w.compute_target).abs()
+    terms["mask"] = budget / 2
     total = (
         w.content * terms["content"]
         + w.gradient * terms["gradient"]
@@ -278,7 +295,13 @@ def train(
     torch.manual_seed(cfg.seed)
     train_set, val_set = load_split(cfg.data, "train"), load_split(cfg.data, "val")
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
-    model = GeSeNet(tau=cfg.tau).to(dev)
+    model = GeSeNet(tau=cfg.tau)
+    if cfg.init and not resume:
+        from medfuse.engine import read_state_dict
+
+        model.load_state_dict(read_state_dict(Path(cfg.init)), strict=True)
+    model.set_straight_through(cfg.straight_through)
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.steps)))) * 0.95 + 0.05
@@ -318,9 +341,10 @@ def train(
     def run_validation() -> None:
         nonlocal best, best_step
         v = validate(model, val_set, dev)
-        improved = v[CRITERION] > best
+        score = selection_score(v)
+        improved = score > best
         if improved:
-            best, best_step = v[CRITERION], step
+            best, best_step = score, step
             _save(out / "best.pt", {k: t.detach().cpu() for k, t in model.state_dict().items()})
         vlog.write({"step": step, **v, "best": int(improved)})
         if tb:
@@ -368,7 +392,7 @@ def train(
     if step % cfg.val_every != 0 or best_step == 0:
         run_validation()
     checkpoint()
-    summary = {"steps": step, "best_step": best_step, CRITERION: best,
+    summary = {"steps": step, "best_step": best_step, "best_score": best,
                "seconds": round(time.monotonic() - start, 1), "stopped_by_budget": stopped_by_budget}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if tb:
