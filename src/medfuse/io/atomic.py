@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from medfuse.errors import OutputError, UsageError
 
@@ -60,3 +61,36 @@ def atomic_output(
         for leftover in (tmp, Path(str(tmp) + target.suffix)):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+
+
+def make_staging_dir(parent: Path, prefix: str) -> Path:
+    """A temporary folder in ``parent`` (created if needed) where multi-file outputs are
+    staged before they are renamed into place."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=".part", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+
+
+_W = TypeVar("_W", bound="CommitOnExit")
+
+
+class CommitOnExit:
+    """Context protocol of staged writers: ``commit()`` when the block succeeds,
+    ``abort()`` (remove what was staged) when it raises."""
+
+    def commit(self) -> Any:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Remove whatever was staged; the requested outputs are untouched."""
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

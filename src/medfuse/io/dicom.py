@@ -21,7 +21,6 @@ import contextlib
 import datetime as _dt
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from medfuse.errors import InputError, OutputError, UsageError
+from medfuse.io.atomic import CommitOnExit, make_staging_dir
 from medfuse.io.geometry import RAS_TO_LPS, SlicePlane, check_affine, patient_orientation
 from medfuse.io.volume import Volume, modality_from_dicom
 from medfuse.io.windowing import Window
@@ -716,7 +716,7 @@ def check_series_output(folder: Path, force: bool, inputs: tuple[Path, ...] = ()
         raise UsageError(f"{folder} exists (use --force to replace it)")
 
 
-class SeriesFolderWriter:
+class SeriesFolderWriter(CommitOnExit):
     """Write many files into a temporary folder beside ``folder`` and rename it into place
     on success, so a failure half-way leaves nothing under the requested name."""
 
@@ -725,12 +725,7 @@ class SeriesFolderWriter:
         self.force = force
         check_series_output(self.folder, force, inputs)
         parent = self.folder.parent if str(self.folder.parent) else Path(".")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".part",
-                                             dir=parent))
-        except OSError as exc:
-            raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+        self.tmp = make_staging_dir(parent, f".{self.folder.name}.")
         self.names: list[str] = []
 
     def path_for(self, name: str) -> Path:
@@ -752,15 +747,6 @@ class SeriesFolderWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> SeriesFolderWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def write_dicom_series(

@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medfuse.errors import OutputError, UsageError
-from medfuse.io.atomic import check_output
+from medfuse.io.atomic import CommitOnExit, check_output, make_staging_dir
 from medfuse.io.geometry import slice_plane, stack_view
 from medfuse.io.images import IMAGE_SUFFIXES, to_uint, write_image
 from medfuse.io.volume import NIFTI_SUFFIXES, Volume
@@ -65,7 +64,7 @@ def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
     return to_uint(image, bit_depth)
 
 
-class Sink:
+class Sink(CommitOnExit):
     """Base of all writers: collect slices, then commit or abort."""
 
     outputs: list[Path]
@@ -76,28 +75,12 @@ class Sink:
     def commit(self) -> list[Path]:
         raise NotImplementedError
 
-    def abort(self) -> None:
-        """Remove whatever was staged; the requested outputs are untouched."""
-
-    def __enter__(self) -> Sink:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
 
 class _Staging:
     """A temporary folder beside the outputs; files move into place only on commit."""
 
     def __init__(self, parent: Path):
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.dir = Path(tempfile.mkdtemp(prefix=".medfuse-", suffix=".part", dir=parent))
-        except OSError as exc:
-            raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+        self.dir = make_staging_dir(parent, ".medfuse-")
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
