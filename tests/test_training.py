@@ -14,9 +14,11 @@ from medfuse.phantom import brain_phantom
 from medfuse.training.labels import pseudo_labels
 from medfuse.training.losses import (
     LossWeights,
+    background_mask_penalty,
     content_loss,
     gradient_loss,
     mask_budget,
+    mef_ssim_loss,
     sobel_magnitude,
     ssim,
     ssim_loss,
@@ -62,6 +64,38 @@ def test_mask_budget() -> None:
     spa[0] = 1
     assert float(mask_budget(spa, 0.5)) == pytest.approx(0.0)
     assert float(mask_budget(torch.zeros(1, 1, 4, 4), 0.5)) == pytest.approx(0.5)
+
+
+def test_mef_ssim_loss_matches_the_toolbox_metric_and_has_gradients() -> None:
+    from medfuse.metrics import mef_ssim
+
+    rng = np.random.default_rng(3)
+    a = rng.random((40, 48))
+    b = np.clip(0.5 * a + 0.5 * rng.random((40, 48)), 0, 1)
+    a[:12] = 0.0
+    b[:12] = 0.0
+    f = np.clip((a + b) / 2 + 0.05 * rng.random((40, 48)), 0, 1)
+    tt = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731 - float64 for the comparison
+    ft = tt(f).clone().requires_grad_(True)
+    loss = mef_ssim_loss(ft, tt(a), tt(b))
+    assert float(loss) == pytest.approx(1 - mef_ssim(a * 255, b * 255, f * 255), abs=1e-7)
+    loss.backward()
+    assert ft.grad is not None and float(ft.grad.abs().sum()) > 0
+    # A fused image equal to a source with the only structure scores better than noise.
+    flat = np.zeros_like(a)
+    assert float(mef_ssim_loss(tt(a), tt(a), tt(flat))) < float(mef_ssim_loss(tt(f), tt(a), tt(flat)))
+
+
+def test_background_mask_penalty_counts_principal_pixels_without_signal() -> None:
+    a = torch.zeros(1, 1, 32, 32)
+    a[..., 8:24, 8:24] = 0.5  # anatomy in the middle, empty background around it
+    b = torch.zeros_like(a)
+    on_anatomy = torch.zeros_like(a)
+    on_anatomy[..., 10:22, 10:22] = 1.0
+    everywhere = torch.ones_like(a)
+    assert float(background_mask_penalty(on_anatomy, a, b)) == 0.0
+    # support = anatomy grown by 3 px on each side: 22 x 22 of the 32 x 32 image
+    assert float(background_mask_penalty(everywhere, a, b)) == pytest.approx(1 - 22 * 22 / 32**2)
 
 
 def test_pseudo_labels_rule() -> None:
@@ -174,8 +208,15 @@ def test_straight_through_masks_are_binary_in_training() -> None:
     torch.manual_seed(0)
     m = GeSeNet().train()
     m.set_straight_through(True)
-    out = m.fuse(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16))
+    a, b = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    out = m.fuse(a, b)
     assert set(torch.unique(out.mask_mri).tolist()) <= {0.0, 1.0}
+    with torch.no_grad():  # training sees exactly the masks and output inference gives
+        ref = m.eval().fuse(a, b)
+    m.train()
+    assert torch.equal(out.mask_mri, ref.mask_mri)
+    assert torch.equal(out.mask_functional, ref.mask_functional)
+    assert torch.allclose(out.fused, ref.fused, atol=1e-6)
     out.fused.mean().backward()  # gradients still reach the mask logits
     assert m.inf_rmm.spa_mask[5].weight.grad is not None
     assert m.inf_rmm.body.ch_mask.grad is not None

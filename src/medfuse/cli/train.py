@@ -23,7 +23,7 @@ def _progress_printer(total: int, label: str):  # type: ignore[no-untyped-def]
     task = progress.add_task(label, total=total)
 
     def update(step: int, row: dict[str, float]) -> None:
-        keys = ("total", "content", "gradient", "ssim", "semantic", "mask", "loss")
+        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "semantic", "mask", "mask_bg", "loss")
         desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
         progress.update(task, completed=step, description=f"{label} {desc}")
 
@@ -74,6 +74,8 @@ def train(
     mask_weight: Annotated[float, typer.Option("--mask-weight", help="Region-mask budget weight (0 = off).")] = 0.1,
     mask_target: Annotated[float, typer.Option("--mask-target", min=0.0, max=1.0, help="Principal fraction the spatial masks are held to.")] = 0.5,
     compute_target: Annotated[float | None, typer.Option("--compute-target", min=0.0, max=1.0, help="Share of region-mask body work to keep (channel x spatial masks); off by default.")] = None,
+    mef_ssim: Annotated[float, typer.Option("--mef-ssim", min=0.0, help="Weight of 1 - MEF-SSIM (the toolbox2022 SSIM); medfuse's addition, 0 = off.")] = 0.0,
+    mask_background: Annotated[float, typer.Option("--mask-background", min=0.0, help="Weight of the principal-pixels-on-empty-background penalty; medfuse's addition, 0 = off.")] = 0.0,
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Binary (straight-through Gumbel) masks in training, as at inference.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
@@ -101,7 +103,8 @@ def train(
         stop_after=stop_after, semantic=str(semantic) if semantic else None, threads=threads,
         weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
                             semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight,
-                            mask_target=mask_target, compute_target=compute_target),
+                            mask_target=mask_target, compute_target=compute_target,
+                            mef_ssim=mef_ssim, mask_background=mask_background),
         straight_through=straight_through, init=str(init) if init else None,
     )
     progress, update = _progress_printer(steps, "train")

@@ -95,8 +95,9 @@ class GeSeNet(nn.Module):
         return FusionOutput(fused, mask_mri, mask_fun, body_inf, body_vis)
 
     def set_straight_through(self, enabled: bool) -> None:
-        """Training with binary (straight-through Gumbel) masks, so the training forward
-        pass makes the same hard decisions inference makes; eval mode is unaffected."""
+        """Training with the inference masks in the forward pass (straight-through
+        gradients, no Gumbel noise), so training makes the same hard decisions inference
+        makes; eval mode is unaffected."""
         for rmm in (self.inf_rmm, self.vis_rmm):
             rmm.straight_through = enabled
             rmm.body.straight_through = enabled

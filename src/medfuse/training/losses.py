@@ -3,6 +3,11 @@
 L_total = L_c + gamma L_g + alpha L_SSIM + beta (L_main + delta L_aux) + lambda L_mask,
 with gamma = 10, alpha = 0.5, beta = 0.3, delta = 0.5 (paper values). Every term can be
 switched off (weight 0) for ablations.
+
+medfuse adds two optional terms (both off by default, so the paper's recipe is unchanged):
+``mu L_MEF`` (1 - MEF-SSIM of F against {A, B}, the structural score published tables
+report) and ``lambda_bg L_bg`` (the share of principal pixels placed where neither source
+has signal). docs/training.md says why and what they measured.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class LossWeights:
     mask: float = 0.1  # lambda: region-mask budget (medfuse's addition, see docs/training.md)
     mask_target: float = 0.5  # rho: principal fraction the spatial masks are held to
     compute_target: float | None = None  # kappa: share of body work kept (None: no term)
+    mef_ssim: float = 0.0  # mu: 1 - MEF-SSIM (medfuse's addition; 0 = off)
+    mask_background: float = 0.0  # lambda_bg: principal pixels on empty background (0 = off)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -111,3 +118,84 @@ def mask_cost(spa: torch.Tensor, ch_mask_logits: torch.Tensor, tau: float, hard:
     frac = spa.mean()
     per_layer = (1 - sparse) + sparse * frac  # (C, L)
     return per_layer.mean()
+
+
+_MEF_WIN = 11
+_MEF_C = (0.03 * 255.0) ** 2
+
+
+def _window_moments(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, w)
+
+
+def mef_ssim_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 - MEF-SSIM (Ma, Zeng & Wang 2015) of F against {A, B}, differentiable in F.
+
+    The same definition as :func:`medfuse.metrics.mef_ssim` (the toolbox2022 SSIM), on the
+    0..255 scale it is defined on: per 11x11 patch a reference is built from the sources
+    (the stronger contrast, a consistency-weighted mix of their structures) and F's patch
+    is scored against it with SSIM's structure/contrast term. The reference depends on the
+    sources only, so it is computed without gradients; F enters through its Gaussian
+    moments. Why a term at all: the paper's L1-to-max content loss pulls F towards the
+    brighter source, which MEF-SSIM penalises wherever the other source carries structure.
+    """
+    x = [a * 255.0, b * 255.0]
+    fi = f * 255.0
+    if fi.shape[-1] < _MEF_WIN or fi.shape[-2] < _MEF_WIN:
+        return torch.zeros((), device=f.device)
+    n = _MEF_WIN * _MEF_WIN
+    box = torch.ones(1, 1, _MEF_WIN, _MEF_WIN, device=f.device, dtype=f.dtype)
+    gw = _gaussian_window(_MEF_WIN, 1.5).to(f)[None, None]
+    eps = 1e-12
+    with torch.no_grad():
+        sums = [F.conv2d(t, box) for t in x]
+        cen = {}
+        for i in range(2):
+            for j in range(i, 2):
+                cen[i, j] = F.conv2d(x[i] * x[j], box) - sums[i] * sums[j] / n
+        cen[1, 0] = cen[0, 1]
+        norms = [cen[i, i].clamp_min(0).sqrt() for i in range(2)]
+        ed = [nrm + 0.001 for nrm in norms]
+        num_r = (cen[0, 0] + cen[1, 1] + 2 * cen[0, 1]).clamp_min(0).sqrt()
+        r = ((num_r + eps) / (norms[0] + norms[1] + eps)).clamp(1e-6, 1 - 1e-6)
+        p = torch.tan(torch.pi / 2 * r).clamp(max=10.0)
+        wts = [(e / _MEF_WIN) ** p + eps for e in ed]
+        wsum = wts[0] + wts[1]
+        coef = [wts[i] / wsum / ed[i] for i in range(2)]
+        rnorm2 = sum(coef[i] * coef[j] * cen[i, j] for i in range(2) for j in range(2))
+        rnorm = rnorm2.clamp_min(0).sqrt()
+        max_ed = torch.maximum(ed[0], ed[1])
+        scale = torch.where(rnorm > 0, max_ed / rnorm.clamp_min(1e-12), torch.ones_like(rnorm))
+        gx = [F.conv2d(t, gw) for t in x]
+        cov = {}
+        for i in range(2):
+            for j in range(i, 2):
+                cov[i, j] = F.conv2d(x[i] * x[j], gw) - gx[i] * gx[j]
+        cov[1, 0] = cov[0, 1]
+        var_r = scale**2 * sum(coef[i] * coef[j] * cov[i, j] for i in range(2) for j in range(2))
+    gf = F.conv2d(fi, gw)
+    cov_rf = scale * sum(coef[i] * (F.conv2d(x[i] * fi, gw) - gx[i] * gf) for i in range(2))
+    var_f = F.conv2d(fi * fi, gw) - gf * gf
+    q = (2 * cov_rf + _MEF_C) / (var_r + var_f + _MEF_C)
+    return 1 - q.mean()
+
+
+def signal_support(a: torch.Tensor, b: torch.Tensor, level: float = 8 / 255, grow: int = 7) -> torch.Tensor:
+    """1 where either source has signal (grown by ``grow`` pixels' max filter), else 0.
+
+    The Harvard slices (and most medical images) are anatomy on an empty background; the
+    support is that anatomy plus a margin so edges at its border stay principal.
+    """
+    fg = (torch.maximum(a, b) > level).to(a.dtype)
+    return F.max_pool2d(fg, grow, stride=1, padding=grow // 2)
+
+
+def background_mask_penalty(spa: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Share of the image that is principal *and* empty background: mean(M_sp (1 - S)).
+
+    A principal pixel costs the sparse channels' work; where neither source has signal
+    there is nothing to fuse, so that work buys nothing. Without this the spatial mask
+    is free to fill the background with whatever pattern its transposed convolution
+    prefers (the 2x2 grid of the first bundled weights and of the authors' checkpoint).
+    """
+    return (spa * (1 - signal_support(a, b))).mean()

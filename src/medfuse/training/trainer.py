@@ -26,10 +26,12 @@ from medfuse.model.semantic import SemanticNet
 from medfuse.training.data import PairSet, PatchSampler, load_split
 from medfuse.training.losses import (
     LossWeights,
+    background_mask_penalty,
     content_loss,
     gradient_loss,
     mask_budget,
     mask_cost,
+    mef_ssim_loss,
     semantic_loss,
     ssim_loss,
 )
@@ -218,6 +220,8 @@ def loss_terms(
         "gradient": gradient_loss(f, a, b),
         "ssim": ssim_loss(f, a, b),
     }
+    if w.mef_ssim > 0:
+        terms["mef_ssim"] = mef_ssim_loss(f, a, b)
     if seg is not None and labels is not None and w.semantic > 0:
         terms["semantic"] = semantic_loss(seg, f, labels, w.semantic_aux)
     budget = mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
@@ -227,6 +231,9 @@ def loss_terms(
         for spa, rmm in ((out.mask_mri, model.inf_rmm), (out.mask_functional, model.vis_rmm)):
             cost = mask_cost(spa, rmm.body.ch_mask, model.tau, hard=not model.training)
             budget = budget + (cost - w.compute_target).abs()
+    if w.mask_background > 0:
+        terms["mask_bg"] = (background_mask_penalty(out.mask_mri, a, b)
+                            + background_mask_penalty(out.mask_functional, a, b)) / 2
     terms["mask"] = budget / 2
     total = (
         w.content * terms["content"]
@@ -235,6 +242,10 @@ def loss_terms(
         + w.semantic * terms.get("semantic", torch.zeros((), device=f.device))
         + w.mask * terms["mask"]
     )
+    if "mef_ssim" in terms:
+        total = total + w.mef_ssim * terms["mef_ssim"]
+    if "mask_bg" in terms:
+        total = total + w.mask_background * terms["mask_bg"]
     terms["total"] = total
     terms["principal_mri"] = out.mask_mri.mean().detach()
     terms["principal_functional"] = out.mask_functional.mean().detach()
@@ -260,17 +271,21 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
         for j in range(fused.shape[0]):
             m = compute_metrics(val.mri[i + j] * 255, val.other[i + j] * 255, fused[j] * 255,
                                 profile="standard", metrics=["Qabf", "SSIM"])
+            m["MEF"] = compute_metrics(val.mri[i + j] * 255, val.other[i + j] * 255, fused[j] * 255,
+                                       profile="toolbox2022", metrics=["SSIM"])["SSIM"]
             rows.append(m)
     model.train(was_training)
     res = {
         "val_qabf": float(np.mean([r["Qabf"] for r in rows])),
         "val_ssim": float(np.mean([r["SSIM"] for r in rows])),
+        "val_mef_ssim": float(np.mean([r["MEF"] for r in rows])),
         "principal_mri": float(np.mean(fr_m)),
         "principal_functional": float(np.mean(fr_f)),
     }
     for task in sorted(set(val.tasks)):
         idx = [k for k, t in enumerate(val.tasks) if t == task]
         res[f"qabf_{task}"] = float(np.mean([rows[k]["Qabf"] for k in idx]))
+        res[f"mef_{task}"] = float(np.mean([rows[k]["MEF"] for k in idx]))
     return res
 
 
@@ -322,11 +337,12 @@ def train(
     elif last.exists():
         raise UsageError(f"{out} already holds a run; use --resume or another --out")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    cols = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim", "semantic",
-            "mask", "principal_mri", "principal_functional"]
+    cols = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim", "mef_ssim",
+            "semantic", "mask", "mask_bg", "principal_mri", "principal_functional"]
     log = CsvLog(out / "log.csv", cols)
-    vcols = ["step", "val_qabf", "val_ssim", "principal_mri", "principal_functional",
-             "qabf_MRI_CT", "qabf_MRI_PET", "qabf_MRI_SPECT", "best"]
+    vcols = ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri", "principal_functional",
+             "qabf_MRI_CT", "qabf_MRI_PET", "qabf_MRI_SPECT", "mef_MRI_CT", "mef_MRI_PET",
+             "mef_MRI_SPECT", "best"]
     vlog = CsvLog(out / "val.csv", vcols)
     tb = _tensorboard(out)
 
