@@ -19,6 +19,8 @@ from medfuse.training.losses import (
     gradient_loss,
     mask_budget,
     mef_ssim_loss,
+    signal_support,
+    support_mask_prior,
     sobel_magnitude,
     ssim,
     ssim_loss,
@@ -96,6 +98,29 @@ def test_background_mask_penalty_counts_principal_pixels_without_signal() -> Non
     assert float(background_mask_penalty(on_anatomy, a, b)) == 0.0
     # support = anatomy grown by 3 px on each side: 22 x 22 of the 32 x 32 image
     assert float(background_mask_penalty(everywhere, a, b)) == pytest.approx(1 - 22 * 22 / 32**2)
+
+
+def test_support_mask_prior_hand_cases() -> None:
+    sup = torch.zeros(2, 1, 8, 8)
+    sup[..., 2:6, 2:6] = 1.0  # 16 support pixels of 64
+    margin = torch.full((2, 1, 8, 8), -2.0)  # everything confidently redundant
+    # background fine, but no anatomy principal: lift = mean(S relu(1 - d)) = 16 * 3 / 64
+    assert float(support_mask_prior(margin, sup, (0.25, 0.75))) == pytest.approx(16 * 3 / 64)
+    good = margin.clone()
+    good[..., 2:4, 2:6] = 2.0  # half of each support principal, background redundant
+    assert float(support_mask_prior(good, sup, (0.25, 0.75))) == 0.0
+    grid = good.clone()
+    grid[..., 0, 0] = 0.5  # one principal background pixel per image: relu(0.5 + 1) / 64
+    assert float(support_mask_prior(grid, sup, (0.25, 0.75))) == pytest.approx(1.5 / 64)
+    full = torch.full_like(margin, 3.0)  # all principal: background and the upper band
+    expect = (48 * 4 + 16 * 4) / 64
+    assert float(support_mask_prior(full, sup, (0.25, 0.75))) == pytest.approx(expect)
+    empty = torch.zeros(2, 1, 8, 8)  # no support at all: only the background part counts
+    assert float(support_mask_prior(margin, empty)) == 0.0
+    # the support is the anatomy grown by the max filter
+    a = torch.zeros(1, 1, 9, 9)
+    a[..., 4, 4] = 1.0
+    assert int(signal_support(a, torch.zeros_like(a), grow=3).sum()) == 9
 
 
 def test_pseudo_labels_rule() -> None:

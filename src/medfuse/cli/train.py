@@ -23,7 +23,7 @@ def _progress_printer(total: int, label: str):  # type: ignore[no-untyped-def]
     task = progress.add_task(label, total=total)
 
     def update(step: int, row: dict[str, float]) -> None:
-        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "semantic", "mask", "mask_bg", "loss")
+        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "semantic", "mask", "mask_support", "loss")
         desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
         progress.update(task, completed=step, description=f"{label} {desc}")
 
@@ -75,9 +75,11 @@ def train(
     mask_target: Annotated[float, typer.Option("--mask-target", min=0.0, max=1.0, help="Principal fraction the spatial masks are held to.")] = 0.5,
     compute_target: Annotated[float | None, typer.Option("--compute-target", min=0.0, max=1.0, help="Share of region-mask body work to keep (channel x spatial masks); off by default.")] = None,
     mef_ssim: Annotated[float, typer.Option("--mef-ssim", min=0.0, help="Weight of 1 - MEF-SSIM (the toolbox2022 SSIM); medfuse's addition, 0 = off.")] = 0.0,
-    mask_background: Annotated[float, typer.Option("--mask-background", min=0.0, help="Weight of the principal-pixels-on-empty-background penalty; medfuse's addition, 0 = off.")] = 0.0,
+    mask_support: Annotated[float, typer.Option("--mask-support", min=0.0, help="Weight of the support-aware region-mask prior (background redundant, --support-band share of the anatomy principal); medfuse's addition, 0 = off.")] = 0.0,
+    support_band: Annotated[tuple[float, float], typer.Option("--support-band", help="LO HI: principal share of each image's anatomy the prior allows.")] = (0.3, 0.9),
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Binary (straight-through Gumbel) masks in training, as at inference.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
+    criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule: val_qabf or val_qabf+ssim (both among validations with meaningful masks).")] = "val_qabf",
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
@@ -93,9 +95,11 @@ def train(
 ) -> None:
     """Train GeSeNet from scratch on Harvard-layout data (all tasks, one model)."""
     from medfuse.training.losses import LossWeights
-    from medfuse.training.trainer import CRITERION, TrainConfig, export_best
+    from medfuse.training.trainer import CRITERIA, TrainConfig, export_best
     from medfuse.training.trainer import train as run
 
+    if criterion not in CRITERIA:
+        raise typer.BadParameter(f"use one of {', '.join(CRITERIA)}", param_hint="--criterion")
     cfg = TrainConfig(
         data=str(data), out=str(out_dir), steps=steps, batch=batch, patch=patch, stride=stride,
         lr=lr, tau=tau, tau_start=tau_start, seed=seed, device=device,
@@ -104,13 +108,14 @@ def train(
         weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
                             semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight,
                             mask_target=mask_target, compute_target=compute_target,
-                            mef_ssim=mef_ssim, mask_background=mask_background),
-        straight_through=straight_through, init=str(init) if init else None,
+                            mef_ssim=mef_ssim, mask_support=mask_support,
+                            support_band=(float(support_band[0]), float(support_band[1]))),
+        straight_through=straight_through, criterion=criterion, init=str(init) if init else None,
     )
     progress, update = _progress_printer(steps, "train")
     with progress:
         summary = run(cfg, resume=resume, progress=update)
-    out.print(f"steps {summary['steps']}; best {CRITERION} {summary['best_score']:.4f} at step "
+    out.print(f"steps {summary['steps']}; best {criterion} {summary['best_score']:.4f} at step "
               f"{summary['best_step']}; run in {out_dir}")
     if export is not None:
         export_best(out_dir, export)

@@ -180,10 +180,14 @@ class RegionMask(nn.Module):
         self.body = MaskedConvBody(channels)
         self.ca = ChannelAttention(channels)
         self.straight_through = False
+        self.last_margin: torch.Tensor | None = None
 
     def spatial_mask(self, x: torch.Tensor, hard: bool, tau: float) -> torch.Tensor:
         """Principal-region mask (N, 1, H, W); 1 = principal. H and W must be even."""
         logits = self.spa_mask(x)
+        #: Training only: the principal-minus-redundant logit margin of the last forward
+        #: pass, for mask regularisers that must not saturate with the mask.
+        self.last_margin = None if hard else logits[:, 1:2] - logits[:, 0:1]
         if hard:
             return (logits[:, 1:2] > logits[:, 0:1]).to(x.dtype)
         if self.straight_through:

@@ -6,8 +6,8 @@ switched off (weight 0) for ablations.
 
 medfuse adds two optional terms (both off by default, so the paper's recipe is unchanged):
 ``mu L_MEF`` (1 - MEF-SSIM of F against {A, B}, the structural score published tables
-report) and ``lambda_bg L_bg`` (the share of principal pixels placed where neither source
-has signal). docs/training.md says why and what they measured.
+report) and ``lambda_s L_support`` (a region-mask prior: background redundant, a band for
+the principal share of each image's anatomy). docs/training.md says why and what they measured.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class LossWeights:
     mask_target: float = 0.5  # rho: principal fraction the spatial masks are held to
     compute_target: float | None = None  # kappa: share of body work kept (None: no term)
     mef_ssim: float = 0.0  # mu: 1 - MEF-SSIM (medfuse's addition; 0 = off)
-    mask_background: float = 0.0  # lambda_bg: principal pixels on empty background (0 = off)
+    mask_support: float = 0.0  # lambda_s: support-aware mask prior (medfuse's addition; 0 = off)
+    support_band: tuple[float, float] = (0.3, 0.9)  # principal share of each image's support
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -188,6 +189,42 @@ def signal_support(a: torch.Tensor, b: torch.Tensor, level: float = 8 / 255, gro
     """
     fg = (torch.maximum(a, b) > level).to(a.dtype)
     return F.max_pool2d(fg, grow, stride=1, padding=grow // 2)
+
+
+def support_mask_prior(
+    margin: torch.Tensor,
+    support: torch.Tensor,
+    band: tuple[float, float] = (0.3, 0.9),
+) -> torch.Tensor:
+    """Region-mask prior from the signal support S of the pair (see :func:`signal_support`).
+
+    ``margin`` is the spatial mask's logit margin d = l_principal - l_redundant (the hard
+    mask is d > 0). Two parts, averaged:
+
+    - background: mean((1 - S) relu(d + 1)): where neither source has signal the mask
+      must be redundant with a margin. A hinge on the logits, not a penalty on the mask,
+      because a binary mask's surrogate gradient vanishes exactly where the logits are
+      confidently wrong (the background grid of the earlier weights never moved).
+    - band: per image with any support, the hard principal share of the support
+      f = sum(M S) / sum(S) is held inside ``band``: below it, mean(S relu(1 - d)) lifts
+      the support's logits; above it, mean(S relu(d + 1)) lowers them. Hinges again, so
+      the two parts pull on the shared bias with comparable force (a sigmoid surrogate
+      here lost to the background hinge and both masks went empty within 100 steps,
+      measured). Per image, unlike a per-batch budget, so it cannot be met by giving some
+      images all principal pixels and others none (the SPECT pairs got none under the
+      batch budget). Inside the band the fusion losses alone decide which anatomy is
+      principal.
+    """
+    bg = ((1 - support) * F.relu(margin + 1.0)).mean()
+    area = support.sum(dim=(1, 2, 3))
+    hard = (margin > 0).to(margin.dtype)
+    frac = (hard * support).sum(dim=(1, 2, 3)) / area.clamp_min(1.0)
+    lo, hi = band
+    low = ((frac < lo) & (area > 0)).to(margin.dtype).view(-1, 1, 1, 1)
+    high = ((frac > hi) & (area > 0)).to(margin.dtype).view(-1, 1, 1, 1)
+    lift = (low * support * F.relu(1.0 - margin)).mean()
+    lower = (high * support * F.relu(margin + 1.0)).mean()
+    return bg + lift + lower
 
 
 def background_mask_penalty(spa: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

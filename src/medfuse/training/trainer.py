@@ -33,21 +33,28 @@ from medfuse.training.losses import (
     mask_cost,
     mef_ssim_loss,
     semantic_loss,
+    signal_support,
     ssim_loss,
+    support_mask_prior,
 )
 
-#: Validation criterion for the best checkpoint: mean Qabf (standard profile) over val,
-#: the edge-transfer metric the bundled weights must win on in every task, among
-#: validations whose hard principal fractions both lie in [0.1, 0.9] (meaningful masks);
-#: any such validation ranks above every one outside that range.
+#: Validation criterion for the best checkpoint (the default): mean Qabf (standard
+#: profile) over val, the edge-transfer metric the bundled weights must win on in every
+#: task, among validations whose hard principal fractions both lie in [0.1, 0.9]
+#: (meaningful masks); any such validation ranks above every one outside that range.
+#: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure.
 CRITERION = "val_qabf"
+CRITERIA = ("val_qabf", "val_qabf+ssim")
 MASK_RANGE = (0.1, 0.9)
 
 
-def selection_score(v: dict[str, float]) -> float:
+def selection_score(v: dict[str, float], criterion: str = CRITERION) -> float:
     lo, hi = MASK_RANGE
     ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
-    return v[CRITERION] if ok else v[CRITERION] - 10.0
+    if criterion not in CRITERIA:
+        raise UsageError(f"unknown selection criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
+    score = v["val_qabf"] + (v["val_ssim"] if criterion == "val_qabf+ssim" else 0.0)
+    return score if ok else score - 10.0
 
 
 @dataclass
@@ -73,7 +80,8 @@ class TrainConfig:
     semantic: str | None = None  # path to the frozen semantic net; None disables L_S
     weights: LossWeights = field(default_factory=LossWeights)
     threads: int | None = None
-    straight_through: bool = False  # binary Gumbel masks in training (stage 2)
+    straight_through: bool = False  # inference masks in training (stage 2)
+    criterion: str = CRITERION  # best-checkpoint rule, see CRITERIA
     init: str | None = None  # start from these weights (a medfuse run's own checkpoint)
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,16 +232,23 @@ def loss_terms(
         terms["mef_ssim"] = mef_ssim_loss(f, a, b)
     if seg is not None and labels is not None and w.semantic > 0:
         terms["semantic"] = semantic_loss(seg, f, labels, w.semantic_aux)
-    budget = mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
+    budget = torch.zeros((), device=f.device)
+    if w.mask_support == 0:  # the support prior replaces the plain budget
+        budget = mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
     if w.compute_target is not None:
         # Without it the channel masks can go all-dense, the spatial mask then changes
         # nothing, and its logits drift to an arbitrary pattern (seen in the first run).
         for spa, rmm in ((out.mask_mri, model.inf_rmm), (out.mask_functional, model.vis_rmm)):
             cost = mask_cost(spa, rmm.body.ch_mask, model.tau, hard=not model.training)
             budget = budget + (cost - w.compute_target).abs()
-    if w.mask_background > 0:
+    if w.mask_support > 0 and model.inf_rmm.last_margin is not None:
+        sup = signal_support(a, b)
+        terms["mask_support"] = sum(
+            support_mask_prior(rmm.last_margin, sup, w.support_band)
+            for rmm in (model.inf_rmm, model.vis_rmm)
+        ) / 2
         terms["mask_bg"] = (background_mask_penalty(out.mask_mri, a, b)
-                            + background_mask_penalty(out.mask_functional, a, b)) / 2
+                            + background_mask_penalty(out.mask_functional, a, b)).detach() / 2
     terms["mask"] = budget / 2
     total = (
         w.content * terms["content"]
@@ -244,8 +259,8 @@ def loss_terms(
     )
     if "mef_ssim" in terms:
         total = total + w.mef_ssim * terms["mef_ssim"]
-    if "mask_bg" in terms:
-        total = total + w.mask_background * terms["mask_bg"]
+    if "mask_support" in terms:
+        total = total + w.mask_support * terms["mask_support"]
     terms["total"] = total
     terms["principal_mri"] = out.mask_mri.mean().detach()
     terms["principal_functional"] = out.mask_functional.mean().detach()
@@ -286,6 +301,7 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
         idx = [k for k, t in enumerate(val.tasks) if t == task]
         res[f"qabf_{task}"] = float(np.mean([rows[k]["Qabf"] for k in idx]))
         res[f"mef_{task}"] = float(np.mean([rows[k]["MEF"] for k in idx]))
+        res[f"ssim_{task}"] = float(np.mean([rows[k]["SSIM"] for k in idx]))
     return res
 
 
@@ -338,11 +354,11 @@ def train(
         raise UsageError(f"{out} already holds a run; use --resume or another --out")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     cols = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim", "mef_ssim",
-            "semantic", "mask", "mask_bg", "principal_mri", "principal_functional"]
+            "semantic", "mask", "mask_support", "mask_bg", "principal_mri", "principal_functional"]
     log = CsvLog(out / "log.csv", cols)
     vcols = ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri", "principal_functional",
              "qabf_MRI_CT", "qabf_MRI_PET", "qabf_MRI_SPECT", "mef_MRI_CT", "mef_MRI_PET",
-             "mef_MRI_SPECT", "best"]
+             "mef_MRI_SPECT", "ssim_MRI_CT", "ssim_MRI_PET", "ssim_MRI_SPECT", "best"]
     vlog = CsvLog(out / "val.csv", vcols)
     tb = _tensorboard(out)
 
@@ -357,7 +373,7 @@ def train(
     def run_validation() -> None:
         nonlocal best, best_step
         v = validate(model, val_set, dev)
-        score = selection_score(v)
+        score = selection_score(v, cfg.criterion)
         improved = score > best
         if improved:
             best, best_step = score, step
