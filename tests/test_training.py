@@ -20,10 +20,10 @@ from medfuse.training.losses import (
     mask_budget,
     mef_ssim_loss,
     signal_support,
-    support_mask_prior,
     sobel_magnitude,
     ssim,
     ssim_loss,
+    support_mask_prior,
 )
 
 
@@ -80,7 +80,7 @@ def test_mef_ssim_loss_matches_the_toolbox_metric_and_has_gradients() -> None:
     tt = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731 - float64 for the comparison
     ft = tt(f).clone().requires_grad_(True)
     loss = mef_ssim_loss(ft, tt(a), tt(b))
-    assert float(loss) == pytest.approx(1 - mef_ssim(a * 255, b * 255, f * 255), abs=1e-7)
+    assert float(loss.detach()) == pytest.approx(1 - mef_ssim(a * 255, b * 255, f * 255), abs=1e-7)
     loss.backward()
     assert ft.grad is not None and float(ft.grad.abs().sum()) > 0
     # A fused image equal to a source with the only structure scores better than noise.
@@ -201,8 +201,11 @@ def test_tiny_run_checkpoint_resume_export(tmp_path: Path) -> None:
         train(cfg)
     stage2 = TrainConfig(data=str(data), out=str(tmp_path / "st"), steps=3, batch=2, patch=16,
                          val_every=3, device="cpu", straight_through=True,
-                         init=str(tmp_path / "run" / "last.pt"))
+                         criterion="val_qabf+ssim", init=str(tmp_path / "run" / "last.pt"),
+                         weights=LossWeights(mef_ssim=1.0, mask_support=1.0, compute_target=0.75))
     assert train(stage2)["steps"] == 3
+    rows = list(csv.DictReader(open(tmp_path / "st" / "log.csv")))
+    assert float(rows[-1]["mef_ssim"]) > 0 and rows[-1]["mask_support"] != ""
     dest = export_best(tmp_path / "run", tmp_path / "w.pt")
     eng = load_model(dest, "cpu")
     f, _, _ = eng.fuse_luminance(np.zeros((16, 16), np.float32), np.ones((16, 16), np.float32))

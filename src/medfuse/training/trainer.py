@@ -386,6 +386,21 @@ def train(
     start = time.monotonic()
     model.train()
     acc: dict[str, list[float]] = {}
+
+    def write_row() -> None:
+        """Mean of each loss term since the last row: CSV, TensorBoard, progress bar."""
+        row = {k: float(np.mean(v)) for k, v in acc.items()}
+        row.update(step=step, seconds=round(time.monotonic() - start, 1),
+                   lr=sched.get_last_lr()[0], tau=model.tau)
+        log.write(row)
+        if tb:
+            for k, v in row.items():
+                if k != "step":
+                    tb.add_scalar(f"train/{k}", v, step)
+        if progress:
+            progress(step, row)
+        acc.clear()
+
     stopped_by_budget = False
     end = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
     while step < end:
@@ -405,21 +420,13 @@ def train(
         for k, v in terms.items():
             acc.setdefault(k, []).append(float(v.detach()))
         if step % 50 == 0:
-            row = {k: float(np.mean(v)) for k, v in acc.items()}
-            row.update(step=step, seconds=round(time.monotonic() - start, 1),
-                       lr=sched.get_last_lr()[0], tau=model.tau)
-            log.write(row)
-            if tb:
-                for k, v in row.items():
-                    if k not in ("step",):
-                        tb.add_scalar(f"train/{k}", v, step)
-            if progress:
-                progress(step, row)
-            acc.clear()
+            write_row()
         if step % cfg.checkpoint_every == 0:
             checkpoint()
         if step % cfg.val_every == 0:
             run_validation()
+    if acc:  # the last partial window of steps
+        write_row()
     model.tau = cfg.tau
     if step % cfg.val_every != 0 or best_step == 0:
         run_validation()
