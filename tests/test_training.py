@@ -19,6 +19,7 @@ from medfuse.training.losses import (
     gradient_loss,
     mask_budget,
     mef_ssim_loss,
+    qabf_loss,
     signal_support,
     sobel_magnitude,
     ssim,
@@ -86,6 +87,22 @@ def test_mef_ssim_loss_matches_the_toolbox_metric_and_has_gradients() -> None:
     # A fused image equal to a source with the only structure scores better than noise.
     flat = np.zeros_like(a)
     assert float(mef_ssim_loss(tt(a), tt(a), tt(flat))) < float(mef_ssim_loss(tt(f), tt(a), tt(flat)))
+
+
+def test_qabf_loss_follows_the_metric() -> None:
+    from medfuse.metrics import qabf
+
+    a, b = brain_phantom(64, seed=1)
+    a = a.astype(np.float64)
+    b = (b if b.ndim == 2 else b.mean(axis=-1)).astype(np.float64)
+    a, b = a / max(a.max(), 1e-9), b / max(b.max(), 1e-9)
+    tt = lambda x: torch.from_numpy(np.ascontiguousarray(x))[None, None]  # noqa: E731
+    for f in ((a + b) / 2, np.maximum(a, b), a):
+        got = 1 - float(qabf_loss(tt(f), tt(a), tt(b)))
+        assert got == pytest.approx(qabf(a * 255, b * 255, f * 255), abs=2e-3)
+    ft = tt((a + b) / 2).clone().requires_grad_(True)
+    qabf_loss(ft, tt(a), tt(b)).backward()
+    assert ft.grad is not None and float(ft.grad.abs().sum()) > 0
 
 
 def test_background_mask_penalty_counts_principal_pixels_without_signal() -> None:

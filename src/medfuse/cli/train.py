@@ -23,7 +23,7 @@ def _progress_printer(total: int, label: str):  # type: ignore[no-untyped-def]
     task = progress.add_task(label, total=total)
 
     def update(step: int, row: dict[str, float]) -> None:
-        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "semantic", "mask", "mask_support", "loss")
+        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "qabf", "semantic", "mask", "mask_support", "loss")
         desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
         progress.update(task, completed=step, description=f"{label} {desc}")
 
@@ -75,6 +75,7 @@ def train(
     mask_target: Annotated[float, typer.Option("--mask-target", min=0.0, max=1.0, help="Principal fraction the spatial masks are held to.")] = 0.5,
     compute_target: Annotated[float | None, typer.Option("--compute-target", min=0.0, max=1.0, help="Share of region-mask body work to keep (channel x spatial masks); off by default.")] = None,
     mef_ssim: Annotated[float, typer.Option("--mef-ssim", min=0.0, help="Weight of 1 - MEF-SSIM (the toolbox2022 SSIM); medfuse's addition, 0 = off.")] = 0.0,
+    qabf_weight: Annotated[float, typer.Option("--qabf-loss", min=0.0, help="Weight of 1 - Qabf (edge transfer with orientation); medfuse's addition, 0 = off.")] = 0.0,
     mask_support: Annotated[float, typer.Option("--mask-support", min=0.0, help="Weight of the support-aware region-mask prior (background redundant, --support-band share of the anatomy principal); medfuse's addition, 0 = off.")] = 0.0,
     support_band: Annotated[tuple[float, float], typer.Option("--support-band", help="LO HI: principal share of each image's anatomy the prior allows.")] = (0.3, 0.9),
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Binary (straight-through Gumbel) masks in training, as at inference.")] = False,
@@ -108,7 +109,7 @@ def train(
         weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
                             semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight,
                             mask_target=mask_target, compute_target=compute_target,
-                            mef_ssim=mef_ssim, mask_support=mask_support,
+                            mef_ssim=mef_ssim, qabf=qabf_weight, mask_support=mask_support,
                             support_band=(float(support_band[0]), float(support_band[1]))),
         straight_through=straight_through, criterion=criterion, init=str(init) if init else None,
     )

@@ -32,6 +32,7 @@ from medfuse.training.losses import (
     mask_budget,
     mask_cost,
     mef_ssim_loss,
+    qabf_loss,
     semantic_loss,
     signal_support,
     ssim_loss,
@@ -230,6 +231,8 @@ def loss_terms(
     }
     if w.mef_ssim > 0:
         terms["mef_ssim"] = mef_ssim_loss(f, a, b)
+    if w.qabf > 0:
+        terms["qabf"] = qabf_loss(f, a, b)
     if seg is not None and labels is not None and w.semantic > 0:
         terms["semantic"] = semantic_loss(seg, f, labels, w.semantic_aux)
     budget = torch.zeros((), device=f.device)
@@ -259,6 +262,8 @@ def loss_terms(
     )
     if "mef_ssim" in terms:
         total = total + w.mef_ssim * terms["mef_ssim"]
+    if "qabf" in terms:
+        total = total + w.qabf * terms["qabf"]
     if "mask_support" in terms:
         total = total + w.mask_support * terms["mask_support"]
     terms["total"] = total
@@ -354,7 +359,7 @@ def train(
         raise UsageError(f"{out} already holds a run; use --resume or another --out")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     cols = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim", "mef_ssim",
-            "semantic", "mask", "mask_support", "mask_bg", "principal_mri", "principal_functional"]
+            "qabf", "semantic", "mask", "mask_support", "mask_bg", "principal_mri", "principal_functional"]
     log = CsvLog(out / "log.csv", cols)
     vcols = ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri", "principal_functional",
              "qabf_MRI_CT", "qabf_MRI_PET", "qabf_MRI_SPECT", "mef_MRI_CT", "mef_MRI_PET",
