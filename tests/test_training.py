@@ -121,17 +121,20 @@ def test_support_mask_prior_hand_cases() -> None:
     sup = torch.zeros(2, 1, 8, 8)
     sup[..., 2:6, 2:6] = 1.0  # 16 support pixels of 64
     margin = torch.full((2, 1, 8, 8), -2.0)  # everything confidently redundant
-    # background fine, but no anatomy principal: the top ceil(0.25 * 16) = 4 support
-    # pixels pay relu(1 - d) = 3 each, per image, over 64 pixels
-    assert float(support_mask_prior(margin, sup, (0.25, 0.75))) == pytest.approx(4 * 3 / 64)
+    # background fine, no anatomy principal (f = 0, full shortfall): lift the support,
+    # mean(S relu(1 - d)) = 16 * 3 / 64
+    assert float(support_mask_prior(margin, sup, (0.25, 0.75))) == pytest.approx(16 * 3 / 64)
+    part = margin.clone()
+    part[..., 2, 2:4] = 2.0  # f = 2/16 = 0.125: half the shortfall, half the lift
+    assert float(support_mask_prior(part, sup, (0.25, 0.75))) == pytest.approx(0.5 * 14 * 3 / 64)
     good = margin.clone()
     good[..., 2:4, 2:6] = 2.0  # half of each support principal, background redundant
     assert float(support_mask_prior(good, sup, (0.25, 0.75))) == 0.0
     grid = good.clone()
     grid[..., 0, 0] = 0.5  # one principal background pixel per image: relu(0.5 + 1) / 64
     assert float(support_mask_prior(grid, sup, (0.25, 0.75))) == pytest.approx(1.5 / 64)
-    full = torch.full_like(margin, 3.0)  # all principal: background, and the 4 lowest
-    expect = (48 * 4 + 4 * 4) / 64  # support pixels pay relu(d + 1) = 4 for the upper band
+    full = torch.full_like(margin, 3.0)  # all principal: background, and f = 1 is the
+    expect = (48 * 4 + 16 * 4) / 64  # full excess above hi, lowering the whole support
     assert float(support_mask_prior(full, sup, (0.25, 0.75))) == pytest.approx(expect)
     empty = torch.zeros(2, 1, 8, 8)  # no support at all: only the background part counts
     assert float(support_mask_prior(margin, empty)) == 0.0

@@ -12,7 +12,6 @@ the principal share of each image's anatomy). docs/training.md says why and what
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -207,38 +206,35 @@ def support_mask_prior(
       must be redundant with a margin. A hinge on the logits, not a penalty on the mask,
       because a binary mask's surrogate gradient vanishes exactly where the logits are
       confidently wrong (the background grid of the earlier weights never moved).
-    - band: per image, at least ``lo`` of the support must be principal with a margin and
-      at least ``1 - hi`` redundant: with k = ceil(lo |S|), the k support pixels of
-      largest d pay relu(1 - d); with k' = ceil((1 - hi) |S|), the k' of smallest d pay
-      relu(d + 1). The network's own ranking picks the pixels, so *which* anatomy is
-      principal stays learned; the band only stops a branch from switching off or
-      covering everything.
+    - band: per image, the hard principal share of the support f = sum(M S) / sum(S)
+      is steered into ``band`` = (lo, hi): below lo the whole support is lifted,
+      (lo - f) / lo * mean(S relu(1 - d)); above hi it is lowered,
+      (f - hi) / (1 - hi) * mean(S relu(d + 1)). Inside the band the term is zero and
+      the fusion losses alone decide *which* anatomy is principal.
 
     Hinges on the logits rather than penalties on the mask, because a binary mask's
     surrogate gradient vanishes exactly where the logits are confidently wrong (a sigmoid
     surrogate for the band lost to the background hinge: both masks empty after 100
-    steps). Top-k rather than "lift the whole support while the share is below lo": that
-    version made a bang-bang controller, and under strong fusion losses the functional
-    mask flipped between 0 % and ~60 % from step to step (0 % at two validations in a
-    row; measured). Per image rather than per batch, so a budget cannot be met by giving
-    some images all principal pixels and others none (the SPECT pairs got none under the
-    batch budget).
+    steps). The lift is proportional to the shortfall: at full strength whenever f < lo
+    it was a bang-bang controller, and under strong fusion losses the functional mask
+    flipped between 0 % and ~60 % from step to step (0 % at two validations in a row).
+    It lifts the whole support, not the top-k pixels: top-k follows the network's own
+    ranking, which carries the transposed convolution's row/column parity, and gave
+    striped masks (measured). Per image rather than per batch, so a budget cannot be met
+    by giving some images all principal pixels and others none (the SPECT pairs got none
+    under the batch budget).
     """
     bg = ((1 - support) * F.relu(margin + 1.0)).mean()
+    area = support.sum(dim=(1, 2, 3))
+    hard = (margin > 0).to(margin.dtype)
+    frac = (hard * support).sum(dim=(1, 2, 3)) / area.clamp_min(1.0)
     lo, hi = band
-    n_pix = margin[0].numel()
-    band_sum = margin.new_zeros(())
-    for d, s in zip(margin.flatten(1), support.flatten(1)):
-        inside = d[s > 0]
-        if inside.numel() == 0:
-            continue
-        k_lo = math.ceil(lo * inside.numel())
-        k_hi = math.ceil((1 - hi) * inside.numel())
-        if k_lo:
-            band_sum = band_sum + F.relu(1.0 - inside.topk(k_lo).values).sum()
-        if k_hi:
-            band_sum = band_sum + F.relu(inside.topk(k_hi, largest=False).values + 1.0).sum()
-    return bg + band_sum / (margin.shape[0] * n_pix)
+    has = (area > 0).to(margin.dtype)
+    w_lo = has * F.relu(lo - frac) / max(lo, 1e-6)
+    w_hi = has * F.relu(frac - hi) / max(1 - hi, 1e-6)
+    lift = (support * F.relu(1.0 - margin)).mean(dim=(1, 2, 3))
+    lower = (support * F.relu(margin + 1.0)).mean(dim=(1, 2, 3))
+    return bg + (w_lo * lift + w_hi * lower).mean()
 
 
 def background_mask_penalty(spa: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
