@@ -78,7 +78,7 @@ def train(
     qabf_weight: Annotated[float, typer.Option("--qabf-loss", min=0.0, help="Weight of 1 - Qabf (edge transfer with orientation); medfuse's addition, 0 = off.")] = 0.0,
     mask_support: Annotated[float, typer.Option("--mask-support", min=0.0, help="Weight of the support-aware region-mask prior (background redundant, --support-band share of the anatomy principal); medfuse's addition, 0 = off.")] = 0.0,
     support_band: Annotated[tuple[float, float], typer.Option("--support-band", help="LO HI: principal share of each image's anatomy the prior allows.")] = (0.3, 0.9),
-    straight_through: Annotated[bool, typer.Option("--straight-through", help="Binary (straight-through Gumbel) masks in training, as at inference.")] = False,
+    straight_through: Annotated[bool, typer.Option("--straight-through", help="Train with the inference masks (argmax, no Gumbel noise) and straight-through gradients.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
     criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule: val_qabf or val_qabf+ssim (both among validations with meaningful masks).")] = "val_qabf",
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
