@@ -112,9 +112,10 @@ def test_background_mask_penalty_counts_principal_pixels_without_signal() -> Non
     on_anatomy = torch.zeros_like(a)
     on_anatomy[..., 10:22, 10:22] = 1.0
     everywhere = torch.ones_like(a)
-    assert float(background_mask_penalty(on_anatomy, a, b)) == 0.0
+    sup = signal_support(a, b)
+    assert float(background_mask_penalty(on_anatomy, sup)) == 0.0
     # support = anatomy grown by 3 px on each side: 22 x 22 of the 32 x 32 image
-    assert float(background_mask_penalty(everywhere, a, b)) == pytest.approx(1 - 22 * 22 / 32**2)
+    assert float(background_mask_penalty(everywhere, sup)) == pytest.approx(1 - 22 * 22 / 32**2)
 
 
 def test_support_mask_prior_hand_cases() -> None:

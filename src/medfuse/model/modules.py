@@ -95,7 +95,7 @@ def channel_mask_pair(
     elif straight_through:
         sparse = straight_through_mask(logits, tau, dim=-1)[:, 0]
     else:
-        sparse = F.gumbel_softmax(logits, tau=tau, hard=straight_through, dim=-1)[:, 1]
+        sparse = F.gumbel_softmax(logits, tau=tau, dim=-1)[:, 1]
     sparse = sparse.view(1, -1, 1, 1)
     return 1.0 - sparse, sparse
 
@@ -115,7 +115,7 @@ class MaskedConvBody(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(layers)
         )
         self.collect = nn.Conv2d(channels * layers, channels, 1)
-        #: Training only: binary Gumbel samples with straight-through gradients.
+        #: Training only: the inference masks with straight-through gradients.
         self.straight_through = False
 
     def channel_masks(self, hard: bool, tau: float) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -4,7 +4,7 @@ L_total = L_c + gamma L_g + alpha L_SSIM + beta (L_main + delta L_aux) + lambda 
 with gamma = 10, alpha = 0.5, beta = 0.3, delta = 0.5 (paper values). Every term can be
 switched off (weight 0) for ablations.
 
-medfuse adds two optional terms (both off by default, so the paper's recipe is unchanged):
+medfuse adds three optional terms (all off by default, so the paper's recipe is unchanged):
 ``mu L_MEF`` (1 - MEF-SSIM of F against {A, B}, the structural score published tables
 report), ``nu L_Q`` (1 - Qabf, edge transfer with orientation) and ``lambda_s L_support`` (a region-mask prior: background redundant, a band for
 the principal share of each image's anatomy). docs/training.md says why and what they measured.
@@ -44,10 +44,15 @@ class LossWeights:
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     """|Gx| + |Gy| with the fixed Sobel kernels, replicate-padded so borders get no false
     edge. The L1 form matches the gradient measure commonly used in fusion losses."""
+    gx, gy = _sobel_xy(x)
+    return gx.abs() + gy.abs()
+
+
+def _sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel Gx and Gy, replicate-padded (shared by the gradient and Qabf losses)."""
     k = _SOBEL_X.to(x)
-    w = torch.stack([k, k.t()]).unsqueeze(1)  # (2, 1, 3, 3)
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w)
-    return g.abs().sum(1, keepdim=True)
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), torch.stack([k, k.t()]).unsqueeze(1))
+    return g[:, 0:1], g[:, 1:2]
 
 
 def content_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -124,10 +129,6 @@ def mask_cost(spa: torch.Tensor, ch_mask_logits: torch.Tensor, tau: float, hard:
 
 _MEF_WIN = 11
 _MEF_C = (0.03 * 255.0) ** 2
-
-
-def _window_moments(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(x, w)
 
 
 def mef_ssim_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -237,21 +238,15 @@ def support_mask_prior(
     return bg + (w_lo * lift + w_hi * lower).mean()
 
 
-def background_mask_penalty(spa: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def background_mask_penalty(spa: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     """Share of the image that is principal *and* empty background: mean(M_sp (1 - S)).
 
-    A principal pixel costs the sparse channels' work; where neither source has signal
-    there is nothing to fuse, so that work buys nothing. Without this the spatial mask
-    is free to fill the background with whatever pattern its transposed convolution
-    prefers (the 2x2 grid of the first bundled weights and of the authors' checkpoint).
+    Logged (``mask_bg``) rather than optimised: as a loss on the binary mask its surrogate
+    gradient vanished where the background was confidently principal, so the grid of the
+    first bundled weights never moved; :func:`support_mask_prior` acts on the logits
+    instead. The log says whether that worked.
     """
-    return (spa * (1 - signal_support(a, b))).mean()
-
-
-def _sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    k = _SOBEL_X.to(x)
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), torch.stack([k, k.t()]).unsqueeze(1))
-    return g[:, 0:1], g[:, 1:2]
+    return (spa * (1 - support)).mean()
 
 
 def qabf_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

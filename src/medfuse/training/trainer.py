@@ -250,8 +250,8 @@ def loss_terms(
             support_mask_prior(rmm.last_margin, sup, w.support_band)
             for rmm in (model.inf_rmm, model.vis_rmm)
         ) / 2
-        terms["mask_bg"] = (background_mask_penalty(out.mask_mri, a, b)
-                            + background_mask_penalty(out.mask_functional, a, b)).detach() / 2
+        terms["mask_bg"] = (background_mask_penalty(out.mask_mri, sup)
+                            + background_mask_penalty(out.mask_functional, sup)).detach() / 2
     terms["mask"] = budget / 2
     total = (
         w.content * terms["content"]
