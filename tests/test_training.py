@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from medfuse.errors import UsageError
 from medfuse.io.images import write_image
 from medfuse.phantom import brain_phantom
 from medfuse.training.labels import pseudo_labels
@@ -221,6 +222,10 @@ def test_tiny_run_checkpoint_resume_export(tmp_path: Path) -> None:
     assert s2["steps"] == 9
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg)
+    bad = TrainConfig(data=str(data), out=str(tmp_path / "bad"), steps=1, criterion="val_mi")
+    with pytest.raises(UsageError, match="unknown selection criterion"):
+        train(bad)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
     stage2 = TrainConfig(data=str(data), out=str(tmp_path / "st"), steps=3, batch=2, patch=16,
                          val_every=3, device="cpu", straight_through=True,
                          criterion="val_qabf+ssim", init=str(tmp_path / "run" / "last.pt"),

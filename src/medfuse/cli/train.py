@@ -96,11 +96,9 @@ def train(
 ) -> None:
     """Train GeSeNet from scratch on Harvard-layout data (all tasks, one model)."""
     from medfuse.training.losses import LossWeights
-    from medfuse.training.trainer import CRITERIA, TrainConfig, export_best
+    from medfuse.training.trainer import TrainConfig, export_best
     from medfuse.training.trainer import train as run
 
-    if criterion not in CRITERIA:
-        raise typer.BadParameter(f"use one of {', '.join(CRITERIA)}", param_hint="--criterion")
     cfg = TrainConfig(
         data=str(data), out=str(out_dir), steps=steps, batch=batch, patch=patch, stride=stride,
         lr=lr, tau=tau, tau_start=tau_start, seed=seed, device=device,

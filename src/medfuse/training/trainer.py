@@ -49,11 +49,17 @@ CRITERIA = ("val_qabf", "val_qabf+ssim")
 MASK_RANGE = (0.1, 0.9)
 
 
+def check_criterion(criterion: str) -> None:
+    """Refuse an unknown best-checkpoint rule (before a run starts, not at its first
+    validation)."""
+    if criterion not in CRITERIA:
+        raise UsageError(f"unknown selection criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
+
+
 def selection_score(v: dict[str, float], criterion: str = CRITERION) -> float:
     lo, hi = MASK_RANGE
     ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
-    if criterion not in CRITERIA:
-        raise UsageError(f"unknown selection criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
+    check_criterion(criterion)
     score = v["val_qabf"] + (v["val_ssim"] if criterion == "val_qabf+ssim" else 0.0)
     return score if ok else score - 10.0
 
@@ -323,6 +329,7 @@ def train(
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train GeSeNet from scratch (never from the reference checkpoint) on ``cfg.data``."""
+    check_criterion(cfg.criterion)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = _device(cfg.device)
