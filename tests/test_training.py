@@ -17,6 +17,7 @@ from medfuse.training.losses import (
     LossWeights,
     background_mask_penalty,
     content_loss,
+    display_luminance,
     gradient_loss,
     mask_budget,
     mef_ssim_loss,
@@ -227,7 +228,7 @@ def test_tiny_run_checkpoint_resume_export(tmp_path: Path) -> None:
         train(bad)
     assert not (tmp_path / "bad").exists()  # refused before anything is written
     stage2 = TrainConfig(data=str(data), out=str(tmp_path / "st"), steps=3, batch=2, patch=16,
-                         val_every=3, device="cpu", straight_through=True,
+                         val_every=3, device="cpu", straight_through=True, display_luma=True,
                          criterion="val_qabf+ssim", init=str(tmp_path / "run" / "last.pt"),
                          weights=LossWeights(mef_ssim=1.0, mask_support=1.0, compute_target=0.75))
     assert train(stage2)["steps"] == 3
@@ -283,3 +284,65 @@ def test_selection_prefers_meaningful_masks() -> None:
     good = {"val_qabf": 0.5, "principal_mri": 0.4, "principal_functional": 0.6}
     degenerate = {"val_qabf": 0.7, "principal_mri": 0.25, "principal_functional": 1.0}
     assert selection_score(good) > selection_score(degenerate)
+
+
+def test_display_luminance_is_the_written_rgb_luminance() -> None:
+    """Equals Y of the chroma rule's RGB (clipped) in NumPy; grey pairs pass unchanged;
+    saturated chroma with bright luminance is darkened by the clip, as in the output."""
+    from medfuse.colour import TAU, luminance, ycbcr_to_rgb
+
+    rng = np.random.default_rng(0)
+    f = rng.uniform(0.02, 0.98, (2, 1, 8, 8)).astype(np.float32)
+    chroma = rng.uniform(0.1, 0.9, (2, 2, 8, 8)).astype(np.float32)
+    got = display_luminance(torch.from_numpy(f), torch.from_numpy(chroma)).numpy()
+    want = luminance(ycbcr_to_rgb(f[:, 0], chroma[:, 0], chroma[:, 1]))
+    np.testing.assert_allclose(got[:, 0], want, atol=1e-6)
+    neutral = torch.full((2, 2, 8, 8), TAU)
+    np.testing.assert_allclose(display_luminance(torch.from_numpy(f), neutral).numpy(), f, atol=1e-6)
+    red = torch.tensor([0.5, 0.95]).view(1, 2, 1, 1).expand(1, 2, 8, 8)  # Cb neutral-ish, strong Cr
+    bright = torch.full((1, 1, 8, 8), 0.9, requires_grad=True)
+    y = display_luminance(bright, red)
+    assert float(y.detach().max()) < 0.85  # R clipped at 1
+    y.sum().backward()
+    assert float(bright.grad.abs().sum()) > 0  # G and B still carry gradient
+
+
+def test_sampler_cuts_chroma_with_its_pair(tmp_path: Path) -> None:
+    """Chroma patches are rotated and flipped with the luminance they belong to, and the
+    chroma-carrying sampler draws the same patches as the plain one."""
+    from medfuse.training.data import PatchSampler, load_split
+
+    data = load_split(_dataset(tmp_path), "train")
+    assert data.chroma is not None and data.chroma.shape == (len(data), 2, 32, 32)
+    data.chroma[:, 0] = data.other  # a chroma plane we can recognise after the transforms
+    data.chroma[:, 1] = data.mri
+    a, b, lab = PatchSampler(data, 16, 8, seed=7).sample(6)
+    a2, b2, lab2, chroma = PatchSampler(data, 16, 8, seed=7).sample_with_chroma(6)
+    assert np.array_equal(a, a2) and np.array_equal(b, b2) and np.array_equal(lab, lab2)
+    assert np.array_equal(chroma[:, 0], b2) and np.array_equal(chroma[:, 1], a2)
+
+
+def test_validation_scores_the_written_colour_image(tmp_path: Path) -> None:
+    """validate() gives eval's numbers: the fused luminance coloured by the chroma rule,
+    written to 8 bits, scored by compute_metrics_colour."""
+    from medfuse.colour import TAU, fuse_colour
+    from medfuse.io.images import to_uint
+    from medfuse.metrics import compute_metrics_colour
+    from medfuse.model import GeSeNet
+    from medfuse.training.data import load_split
+    from medfuse.training.trainer import _tensor, validate
+
+    torch.manual_seed(0)
+    val = load_split(_dataset(tmp_path, n_train=1, n_val=2), "val")
+    assert not np.all(val.chroma == TAU)  # the phantom PET is coloured
+    model = GeSeNet().eval()
+    res = validate(model, val, torch.device("cpu"))
+    with torch.no_grad():
+        fused = model.fuse(_tensor(val.mri, torch.device("cpu")), _tensor(val.other, torch.device("cpu"))).fused
+    want = []
+    for k in range(len(val)):
+        n = np.full_like(val.mri[k], TAU)
+        rgb = fuse_colour(fused[k, 0].numpy(), [(n, n), (val.chroma[k, 0], val.chroma[k, 1])])
+        want.append(compute_metrics_colour(val.mri[k] * 255, val.other[k] * 255,
+                                           to_uint(rgb, 8).astype(np.float64), "standard", ["Qabf"])["Qabf"])
+    assert res["qabf_MRI_PET"] == pytest.approx(float(np.mean(want)), abs=1e-9)

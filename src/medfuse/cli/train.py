@@ -79,6 +79,7 @@ def train(
     mask_support: Annotated[float, typer.Option("--mask-support", min=0.0, help="Weight of the support-aware region-mask prior (background redundant, --support-band share of the anatomy principal); medfuse's addition, 0 = off.")] = 0.0,
     support_band: Annotated[tuple[float, float], typer.Option("--support-band", help="LO HI: principal share of each image's anatomy the prior allows.")] = (0.3, 0.9),
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Train with the inference masks (argmax, no Gumbel noise) and straight-through gradients.")] = False,
+    display_luma: Annotated[bool, typer.Option("--display-luma", help="Losses score the luminance of the RGB that is written (chroma rule, clip to the gamut) rather than the network's own.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
     criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule: val_qabf or val_qabf+ssim (both among validations with meaningful masks).")] = "val_qabf",
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
@@ -110,6 +111,7 @@ def train(
                             mef_ssim=mef_ssim, qabf=qabf_weight, mask_support=mask_support,
                             support_band=(float(support_band[0]), float(support_band[1]))),
         straight_through=straight_through, criterion=criterion, init=str(init) if init else None,
+        display_luma=display_luma,
     )
     progress, update = _progress_printer(steps, "train")
     with progress:

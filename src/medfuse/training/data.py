@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medfuse.colour import TAU
 from medfuse.errors import UsageError
 from medfuse.training.labels import pseudo_labels
 
@@ -26,6 +27,10 @@ class PairSet:
     labels: np.ndarray  # (N, H, W) uint8
     tasks: list[str]
     names: list[str]
+    #: (N, 2, H, W) float32 Cb, Cr of the second image (neutral 0.5 for grey ones): what
+    #: the chroma rule will colour the fused luminance with, so losses and validation can
+    #: score the RGB a user gets rather than the network's luminance.
+    chroma: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -36,7 +41,7 @@ def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASK
     from medfuse.pipeline import prepare_pair
 
     root = Path(root)
-    mri, other, labels, task_of, names = [], [], [], [], []
+    mri, other, labels, task_of, names, chroma_of = [], [], [], [], [], []
     for task in tasks:
         mod = TASKS[task]
         mdir, odir = root / task / split / "MRI", root / task / split / mod
@@ -51,6 +56,8 @@ def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASK
             other.append(pair.other_y)
             chroma = pair.chroma[0] if pair.chroma else None
             labels.append(pseudo_labels(pair.mri_y, pair.other_y, mod.lower(), chroma))
+            neutral = np.full_like(pair.other_y, TAU)
+            chroma_of.append(np.stack(chroma if chroma else (neutral, neutral)))
             task_of.append(task)
             names.append(f"{task}/{mpath.name}")
     if not names:
@@ -58,7 +65,8 @@ def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASK
     shapes = {m.shape for m in mri}
     if len(shapes) != 1:
         raise UsageError(f"{split} images differ in size ({sorted(shapes)}); training needs one size")
-    return PairSet(np.stack(mri), np.stack(other), np.stack(labels), task_of, names)
+    return PairSet(np.stack(mri), np.stack(other), np.stack(labels), task_of, names,
+                   np.stack(chroma_of).astype(np.float32))
 
 
 class PatchSampler:
@@ -83,6 +91,13 @@ class PatchSampler:
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mri, other, labels) batches of shape (B, P, P)."""
+        a, b, lab, _ = self.sample_with_chroma(batch)
+        return a, b, lab
+
+    def sample_with_chroma(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(mri, other, labels, chroma): chroma (B, 2, P, P) is cut, rotated and flipped
+        with its pair (neutral when the set has none). Draws exactly the random numbers
+        :meth:`sample` draws, so a seed gives the same patches either way."""
         p = self.patch
         idx = self.rng.integers(0, len(self.data), batch)
         ys = self.rng.choice(self.ys, batch)
@@ -90,9 +105,14 @@ class PatchSampler:
         rot = self.rng.integers(0, 4, batch)
         flip = self.rng.integers(0, 2, batch)
         out = [np.empty((batch, p, p), a.dtype) for a in (self.data.mri, self.data.other, self.data.labels)]
+        chroma = np.full((batch, 2, p, p), TAU, np.float32)
         for k in range(batch):
             for o, src in zip(out, (self.data.mri, self.data.other, self.data.labels)):
                 tile = src[idx[k], ys[k] : ys[k] + p, xs[k] : xs[k] + p]
                 tile = np.rot90(tile, rot[k])
                 o[k] = tile[:, ::-1] if flip[k] else tile
-        return out[0], out[1], out[2]
+            if self.data.chroma is not None:
+                tile = self.data.chroma[idx[k], :, ys[k] : ys[k] + p, xs[k] : xs[k] + p]
+                tile = np.rot90(tile, rot[k], axes=(1, 2))
+                chroma[k] = tile[:, :, ::-1] if flip[k] else tile
+        return out[0], out[1], out[2], chroma

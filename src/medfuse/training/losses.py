@@ -8,6 +8,8 @@ medfuse adds three optional terms (all off by default, so the paper's recipe is 
 ``mu L_MEF`` (1 - MEF-SSIM of F against {A, B}, the structural score published tables
 report), ``nu L_Q`` (1 - Qabf, edge transfer with orientation) and ``lambda_s L_support`` (a region-mask prior: background redundant, a band for
 the principal share of each image's anatomy). docs/training.md says why and what they measured.
+With :func:`display_luminance` every term can score the luminance of the RGB a user gets
+(after the chroma rule and the clip to [0, 1]) instead of the network's own luminance.
 """
 
 from __future__ import annotations
@@ -247,6 +249,26 @@ def background_mask_penalty(spa: torch.Tensor, support: torch.Tensor) -> torch.T
     instead. The log says whether that worked.
     """
     return (spa * (1 - support)).mean()
+
+
+def display_luminance(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """Y of the RGB that inference writes for fused luminance ``f`` (B, 1, H, W) and the
+    chroma (B, 2, H, W: Cb, Cr) the tau rule gives it, clipped to [0, 1] per channel as
+    :func:`medfuse.colour.ycbcr_to_rgb` does.
+
+    Why: with a strongly coloured PET/SPECT source, bright fused luminance pushes R, G or
+    B past 1; the clip then darkens those pixels and flattens their edges, so the image a
+    user sees (and ``medfuse eval`` scores) has less structure than the network made.
+    Scoring this in the losses lets the network keep its detail inside the colour gamut.
+    With neutral chroma (grey pairs) it is ``f`` itself.
+    """
+    from medfuse.colour import _B_CB, _G_CB, _G_CR, _KB, _KG, _KR, _R_CR, TAU
+
+    dcb, dcr = chroma[:, 0:1] - TAU, chroma[:, 1:2] - TAU
+    r = (f + _R_CR * dcr).clamp(0.0, 1.0)
+    g = (f - _G_CR * dcr - _G_CB * dcb).clamp(0.0, 1.0)
+    b = (f + _B_CB * dcb).clamp(0.0, 1.0)
+    return _KR * r + _KG * g + _KB * b
 
 
 def qabf_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
