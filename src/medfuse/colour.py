@@ -7,6 +7,8 @@ contributes nothing and a strongly coloured one dominates.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 TAU = 0.5  # 128 of 255: neutral chroma in [0, 1] units
@@ -18,10 +20,23 @@ _CR_SCALE, _CB_SCALE = 0.713, 0.564
 _R_CR, _G_CR, _G_CB, _B_CB = 1.403, 0.714, 0.344, 1.773
 
 
+def luma(r: Any, g: Any, b: Any) -> Any:
+    """BT.601 Y from separate R, G, B planes. Plain arithmetic, so NumPy arrays and torch
+    tensors (the training losses) share this one definition."""
+    return _KR * r + _KG * g + _KB * b
+
+
+def ycbcr_planes(y: Any, cb: Any, cr: Any) -> tuple[Any, Any, Any]:
+    """Unclipped R, G, B planes from Y, Cb, Cr with the paper's inverse coefficients.
+    Plain arithmetic like :func:`luma`, for the same reason."""
+    dcr, dcb = cr - TAU, cb - TAU
+    return y + _R_CR * dcr, y - _G_CR * dcr - _G_CB * dcb, y + _B_CB * dcb
+
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """Y of an (..., 3) RGB array in [0, 1]."""
     rgb = np.asarray(rgb)
-    return _KR * rgb[..., 0] + _KG * rgb[..., 1] + _KB * rgb[..., 2]
+    return luma(rgb[..., 0], rgb[..., 1], rgb[..., 2])
 
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,12 +52,7 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, clip: bool = True) -> np.ndarray:
     """Merge Y, Cb, Cr back into (..., 3) RGB, clipped to [0, 1] unless ``clip=False``."""
-    dcr = np.asarray(cr) - TAU
-    dcb = np.asarray(cb) - TAU
-    r = y + _R_CR * dcr
-    g = y - _G_CR * dcr - _G_CB * dcb
-    b = y + _B_CB * dcb
-    rgb = np.stack([r, g, b], axis=-1)
+    rgb = np.stack(ycbcr_planes(np.asarray(y), np.asarray(cb), np.asarray(cr)), axis=-1)
     return np.clip(rgb, 0.0, 1.0) if clip else rgb
 
 

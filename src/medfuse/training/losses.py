@@ -262,13 +262,10 @@ def display_luminance(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     Scoring this in the losses lets the network keep its detail inside the colour gamut.
     With neutral chroma (grey pairs) it is ``f`` itself.
     """
-    from medfuse.colour import _B_CB, _G_CB, _G_CR, _KB, _KG, _KR, _R_CR, TAU
+    from medfuse.colour import luma, ycbcr_planes
 
-    dcb, dcr = chroma[:, 0:1] - TAU, chroma[:, 1:2] - TAU
-    r = (f + _R_CR * dcr).clamp(0.0, 1.0)
-    g = (f - _G_CR * dcr - _G_CB * dcb).clamp(0.0, 1.0)
-    b = (f + _B_CB * dcb).clamp(0.0, 1.0)
-    return _KR * r + _KG * g + _KB * b
+    r, g, b = ycbcr_planes(f, chroma[:, 0:1], chroma[:, 1:2])
+    return luma(r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0))
 
 
 def qabf_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -294,9 +294,10 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
     (Scoring the network's own luminance instead read 0.004 Qabf high on MRI-SPECT,
     because the clip to the RGB gamut removes detail; measured on the stage-5 weights.)
     """
-    from medfuse.colour import TAU, fuse_colour
+    from medfuse.colour import TAU
     from medfuse.io.images import to_uint
     from medfuse.metrics import compute_metrics_colour
+    from medfuse.pipeline import PreparedPair, colourise
 
     was_training = model.training
     model.eval()
@@ -310,11 +311,10 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
         fr_f += out.mask_functional.mean(dim=(1, 2, 3)).cpu().tolist()
         for j in range(fused.shape[0]):
             k = i + j
-            image = fused[j]
-            if val.chroma is not None and not np.all(val.chroma[k] == TAU):
-                neutral = np.full_like(image, TAU)
-                image = fuse_colour(image, [(neutral, neutral), (val.chroma[k, 0], val.chroma[k, 1])])
-            written = to_uint(image, 8).astype(np.float64)
+            colour = val.chroma is not None and not np.all(val.chroma[k] == TAU)
+            pair = PreparedPair(val.mri[k], val.other[k],
+                                [(val.chroma[k, 0], val.chroma[k, 1])] if colour else [], "pet")
+            written = to_uint(colourise(fused[j], pair), 8).astype(np.float64)  # inference's path
             src_a, src_b = val.mri[k] * 255.0, val.other[k] * 255.0
             m = compute_metrics_colour(src_a, src_b, written, profile="standard", metrics=["Qabf", "SSIM"])
             m["MEF"] = compute_metrics_colour(src_a, src_b, written, profile="toolbox2022",
