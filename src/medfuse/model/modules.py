@@ -70,6 +70,14 @@ class EdgeEnhancement(nn.Module):
         return F.leaky_relu(self.convdown(self.dense(x)) + self.convup(self.sobelconv(x)), 0.1)
 
 
+def hard_mask(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """The inference decision on two-class logits along ``dim``: 1 where class 1
+    (principal / sparse) strictly beats class 0, so ties go to class 0; class 1's channel.
+    One rule for the spatial and channel masks, the straight-through masks and the
+    compute-cost term, so they cannot drift apart."""
+    return (logits.narrow(dim, 1, 1) > logits.narrow(dim, 0, 1)).to(logits.dtype)
+
+
 def straight_through_mask(logits: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
     """The inference mask (argmax, ties to the first class) in the forward pass, with the
     gradient of softmax(logits / tau) in the backward pass; returns class 1's channel.
@@ -79,8 +87,7 @@ def straight_through_mask(logits: torch.Tensor, tau: float, dim: int) -> torch.T
     0 % at inference, measured); without it training sees exactly the masks inference uses.
     """
     soft = torch.softmax(logits / tau, dim=dim).narrow(dim, 1, 1)
-    hard = (logits.narrow(dim, 1, 1) > logits.narrow(dim, 0, 1)).to(logits.dtype)
-    return (soft - soft.detach()) + hard  # exactly 0 + hard in the forward pass
+    return (soft - soft.detach()) + hard_mask(logits, dim)  # exactly 0 + hard in the forward pass
 
 
 def channel_mask_pair(
@@ -91,7 +98,7 @@ def channel_mask_pair(
     and draw no random numbers; training masks are Gumbel-softmax samples, or with
     ``straight_through`` the hard masks themselves with softmax gradients."""
     if hard:
-        sparse = (logits[:, 1] > logits[:, 0]).to(logits.dtype)
+        sparse = hard_mask(logits, dim=-1)[:, 0]
     elif straight_through:
         sparse = straight_through_mask(logits, tau, dim=-1)[:, 0]
     else:
@@ -189,7 +196,7 @@ class RegionMask(nn.Module):
         #: pass, for mask regularisers that must not saturate with the mask.
         self.last_margin = None if hard else logits[:, 1:2] - logits[:, 0:1]
         if hard:
-            return (logits[:, 1:2] > logits[:, 0:1]).to(x.dtype)
+            return hard_mask(logits, dim=1)
         if self.straight_through:
             return straight_through_mask(logits, tau, dim=1)
         return F.gumbel_softmax(logits, tau=tau, dim=1)[:, 1:2]

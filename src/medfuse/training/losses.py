@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from medfuse.model.modules import hard_mask
+
 _SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 
 
@@ -121,7 +123,7 @@ def mask_cost(spa: torch.Tensor, ch_mask_logits: torch.Tensor, tau: float, hard:
     ``ch_mask_logits`` is the body's (1, C, L, 2) parameter; ``spa`` the (N, 1, H, W) mask.
     """
     if hard:
-        sparse = (ch_mask_logits[0, :, :, 1] > ch_mask_logits[0, :, :, 0]).float()
+        sparse = hard_mask(ch_mask_logits[0], dim=-1)[..., 0]
     else:
         sparse = torch.softmax(ch_mask_logits[0] / tau, dim=-1)[..., 1]
     frac = spa.mean()
