@@ -436,7 +436,7 @@ def reference_samples() -> list[tuple[Any, Any]] | None:
     shared = Path(os.environ.get("MEDFUSE_SHARED", ROOT.parent / "shared")) / "reference" / "samples"
     if not shared.is_dir():
         return None
-    from medfuse.pipeline import prepare_pair
+    from medfuse.prepare.pair import prepare_pair
 
     pairs = []
     for task, mod in (("MRI_CT", "CT"), ("MRI_PET", "PET"), ("MRI_SPECT", "SPECT")):

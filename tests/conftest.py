@@ -4,11 +4,14 @@ seeded random weights so CLI tests never need bundled or reference weights."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/ on the path so test modules share `helpers` (pytest runs in importlib mode).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def shared_dir() -> Path | None:

@@ -8,7 +8,7 @@ import pytest
 from medfuse import baselines
 from medfuse.colour import rgb_to_ycbcr
 from medfuse.errors import InputError, UsageError
-from medfuse.pipeline import colourise, prepare_pair
+from medfuse.prepare.pair import colourise, prepare_pair
 
 SHAPES = [(8, 8), (9, 13), (32, 32), (33, 17), (64, 48)]
 

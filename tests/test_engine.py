@@ -114,7 +114,7 @@ def test_reference_samples(shared: Path, reference_checkpoint: Path) -> None:
     """The authors' checkpoint on the first sample pair of each task (its masks are a fixed grid and
     all ones, unlike random weights'): fast == dense within 1e-4, masks identical."""
     from medfuse.engine import load_model
-    from medfuse.pipeline import prepare_pair
+    from medfuse.prepare.pair import prepare_pair
 
     fast = load_model(reference_checkpoint, "cpu")
     dense = load_model(reference_checkpoint, "cpu", fast=False)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from medfuse.cli import app
 from medfuse.io.images import read_image, write_image
-from test_formats_synth import (
+from helpers.synth import (
     MR_AFFINE,
     MR_SHAPE,
     PET_AFFINE,

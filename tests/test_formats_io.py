@@ -24,8 +24,8 @@ from medfuse.io.geometry import (
 )
 from medfuse.io.nifti import read_nifti, write_nifti
 from medfuse.io.volume import read_volume
-from medfuse.io.windowing import PRESETS, Window, apply_window, default_window, parse_window
-from test_formats_synth import (
+from medfuse.prepare.windowing import PRESETS, Window, apply_window, default_window, parse_window
+from helpers.synth import (
     MR_AFFINE,
     MR_SHAPE,
     mr_values,

@@ -63,7 +63,7 @@ def test_sobel_initialisation() -> None:
 
 
 def _load_pair(shared: Path, task: str, mod: str, i: int) -> tuple[np.ndarray, np.ndarray]:
-    from medfuse.pipeline import prepare_pair
+    from medfuse.prepare.pair import prepare_pair
 
     s = shared / "reference" / "samples" / task
     p = prepare_pair(s / "MRI" / f"{i}.png", s / mod / f"{i}.png")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from medfuse.errors import InputError, UsageError, WeightsError
 from medfuse.io.images import read_image, write_image
-from medfuse.pipeline import fuse, prepare_pair
+from medfuse.prepare.pair import fuse, prepare_pair
 
 
 def rng_image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

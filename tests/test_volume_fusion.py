@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medfuse.colormaps import DEFAULT_COLORMAP, apply_colormap, pseudo_colour, resolve_colormap
+from medfuse.prepare.colormaps import DEFAULT_COLORMAP, apply_colormap, pseudo_colour, resolve_colormap
 from medfuse.errors import InputError, UsageError
 from medfuse.io.volume import Volume, image_volume, read_volume
-from medfuse.volumes import (
+from medfuse.prepare.plan import (
     RegistrationWarning,
     fuse_plan,
     guess_modality,
@@ -23,7 +23,7 @@ from medfuse.volumes import (
     plan_fusion,
     take_slice,
 )
-from test_formats_synth import (
+from helpers.synth import (
     MR_AFFINE,
     MR_SHAPE,
     PET_AFFINE,

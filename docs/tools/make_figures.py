@@ -50,7 +50,7 @@ def val_pair(data: Path, task: str) -> tuple[Path, Path]:
 
 def labels_figure(data: Path, out: Path) -> None:
     from medfuse.io.images import read_image
-    from medfuse.pipeline import prepare_pair
+    from medfuse.prepare.pair import prepare_pair
     from medfuse.training.labels import pseudo_labels
 
     rows = []
@@ -66,7 +66,7 @@ def labels_figure(data: Path, out: Path) -> None:
 def compare_figure(data: Path, ref: Path, ours: Path, out: Path) -> None:
     from medfuse.engine import load_model
     from medfuse.io.images import read_image
-    from medfuse.pipeline import fuse
+    from medfuse.prepare.pair import fuse
 
     e_ref, e_ours = load_model(ref, "cpu"), load_model(ours, "cpu")
     rows = []
@@ -82,7 +82,7 @@ def masks_figure(data: Path, ours: Path, out: Path) -> None:
     from medfuse.cli.fusion import _overlay
     from medfuse.engine import load_model
     from medfuse.io.images import read_image
-    from medfuse.pipeline import fuse
+    from medfuse.prepare.pair import fuse
 
     eng = load_model(ours, "cpu")
     rows = []

@@ -11,9 +11,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "fuse": ("medfuse.pipeline", "fuse"),
-    "prepare_pair": ("medfuse.pipeline", "prepare_pair"),
-    "FusionResult": ("medfuse.pipeline", "FusionResult"),
+    "fuse": ("medfuse.prepare.pair", "fuse"),
+    "prepare_pair": ("medfuse.prepare.pair", "prepare_pair"),
+    "FusionResult": ("medfuse.prepare.pair", "FusionResult"),
     "load_model": ("medfuse.engine", "load_model"),
     "Engine": ("medfuse.engine", "Engine"),
     "read_image": ("medfuse.io.images", "read_image"),

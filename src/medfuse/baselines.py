@@ -3,8 +3,8 @@
 A number for GeSeNet means little without the simple rules next to it: if pixel averaging
 scores as well on a metric, that metric is not measuring what the network adds. Each rule
 here fuses the *luminance* the network sees (the MRI and Y of the second image, as
-:func:`medfuse.pipeline.prepare_pair` produces them) and goes through the same chroma rule
-(:func:`medfuse.pipeline.colourise`), so every method's output is the same kind of image
+:func:`medfuse.prepare.pair.prepare_pair` produces them) and goes through the same chroma rule
+(:func:`medfuse.prepare.pair.colourise`), so every method's output is the same kind of image
 and differences in the scores come from the luminance rule alone.
 
 Rules (all on float images in [0, 1], same shape; output float32 in [0, 1]):
@@ -31,7 +31,7 @@ import numpy as np
 
 from medfuse.errors import UsageError
 from medfuse.io.images import ImageData
-from medfuse.pipeline import FusionResult, PreparedPair, colourise, prepare_pair
+from medfuse.prepare.pair import FusionResult, PreparedPair, colourise, prepare_pair
 
 LuminanceRule = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -241,7 +241,7 @@ def fuse_luminance(method: str, mri_y: np.ndarray, other_y: np.ndarray) -> np.nd
 
 
 def fuse_prepared(pairs: list[PreparedPair], method: str) -> list[FusionResult]:
-    """The baseline counterpart of :func:`medfuse.pipeline.fuse_prepared`: same inputs,
+    """The baseline counterpart of :func:`medfuse.prepare.pair.fuse_prepared`: same inputs,
     same colour path, same result type."""
     rule = BASELINES[canonical_name(method)]
     results = []
@@ -260,7 +260,7 @@ def fuse(
     resize: bool = False,
 ) -> FusionResult:
     """Fuse one registered pair with a classical rule (paths, arrays in [0, 1] or
-    ``ImageData``), validated exactly as :func:`medfuse.pipeline.fuse` validates."""
+    ``ImageData``), validated exactly as :func:`medfuse.prepare.pair.fuse` validates."""
     pair = prepare_pair(mri, other, modality=modality, resize=resize)
     return fuse_prepared([pair], method)[0]
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medfuse.errors import InputError, MedfuseError, UsageError
-from medfuse.io.atomic import atomic_output, check_output
+from medfuse.io.outputs import atomic_output, check_output
 from medfuse.io.images import IMAGE_SUFFIXES, ImageData, read_image
 from medfuse.metrics import HIGHER_IS_BETTER, METRIC_NAMES, PROFILES, compute_metrics_colour
 
@@ -448,7 +448,7 @@ class _Loaded:
 
 
 def _load_pair(spec: PairSpec, modality: str, resize: bool) -> _Loaded:
-    from medfuse.pipeline import prepare_pair, resize_to
+    from medfuse.prepare.pair import prepare_pair, resize_to
 
     a, b = read_image(spec.mri), read_image(spec.other)
     prepared = prepare_pair(a, b, modality=modality, resize=resize, name=spec.name)
@@ -608,7 +608,7 @@ def _run_method(
 ) -> list[tuple[np.ndarray | None, str, str]]:
     """(image on 0..255 or None, error message, problem kind) per pair, in order."""
     from medfuse import baselines
-    from medfuse.pipeline import fuse_prepared
+    from medfuse.prepare.pair import fuse_prepared
 
     if m.kind == "fused":
         assert fused_files is not None and m.path is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medfuse.colormaps import apply_colormap
+from medfuse.prepare.colormaps import apply_colormap
 
 
 def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float,

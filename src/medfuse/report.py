@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medfuse.evaluation import EvalResult, Example, Summary, best_methods
-from medfuse.io.atomic import atomic_output, check_output
+from medfuse.io.outputs import atomic_output, check_output
 from medfuse.metrics import HIGHER_IS_BETTER
 
 REPORT_NAME = "report.md"

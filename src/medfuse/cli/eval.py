@@ -154,7 +154,7 @@ def eval_cmd(
         write_csv,
         write_json,
     )
-    from medfuse.io.atomic import check_output
+    from medfuse.io.outputs import check_output
     from medfuse.report import check_report_dir, write_report
 
     methods = [parse_method(m) for m in method or []] + [parse_fused(f) for f in fused or []]

@@ -48,7 +48,7 @@ def _check_bit_depth(bit_depth: int) -> None:
 
 
 def _check_out_path(path: Path, force: bool, inputs: tuple[Path, ...]) -> None:
-    from medfuse.io.atomic import check_output
+    from medfuse.io.outputs import check_output
     from medfuse.io.images import IMAGE_SUFFIXES
 
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -163,7 +163,7 @@ def _fuse_medical(request: Any, weights: Path | None, device: str, verbose: bool
         TimeRemainingColumn,
     )
 
-    from medfuse.volumes import fuse_files
+    from medfuse.prepare.plan import fuse_files
 
     with Progress(
         TextColumn("fusing slices"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -227,7 +227,7 @@ def fuse(
     medical = dict(series=series, volume=volume, axis=axis, slice_=slice_, slices=slices,
                    window=window, mri_window=mri_window, preview=preview, anonymize=anonymize)
     if not _ordinary_images(mri, other, output, fmt, **medical):
-        from medfuse.volumes import FuseRequest
+        from medfuse.prepare.plan import FuseRequest
 
         request = FuseRequest(
             mri=mri, other=other, output=output, format=fmt, series=tuple(series or ()),
@@ -240,7 +240,7 @@ def fuse(
         return
 
     from medfuse.io.images import read_image, write_image
-    from medfuse.pipeline import fuse_prepared, prepare_pair
+    from medfuse.prepare.pair import fuse_prepared, prepare_pair
 
     bit_depth = 8 if bit_depth is None else bit_depth
     _check_bit_depth(bit_depth)
@@ -259,7 +259,7 @@ def fuse(
 def _pseudo_colour_image(image: Any, modality: str | None, colormap: str | None) -> Any:
     """A grey PET/SPECT image (``--modality pet|spect``) through its colour map, as the
     atlas images were coloured; colour images and CT pass unchanged."""
-    from medfuse.colormaps import resolve_colormap
+    from medfuse.prepare.colormaps import resolve_colormap
 
     if image.is_colour:
         return image
@@ -267,7 +267,7 @@ def _pseudo_colour_image(image: Any, modality: str | None, colormap: str | None)
     name = resolve_colormap(mod, colormap) if mod in ("pet", "spect") else None
     if name is None:
         return image
-    from medfuse.colormaps import apply_colormap
+    from medfuse.prepare.colormaps import apply_colormap
     from medfuse.io.images import ImageData
 
     return ImageData(apply_colormap(image.pixels, name), image.path, image.bit_depth)
@@ -425,7 +425,7 @@ def batch(
     from rich.table import Table
 
     from medfuse.io.images import IMAGE_SUFFIXES, read_image, write_image
-    from medfuse.pipeline import fuse_prepared, prepare_pair
+    from medfuse.prepare.pair import fuse_prepared, prepare_pair
 
     if bit_depth is not None:
         _check_bit_depth(bit_depth)
@@ -499,7 +499,7 @@ def batch(
                     failed.append((it.name, str(exc)))
                 progress.advance(task)
         for it in volumes:
-            from medfuse.volumes import FuseRequest, fuse_files
+            from medfuse.prepare.plan import FuseRequest, fuse_files
 
             request = FuseRequest(
                 mri=it.mri, other=it.other, output=it.out,
@@ -557,9 +557,9 @@ def masks(
     debug: DebugOpt = False,
 ) -> None:
     """Write each branch's principal/redundant spatial mask, overlays and statistics."""
-    from medfuse.io.atomic import atomic_output, check_output
+    from medfuse.io.outputs import atomic_output, check_output
     from medfuse.io.images import read_image, write_image
-    from medfuse.pipeline import fuse_prepared, prepare_pair, resize_to
+    from medfuse.prepare.pair import fuse_prepared, prepare_pair, resize_to
 
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} exists and is not a folder")
@@ -612,10 +612,10 @@ def demo(
     debug: DebugOpt = False,
 ) -> None:
     """Fuse a built-in synthetic MRI/PET brain phantom and say where the result is."""
-    from medfuse.io.atomic import check_output
+    from medfuse.io.outputs import check_output
     from medfuse.io.images import write_image
     from medfuse.phantom import brain_phantom
-    from medfuse.pipeline import fuse_prepared, prepare_pair
+    from medfuse.prepare.pair import fuse_prepared, prepare_pair
 
     files = {n: output / n for n in ("mri.png", "pet.png", "fused.png")}
     for p in files.values():

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from medfuse.errors import InputError, OutputError, UsageError
-from medfuse.io.atomic import CommitOnExit, make_staging_dir
+from medfuse.io.outputs import CommitOnExit, make_staging_dir
 from medfuse.io.geometry import RAS_TO_LPS, SlicePlane, check_affine, patient_orientation
 from medfuse.io.volume import Volume, modality_from_dicom
-from medfuse.io.windowing import Window
+from medfuse.prepare.windowing import Window
 
 #: pip packages that give pydicom a decoder for each compressed transfer syntax family.
 _DECODERS = {
@@ -694,7 +694,7 @@ def build_dataset(
 def write_dicom_file(path: str | Path, ds: Any, force: bool = False,
                      inputs: tuple[Path, ...] = ()) -> Path:
     """Write one dataset atomically (temporary file, then rename)."""
-    from medfuse.io.atomic import atomic_output
+    from medfuse.io.outputs import atomic_output
 
     p = Path(path)
     with atomic_output(p, force=force, inputs=inputs) as tmp:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from medfuse.errors import InputError, UsageError
-from medfuse.io.atomic import atomic_output
+from medfuse.io.outputs import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Largest channel spread (in 8-bit levels) for which an RGB file still counts as grey.

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medfuse.errors import InputError, UsageError
-from medfuse.io.atomic import atomic_output
+from medfuse.io.outputs import atomic_output
 from medfuse.io.geometry import check_affine
 from medfuse.io.volume import Volume
 
@@ -98,7 +98,7 @@ def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
         raise InputError(f"{p}: empty volume of shape {raw.shape}")
     affine = check_affine(img.affine, str(p))
     sform, qform = int(header["sform_code"]), int(header["qform_code"])
-    from medfuse.io.windowing import Window
+    from medfuse.prepare.windowing import Window
 
     window = Window.from_range(0.0, 255.0, "RGB full range") if raw.ndim == 4 else None
     return Volume(

@@ -17,7 +17,7 @@ import numpy as np
 
 from medfuse.errors import InputError, UsageError
 from medfuse.io.geometry import check_axis, stack_view, thin_axis
-from medfuse.io.windowing import Window
+from medfuse.prepare.windowing import Window
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")

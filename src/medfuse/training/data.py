@@ -1,6 +1,6 @@
 """Training data: Harvard-layout pairs, luminance conversion, and a seeded patch sampler.
 
-Colour sources go through the same YCbCr split as inference (``medfuse.pipeline``), so the
+Colour sources go through the same YCbCr split as inference (``medfuse.prepare.pair``), so the
 network is trained on exactly the luminance it will see.
 """
 
@@ -38,7 +38,7 @@ class PairSet:
 
 def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASKS)) -> PairSet:
     """Read ``root/<TASK>/<split>/{MRI,<MOD>}/*.png`` for every task into one set."""
-    from medfuse.pipeline import prepare_pair
+    from medfuse.prepare.pair import prepare_pair
 
     root = Path(root)
     mri, other, labels, task_of, names, chroma_of = [], [], [], [], [], []

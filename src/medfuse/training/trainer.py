@@ -297,7 +297,7 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
     from medfuse.colour import TAU
     from medfuse.io.images import to_uint
     from medfuse.metrics import compute_metrics_colour
-    from medfuse.pipeline import PreparedPair, colourise
+    from medfuse.prepare.pair import PreparedPair, colourise
 
     was_training = model.training
     model.eval()

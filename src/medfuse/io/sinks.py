@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medfuse.errors import OutputError, UsageError
-from medfuse.io.atomic import CommitOnExit, check_output, make_staging_dir
+from medfuse.io.outputs import CommitOnExit, check_output, make_staging_dir
 from medfuse.io.geometry import slice_plane, stack_view
 from medfuse.io.images import IMAGE_SUFFIXES, to_uint, write_image
 from medfuse.io.volume import NIFTI_SUFFIXES, Volume

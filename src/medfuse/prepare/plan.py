@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medfuse.colormaps import pseudo_colour, resolve_colormap
+from medfuse.prepare.colormaps import pseudo_colour, resolve_colormap
 from medfuse.errors import InputError, UsageError
 from medfuse.io.geometry import (
     box_overlap,
@@ -37,12 +37,12 @@ from medfuse.io.geometry import (
 )
 from medfuse.io.images import ImageData
 from medfuse.io.volume import Stack, Volume
-from medfuse.io.windowing import Window, apply_window, default_window, sample_lattice
+from medfuse.prepare.windowing import Window, apply_window, default_window, sample_lattice
 
 if TYPE_CHECKING:
     from medfuse.engine import Engine
-    from medfuse.io.writers import Sink
-    from medfuse.pipeline import FusionResult
+    from medfuse.io.sinks import Sink
+    from medfuse.prepare.pair import FusionResult
 
 #: Second-image modalities medfuse fuses with MRI.
 FUNCTIONAL = ("ct", "pet", "spect")
@@ -154,7 +154,7 @@ def guess_modality(other: Volume, stated: str | None) -> tuple[str, str | None]:
 
 def choose_window(volume: Volume, explicit: Window | None, modality: str | None) -> Window:
     """Explicit window, else the file's own (DICOM header, RGB/image range), else the
-    modality default (see medfuse.io.windowing)."""
+    modality default (see medfuse.prepare.windowing)."""
     if volume.is_rgb or volume.format == "image":
         return volume.header_window or Window(0.5, 1.0, "image [0, 1]")
     if explicit is not None:
@@ -348,7 +348,7 @@ def fuse_plan(
     Only one batch of float32 slices exists at a time; ``resize`` concerns 2D pairs of
     different sizes (as ``medfuse fuse --resize`` for ordinary images).
     """
-    from medfuse.pipeline import fuse_prepared, prepare_pair
+    from medfuse.prepare.pair import fuse_prepared, prepare_pair
 
     if plan.two_d:
         mri_img = ImageData(plan.mri_slab(0, 1)[0], plan.mri.path)
@@ -472,8 +472,8 @@ def fuse_files(
     The engine is loaded only after every input and option has been checked, so mistakes
     fail fast without importing torch; outputs appear only when complete.
     """
-    from medfuse.io.windowing import parse_window
-    from medfuse.io.writers import DicomSink, Montage, NiftiSink, PngSink, output_format
+    from medfuse.prepare.windowing import parse_window
+    from medfuse.io.sinks import DicomSink, Montage, NiftiSink, PngSink, output_format
 
     fmt = output_format(request.output, request.format)
     _check_request(request, fmt)

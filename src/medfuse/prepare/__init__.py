@@ -1,0 +1,1 @@
+"""Decisions made once per pair before fusion: windows, colour maps, grids, luminance."""
