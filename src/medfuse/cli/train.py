@@ -1,33 +1,58 @@
-"""``medfuse train`` and ``medfuse train-semantic``: thin wrappers over medfuse.training."""
+"""``medfuse train`` and ``medfuse train-semantic``: options in, one call into
+:mod:`medfuse.training`, a result line out. The run-folder, overwrite and loading rules live
+in the library (:mod:`medfuse.training.checkpoint`), so Python callers get the same."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medfuse.cli.app import app
-from medfuse.cli.common import DebugOpt, DeviceOpt, VerboseOpt, console, handle_errors, out
+from medfuse.cli.options import (
+    DebugOpt,
+    DeviceOpt,
+    ForceOpt,
+    VerboseOpt,
+    console,
+    handle_errors,
+    say,
+)
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Harvard-layout root: <TASK>/{train,val}/{MRI,CT|PET|SPECT}.")]
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Dataset root: <TASK>/{train,val}/{MRI,CT|PET|SPECT} (the layout batch and eval read).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder (logs, checkpoints).")]
 
 
-def _progress_printer(total: int, label: str):  # type: ignore[no-untyped-def]
-    """A rich progress bar whose description shows the latest loss terms."""
+@contextmanager
+def _loss_progress(total: int, label: str) -> Iterator[Callable[[int, dict[str, float]], None]]:
+    """A rich progress bar whose description shows the latest loss terms (a generic bar
+    would hide what a user watches a training run for). It appears at the first step, so
+    a run refused while checking its inputs prints only its error line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
-    task = progress.add_task(label, total=total)
+    tasks: list[TaskID] = []
 
     def update(step: int, row: dict[str, float]) -> None:
+        if not tasks:
+            progress.start()
+            tasks.append(progress.add_task(label, total=total))
         keys = ("total", "content", "gradient", "ssim", "mef_ssim", "qabf", "semantic", "mask", "mask_support", "loss")
         desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
-        progress.update(task, completed=step, description=f"{label} {desc}")
+        progress.update(tasks[0], completed=step, description=f"{label} {desc}")
 
-    return progress, update
+    try:
+        yield update
+    finally:
+        if tasks:
+            progress.stop()
 
 
 @app.command("train-semantic")
@@ -41,17 +66,18 @@ def train_semantic_cmd(
     lr: Annotated[float, typer.Option()] = 0.01,
     seed: Annotated[int, typer.Option()] = 0,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
+    force: ForceOpt = False,
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Pre-train the semantic segmentation module on pseudo-labels (SGD)."""
-    from medfuse.training.trainer import train_semantic
+    from medfuse.training.semantic import train_semantic
 
-    progress, update = _progress_printer(steps, "semantic")
-    with progress:
-        summary = train_semantic(data, out_dir, steps, batch, patch, lr, seed, device, max_minutes, update)
-    out.print(f"semantic net: {out_dir / 'semantic.pt'}; val pixel accuracy {summary['val_pixel_accuracy']:.3f}")
+    with _loss_progress(steps, "semantic") as update:
+        summary = train_semantic(data, out_dir, steps, batch, patch, lr, seed, device,
+                                 max_minutes, update, force=force)
+    say(f"semantic net: {summary['weights']}; val pixel accuracy {summary['val_pixel_accuracy']:.3f}")
 
 
 @app.command()
@@ -91,13 +117,17 @@ def train(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     export: Annotated[Path | None, typer.Option("--export", help="Write the best weights as a plain state dict here.")] = None,
+    force: ForceOpt = False,
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Train GeSeNet from scratch on Harvard-layout data (all tasks, one model)."""
+    """Train GeSeNet from scratch on dataset-layout data (all tasks, one model).
+
+    An --out folder that holds a run is continued with --resume or started over with
+    --force; --force also replaces an existing --export file (never an input)."""
     from medfuse.training.losses import LossWeights
-    from medfuse.training.trainer import TrainConfig, export_best
+    from medfuse.training.trainer import TrainConfig
     from medfuse.training.trainer import train as run
 
     cfg = TrainConfig(
@@ -113,11 +143,9 @@ def train(
         straight_through=straight_through, criterion=criterion, init=str(init) if init else None,
         display_luma=display_luma,
     )
-    progress, update = _progress_printer(steps, "train")
-    with progress:
-        summary = run(cfg, resume=resume, progress=update)
-    out.print(f"steps {summary['steps']}; best {criterion} {summary['best_score']:.4f} at step "
-              f"{summary['best_step']}; run in {out_dir}")
-    if export is not None:
-        export_best(out_dir, export)
-        out.print(f"exported best weights to {export}")
+    with _loss_progress(steps, "train") as update:
+        summary = run(cfg, resume=resume, progress=update, force=force, export=export)
+    say(f"steps {summary['steps']}; best {criterion} {summary['best_score']:.4f} at step "
+        f"{summary['best_step']}; run in {out_dir}")
+    if "export" in summary:
+        say(f"exported best weights to {summary['export']}")

@@ -1,13 +1,17 @@
-"""Training data: Harvard-layout pairs, luminance conversion, and a seeded patch sampler.
+"""Training data: dataset-layout pairs, luminance conversion, and a seeded patch sampler.
 
-Colour sources go through the same YCbCr split as inference (``medfuse.prepare.pair``), so the
-network is trained on exactly the luminance it will see.
+Pairs are found by the one dataset layout (:func:`medfuse.io.layout.find_tasks`), the same
+rules ``batch`` and ``eval`` use, so a folder that evaluates also trains. Colour sources go
+through the same YCbCr split as inference (:func:`medfuse.prepare.pair.prepare_pair`), so
+the network is trained on exactly the luminance it will see.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,7 +19,8 @@ from medfuse.colour import TAU
 from medfuse.errors import UsageError
 from medfuse.training.labels import pseudo_labels
 
-TASKS = {"MRI_CT": "CT", "MRI_PET": "PET", "MRI_SPECT": "SPECT"}
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -36,37 +41,47 @@ class PairSet:
         return len(self.names)
 
 
-def load_split(root: str | Path, split: str, tasks: tuple[str, ...] = tuple(TASKS)) -> PairSet:
-    """Read ``root/<TASK>/<split>/{MRI,<MOD>}/*.png`` for every task into one set."""
+def load_split(root: str | Path, split: str, tasks: Iterable[str] | None = None) -> PairSet:
+    """Every image pair of ``split`` under ``root`` (``<TASK>/<split>/{MRI,CT|PET|SPECT}``,
+    or one task folder), in task-name then file-name order.
+
+    The order is part of a run's reproducibility: the seeded sampler draws pairs by index.
+    ``tasks`` keeps only the named task folders (default: all of them); each pair's modality
+    is its folder's (``medfuse.vocabulary``), never guessed from the pixels.
+    """
+    from medfuse.io.layout import find_tasks
     from medfuse.prepare.pair import prepare_pair
 
-    root = Path(root)
+    wanted = None if tasks is None else set(tasks)
+    found = sorted((t for t in find_tasks(root, split, images_only=True)
+                    if wanted is None or t.name in wanted), key=lambda t: t.name)
     mri, other, labels, task_of, names, chroma_of = [], [], [], [], [], []
-    for task in tasks:
-        mod = TASKS[task]
-        mdir, odir = root / task / split / "MRI", root / task / split / mod
-        if not mdir.is_dir() or not odir.is_dir():
-            continue
-        for mpath in sorted(mdir.glob("*.png")):
-            opath = odir / mpath.name
-            if not opath.is_file():
-                continue
-            pair = prepare_pair(mpath, opath, modality=mod.lower(), name=mpath.stem)
-            mri.append(pair.mri_y)
-            other.append(pair.other_y)
-            chroma = pair.chroma[0] if pair.chroma else None
-            labels.append(pseudo_labels(pair.mri_y, pair.other_y, mod.lower(), chroma))
-            neutral = np.full_like(pair.other_y, TAU)
+    for task in found:
+        for pair in sorted(task.pairs, key=lambda p: p.mri.name):
+            prepared = prepare_pair(pair.mri, pair.other, modality=task.modality, name=pair.name)
+            chroma = prepared.chroma[0] if prepared.chroma else None
+            neutral = np.full_like(prepared.other_y, TAU)
+            mri.append(prepared.mri_y)
+            other.append(prepared.other_y)
+            labels.append(pseudo_labels(prepared.mri_y, prepared.other_y, task.modality, chroma))
             chroma_of.append(np.stack(chroma if chroma else (neutral, neutral)))
-            task_of.append(task)
-            names.append(f"{task}/{mpath.name}")
+            task_of.append(task.name)
+            names.append(f"{task.name}/{pair.mri.name}")
     if not names:
-        raise UsageError(f"no {split} pairs under {root} (expected <TASK>/{split}/MRI and CT|PET|SPECT)")
+        raise UsageError(f"no {split} pairs under {root} (expected <TASK>/{split}/MRI and "
+                         "CT|PET|SPECT)")
     shapes = {m.shape for m in mri}
     if len(shapes) != 1:
         raise UsageError(f"{split} images differ in size ({sorted(shapes)}); training needs one size")
     return PairSet(np.stack(mri), np.stack(other), np.stack(labels), task_of, names,
                    np.stack(chroma_of).astype(np.float32))
+
+
+def as_batch(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W) planes -> the network's (B, 1, H, W) float32 input on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x, np.float32)).unsqueeze(1).to(device)
 
 
 class PatchSampler:
@@ -83,10 +98,15 @@ class PatchSampler:
         self.xs = np.arange(0, w - patch + 1, stride)
         self.rng = np.random.default_rng(seed)
 
-    def state(self) -> dict:
-        return self.rng.bit_generator.state
+    def state(self) -> dict[str, Any]:
+        """The generator's state as plain ints, strings and dicts, so a checkpoint holding it
+        loads with ``weights_only=True`` (see :mod:`medfuse.training.checkpoint`)."""
+        from medfuse.training.checkpoint import plain_rng_state
 
-    def set_state(self, state: dict) -> None:
+        return plain_rng_state(self.rng.bit_generator.state)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue exactly where :meth:`state` was taken (``--resume``)."""
         self.rng.bit_generator.state = state
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,105 @@
+"""Validation during training and the rule that picks the best checkpoint.
+
+Validation scores each fused val image as ``medfuse eval`` scores it, so the numbers in a
+run's ``val.csv`` are the numbers a user measures afterwards on the exported weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from medfuse.errors import UsageError
+from medfuse.model import GeSeNet
+from medfuse.training.data import PairSet, as_batch
+
+#: Validation criterion for the best checkpoint (the default): mean Qabf (standard
+#: profile) over val, the edge-transfer metric the bundled weights must win on in every
+#: task, among validations whose hard principal fractions both lie in [0.1, 0.9]
+#: (meaningful masks); any such validation ranks above every one outside that range.
+#: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure.
+CRITERION = "val_qabf"
+CRITERIA = ("val_qabf", "val_qabf+ssim")
+MASK_RANGE = (0.1, 0.9)
+
+
+def check_criterion(criterion: str) -> None:
+    """Refuse an unknown best-checkpoint rule (before a run starts, not at its first
+    validation)."""
+    if criterion not in CRITERIA:
+        raise UsageError(f"unknown selection criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
+
+
+def selection_score(v: dict[str, float], criterion: str = CRITERION) -> float:
+    """The number the best checkpoint maximises; validations with degenerate masks (a
+    principal fraction outside :data:`MASK_RANGE`) rank 10 below every meaningful one."""
+    lo, hi = MASK_RANGE
+    ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
+    check_criterion(criterion)
+    score = v["val_qabf"] + (v["val_ssim"] if criterion == "val_qabf+ssim" else 0.0)
+    return score if ok else score - 10.0
+
+
+@torch.no_grad()
+def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float]:
+    """Deterministic validation (hard masks): Qabf and SSIM (standard profile) per task and
+    overall, and the principal-region fractions of both branches.
+
+    Each fused image is scored as ``medfuse eval`` scores it: coloured by the chroma rule
+    where the source has colour, written to 8 bits, reduced to luminance by the profile.
+    (Scoring the network's own luminance instead read 0.004 Qabf high on MRI-SPECT,
+    because the clip to the RGB gamut removes detail; measured on the stage-5 weights.)
+    """
+    from medfuse.colour import TAU
+    from medfuse.io.images import to_uint
+    from medfuse.metrics import compute_metrics_colour
+    from medfuse.prepare.pair import PreparedPair, colourise
+
+    was_training = model.training
+    model.eval()
+    rows: list[dict[str, float]] = []
+    fr_m: list[float] = []
+    fr_f: list[float] = []
+    for i in range(0, len(val), 8):
+        a, b = as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev)
+        out = model.fuse(a, b)
+        fused = out.fused[:, 0].cpu().numpy()
+        fr_m += out.mask_mri.mean(dim=(1, 2, 3)).cpu().tolist()
+        fr_f += out.mask_functional.mean(dim=(1, 2, 3)).cpu().tolist()
+        for j in range(fused.shape[0]):
+            k = i + j
+            colour = val.chroma is not None and not np.all(val.chroma[k] == TAU)
+            pair = PreparedPair(val.mri[k], val.other[k],
+                                [(val.chroma[k, 0], val.chroma[k, 1])] if colour else [], "pet")
+            written = to_uint(colourise(fused[j], pair), 8).astype(np.float64)  # inference's path
+            src_a, src_b = val.mri[k] * 255.0, val.other[k] * 255.0
+            m = compute_metrics_colour(src_a, src_b, written, profile="standard", metrics=["Qabf", "SSIM"])
+            m["MEF"] = compute_metrics_colour(src_a, src_b, written, profile="toolbox2022",
+                                              metrics=["SSIM"])["SSIM"]
+            rows.append(m)
+    model.train(was_training)
+    res = {
+        "val_qabf": float(np.mean([r["Qabf"] for r in rows])),
+        "val_ssim": float(np.mean([r["SSIM"] for r in rows])),
+        "val_mef_ssim": float(np.mean([r["MEF"] for r in rows])),
+        "principal_mri": float(np.mean(fr_m)),
+        "principal_functional": float(np.mean(fr_f)),
+    }
+    for task in sorted(set(val.tasks)):
+        idx = [k for k, t in enumerate(val.tasks) if t == task]
+        res[f"qabf_{task}"] = float(np.mean([rows[k]["Qabf"] for k in idx]))
+        res[f"mef_{task}"] = float(np.mean([rows[k]["MEF"] for k in idx]))
+        res[f"ssim_{task}"] = float(np.mean([rows[k]["SSIM"] for k in idx]))
+    return res
+
+
+def validation_columns(tasks: list[str]) -> list[str]:
+    """``val.csv``'s header: the overall numbers, then Qabf, MEF-SSIM and SSIM of every
+    Harvard task (``medfuse.vocabulary.TASKS``, so the header is the same whatever subset a
+    dataset holds) and of any other task folder in ``tasks``."""
+    from medfuse.vocabulary import TASKS
+
+    names = list(TASKS) + sorted(set(tasks) - set(TASKS))
+    per_task = [f"{m}_{t}" for m in ("qabf", "mef", "ssim") for t in names]
+    return ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri",
+            "principal_functional", *per_task, "best"]

@@ -1,0 +1,56 @@
+"""``medfuse train`` and ``train-semantic`` in-process (Typer's CliRunner): one error line
+and an exit code for refused inputs and outputs, nothing run from a crafted checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from helpers.training import crafted_checkpoint, phantom_dataset
+from medfuse.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    res = runner.invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+def test_resume_refuses_a_crafted_checkpoint_in_one_line(tmp_path: Path) -> None:
+    data = phantom_dataset(tmp_path / "data", 2, 1)
+    marker = tmp_path / "pwned"
+    last = crafted_checkpoint(tmp_path / "run" / "last.pt", marker)
+    code, text = run("train", "--data", data, "--out", tmp_path / "run", "--resume",
+                     "--steps", "2", "--batch", "2", "--patch", "16", "--device", "cpu")
+    assert code == 1, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and str(last) in lines[0] and "weights_only" in lines[0]
+    assert "\x1b" not in text and "Traceback" not in text
+    assert not marker.exists()
+
+
+def test_train_refuses_outputs_before_training(tmp_path: Path) -> None:
+    data = phantom_dataset(tmp_path / "data", 2, 1)
+    existing = tmp_path / "w.pt"
+    existing.write_bytes(b"keep")
+    code, text = run("train", "--data", data, "--out", tmp_path / "run", "--export", existing,
+                     "--steps", "1", "--device", "cpu")
+    assert code == 2 and "exists (use --force" in text, text
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"")
+    code, text = run("train", "--data", data, "--out", tmp_path / "run", "--steps", "1",
+                     "--device", "cpu")
+    assert code == 2 and "already holds a run" in text, text
+
+
+def test_train_semantic_refuses_an_existing_output(tmp_path: Path) -> None:
+    data = phantom_dataset(tmp_path / "data", 2, 1)
+    (tmp_path / "sem").mkdir()
+    (tmp_path / "sem" / "semantic.pt").write_bytes(b"keep")
+    code, text = run("train-semantic", "--data", data, "--out", tmp_path / "sem", "--steps", "1",
+                     "--device", "cpu")
+    assert code == 2 and "semantic.pt exists (use --force" in text, text
+    assert (tmp_path / "sem" / "semantic.pt").read_bytes() == b"keep"

@@ -1,0 +1,162 @@
+"""The loss terms on hand-computed cases, against the metrics they follow, and with
+gradients where training needs them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medfuse.phantom import brain_phantom
+from medfuse.training.losses import (
+    background_mask_penalty,
+    content_loss,
+    display_luminance,
+    gradient_loss,
+    mask_budget,
+    mef_ssim_loss,
+    qabf_loss,
+    signal_support,
+    sobel_magnitude,
+    ssim,
+    ssim_loss,
+    support_mask_prior,
+)
+
+
+def t(x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, np.float32))[None, None]
+
+
+def test_content_loss_hand_computed() -> None:
+    a = t(np.array([[0.2, 0.8]]))
+    b = t(np.array([[0.5, 0.1]]))
+    f = t(np.array([[0.5, 0.6]]))
+    # max(A, B) = [0.5, 0.8]; |F - max| = [0, 0.2]; mean = 0.1
+    assert float(content_loss(f, a, b)) == pytest.approx(0.1)
+
+
+def test_sobel_of_ramp() -> None:
+    ramp = t(np.tile(np.arange(8, dtype=np.float32), (8, 1)))
+    g = sobel_magnitude(ramp)[0, 0]
+    # Interior of a unit horizontal ramp: |Gx| = 1 + 2 + 1 = 4 (x2 for the +-1 neighbours).
+    assert float(g[4, 4]) == pytest.approx(8.0)
+    assert float(sobel_magnitude(torch.ones(1, 1, 8, 8)).abs().max()) == 0.0
+
+
+def test_gradient_loss_zero_when_fused_copies_the_edgier_source() -> None:
+    a = t(np.tile(np.linspace(0, 1, 16), (16, 1)))
+    b = torch.full_like(a, 0.3)
+    assert float(gradient_loss(a, a, b)) == pytest.approx(0.0, abs=1e-7)
+    assert float(gradient_loss(b, a, b)) > 0
+
+
+def test_ssim_identity_and_loss() -> None:
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert float(ssim(x, x)) == pytest.approx(1.0, abs=1e-6)
+    assert float(ssim_loss(x, x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(ssim(x, 1 - x)) < 0
+
+
+def test_mask_budget() -> None:
+    spa = torch.zeros(2, 1, 4, 4)
+    spa[0] = 1
+    assert float(mask_budget(spa, 0.5)) == pytest.approx(0.0)
+    assert float(mask_budget(torch.zeros(1, 1, 4, 4), 0.5)) == pytest.approx(0.5)
+
+
+def test_mef_ssim_loss_matches_the_toolbox_metric_and_has_gradients() -> None:
+    from medfuse.metrics import mef_ssim
+
+    rng = np.random.default_rng(3)
+    a = rng.random((40, 48))
+    b = np.clip(0.5 * a + 0.5 * rng.random((40, 48)), 0, 1)
+    a[:12] = 0.0
+    b[:12] = 0.0
+    f = np.clip((a + b) / 2 + 0.05 * rng.random((40, 48)), 0, 1)
+    tt = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731 - float64 for the comparison
+    ft = tt(f).clone().requires_grad_(True)
+    loss = mef_ssim_loss(ft, tt(a), tt(b))
+    assert float(loss.detach()) == pytest.approx(1 - mef_ssim(a * 255, b * 255, f * 255), abs=1e-7)
+    loss.backward()
+    assert ft.grad is not None and float(ft.grad.abs().sum()) > 0
+    # A fused image equal to a source with the only structure scores better than noise.
+    flat = np.zeros_like(a)
+    assert float(mef_ssim_loss(tt(a), tt(a), tt(flat))) < float(mef_ssim_loss(tt(f), tt(a), tt(flat)))
+
+
+def test_qabf_loss_follows_the_metric() -> None:
+    from medfuse.metrics import qabf
+
+    a, b = brain_phantom(64, seed=1)
+    a = a.astype(np.float64)
+    b = (b if b.ndim == 2 else b.mean(axis=-1)).astype(np.float64)
+    a, b = a / max(a.max(), 1e-9), b / max(b.max(), 1e-9)
+    tt = lambda x: torch.from_numpy(np.ascontiguousarray(x))[None, None]  # noqa: E731
+    for f in ((a + b) / 2, np.maximum(a, b), a):
+        got = 1 - float(qabf_loss(tt(f), tt(a), tt(b)))
+        assert got == pytest.approx(qabf(a * 255, b * 255, f * 255), abs=2e-3)
+    ft = tt((a + b) / 2).clone().requires_grad_(True)
+    qabf_loss(ft, tt(a), tt(b)).backward()
+    assert ft.grad is not None and float(ft.grad.abs().sum()) > 0
+
+
+def test_background_mask_penalty_counts_principal_pixels_without_signal() -> None:
+    a = torch.zeros(1, 1, 32, 32)
+    a[..., 8:24, 8:24] = 0.5  # anatomy in the middle, empty background around it
+    b = torch.zeros_like(a)
+    on_anatomy = torch.zeros_like(a)
+    on_anatomy[..., 10:22, 10:22] = 1.0
+    everywhere = torch.ones_like(a)
+    sup = signal_support(a, b)
+    assert float(background_mask_penalty(on_anatomy, sup)) == 0.0
+    # support = anatomy grown by 3 px on each side: 22 x 22 of the 32 x 32 image
+    assert float(background_mask_penalty(everywhere, sup)) == pytest.approx(1 - 22 * 22 / 32**2)
+
+
+def test_support_mask_prior_hand_cases() -> None:
+    sup = torch.zeros(2, 1, 8, 8)
+    sup[..., 2:6, 2:6] = 1.0  # 16 support pixels of 64
+    margin = torch.full((2, 1, 8, 8), -2.0)  # everything confidently redundant
+    # background fine, no anatomy principal (f = 0, full shortfall): lift the support,
+    # mean(S relu(1 - d)) = 16 * 3 / 64
+    assert float(support_mask_prior(margin, sup, (0.25, 0.75))) == pytest.approx(16 * 3 / 64)
+    part = margin.clone()
+    part[..., 2, 2:4] = 2.0  # f = 2/16 = 0.125: half the shortfall, half the lift
+    assert float(support_mask_prior(part, sup, (0.25, 0.75))) == pytest.approx(0.5 * 14 * 3 / 64)
+    good = margin.clone()
+    good[..., 2:4, 2:6] = 2.0  # half of each support principal, background redundant
+    assert float(support_mask_prior(good, sup, (0.25, 0.75))) == 0.0
+    grid = good.clone()
+    grid[..., 0, 0] = 0.5  # one principal background pixel per image: relu(0.5 + 1) / 64
+    assert float(support_mask_prior(grid, sup, (0.25, 0.75))) == pytest.approx(1.5 / 64)
+    full = torch.full_like(margin, 3.0)  # all principal: background, and f = 1 is the
+    expect = (48 * 4 + 16 * 4) / 64  # full excess above hi, lowering the whole support
+    assert float(support_mask_prior(full, sup, (0.25, 0.75))) == pytest.approx(expect)
+    empty = torch.zeros(2, 1, 8, 8)  # no support at all: only the background part counts
+    assert float(support_mask_prior(margin, empty)) == 0.0
+    # the support is the anatomy grown by the max filter
+    a = torch.zeros(1, 1, 9, 9)
+    a[..., 4, 4] = 1.0
+    assert int(signal_support(a, torch.zeros_like(a), grow=3).sum()) == 9
+
+
+def test_display_luminance_is_the_written_rgb_luminance() -> None:
+    """Equals Y of the chroma rule's RGB (clipped) in NumPy; grey pairs pass unchanged;
+    saturated chroma with bright luminance is darkened by the clip, as in the output."""
+    from medfuse.colour import TAU, luminance, ycbcr_to_rgb
+
+    rng = np.random.default_rng(0)
+    f = rng.uniform(0.02, 0.98, (2, 1, 8, 8)).astype(np.float32)
+    chroma = rng.uniform(0.1, 0.9, (2, 2, 8, 8)).astype(np.float32)
+    got = display_luminance(torch.from_numpy(f), torch.from_numpy(chroma)).numpy()
+    want = luminance(ycbcr_to_rgb(f[:, 0], chroma[:, 0], chroma[:, 1]))
+    np.testing.assert_allclose(got[:, 0], want, atol=1e-6)
+    neutral = torch.full((2, 2, 8, 8), TAU)
+    np.testing.assert_allclose(display_luminance(torch.from_numpy(f), neutral).numpy(), f, atol=1e-6)
+    red = torch.tensor([0.5, 0.95]).view(1, 2, 1, 1).expand(1, 2, 8, 8)  # Cb neutral-ish, strong Cr
+    bright = torch.full((1, 1, 8, 8), 0.9, requires_grad=True)
+    y = display_luminance(bright, red)
+    assert float(y.detach().max()) < 0.85  # R clipped at 1
+    y.sum().backward()
+    assert float(bright.grad.abs().sum()) > 0  # G and B still carry gradient

@@ -1,0 +1,55 @@
+"""Validation scores what a user gets, and the best checkpoint needs meaningful masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.training import phantom_dataset
+
+
+def test_selection_prefers_meaningful_masks() -> None:
+    from medfuse.training.validation import selection_score
+
+    good = {"val_qabf": 0.5, "principal_mri": 0.4, "principal_functional": 0.6}
+    degenerate = {"val_qabf": 0.7, "principal_mri": 0.25, "principal_functional": 1.0}
+    assert selection_score(good) > selection_score(degenerate)
+
+
+def test_validation_columns_keep_the_harvard_header() -> None:
+    from medfuse.training.validation import validation_columns
+
+    cols = validation_columns(["MRI_PET"])
+    assert cols[:6] == ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri",
+                        "principal_functional"]
+    assert cols[6:9] == ["qabf_MRI_CT", "qabf_MRI_PET", "qabf_MRI_SPECT"] and cols[-1] == "best"
+    assert "ssim_extra" in validation_columns(["extra"])
+
+
+def test_validation_scores_the_written_colour_image(tmp_path: Path) -> None:
+    """validate() gives eval's numbers: the fused luminance coloured by the chroma rule,
+    written to 8 bits, scored by compute_metrics_colour."""
+    from medfuse.colour import TAU, fuse_colour
+    from medfuse.io.images import to_uint
+    from medfuse.metrics import compute_metrics_colour
+    from medfuse.model import GeSeNet
+    from medfuse.training.data import as_batch, load_split
+    from medfuse.training.validation import validate
+
+    torch.manual_seed(0)
+    val = load_split(phantom_dataset(tmp_path, n_train=1, n_val=2), "val")
+    assert not np.all(val.chroma == TAU)  # the phantom PET is coloured
+    model = GeSeNet().eval()
+    res = validate(model, val, torch.device("cpu"))
+    with torch.no_grad():
+        fused = model.fuse(as_batch(val.mri, torch.device("cpu")), as_batch(val.other, torch.device("cpu"))).fused
+    want = []
+    for k in range(len(val)):
+        n = np.full_like(val.mri[k], TAU)
+        rgb = fuse_colour(fused[k, 0].numpy(), [(n, n), (val.chroma[k, 0], val.chroma[k, 1])])
+        want.append(compute_metrics_colour(val.mri[k] * 255, val.other[k] * 255,
+                                           to_uint(rgb, 8).astype(np.float64), "standard", ["Qabf"])["Qabf"])
+    assert res["qabf_MRI_PET"] == pytest.approx(float(np.mean(want)), abs=1e-9)
