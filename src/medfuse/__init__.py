@@ -11,13 +11,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "fuse": ("medfuse.prepare.pair", "fuse"),
+    "fuse": ("medfuse.fusion", "fuse"),
+    "fuse_files": ("medfuse.fusion", "fuse_files"),
+    "fuse_batch": ("medfuse.fusion", "fuse_batch"),
+    "FuseRequest": ("medfuse.fusion", "FuseRequest"),
+    "BatchRequest": ("medfuse.fusion", "BatchRequest"),
+    "FusionResult": ("medfuse.fusion", "FusionResult"),
     "prepare_pair": ("medfuse.prepare.pair", "prepare_pair"),
-    "FusionResult": ("medfuse.prepare.pair", "FusionResult"),
-    "load_model": ("medfuse.engine", "load_model"),
+    "region_masks": ("medfuse.masks", "region_masks"),
+    "load_engine": ("medfuse.engine", "load_model"),
     "Engine": ("medfuse.engine", "Engine"),
+    "read": ("medfuse.io.volume", "read"),
     "read_image": ("medfuse.io.images", "read_image"),
     "write_image": ("medfuse.io.images", "write_image"),
+    "Volume": ("medfuse.io.volume", "Volume"),
     "GeSeNet": ("medfuse.model", "GeSeNet"),
     "MedfuseError": ("medfuse.errors", "MedfuseError"),
 }

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from medfuse.cli import eval, fusion, train  # noqa: F401  (registers commands)
+from medfuse.cli import batch, eval, fuse, info, masks, train  # noqa: F401  (registers commands)
 from medfuse.cli.app import app
 
 
 def main() -> None:
-    import os
+    """Entry point: opt in to the process tuning medfuse measured (docs/performance.md),
+    which library calls never apply by themselves, then run the command."""
+    from medfuse.engine.runtime import tune_process
 
-    # Passive OpenMP waiting, set before torch loads: with the default spin-waiting, any
-    # other busy process on the cores made inference 1.6-2.5x slower (docs/performance.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tune_process()
     app()
 
 

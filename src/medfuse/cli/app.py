@@ -1,14 +1,80 @@
-"""The Typer application object. Command modules register on it; nothing here imports
-torch, so ``medfuse --help`` stays instant."""
+"""The Typer application object and the one place usage errors become one line.
+
+Nothing here imports torch, so ``medfuse --help`` stays instant.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+from medfuse import __version__
+
+# The option parser's exception classes, found through a public one (typer may vendor click).
+_MRO = {c.__name__: c for c in typer.BadParameter.__mro__}
+_UsageError: type[Exception] = _MRO["UsageError"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class OneLineErrors(TyperGroup):
+    """Typer's group, except that a usage error from the option parser (an unknown option,
+    a bad value, a missing ``-o``) is one ``error:`` line on stderr with exit code 2, the
+    promise every other error keeps, instead of a framed box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `medfuse`: show the help
+                print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+                code = 2
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                message = exc.format_message()  # type: ignore[attr-defined]
+                print(f"error: {where}{_one_line(message)}", file=sys.stderr)
+                code = 2
+            if standalone_mode:
+                sys.exit(code)
+            raise SystemExit(code) from None
+        except typer.Abort:
+            print("interrupted", file=sys.stderr)
+            if standalone_mode:
+                sys.exit(130)
+            raise SystemExit(130) from None
+        code = rv if isinstance(rv, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return rv
+
 
 app = typer.Typer(
     name="medfuse",
+    cls=OneLineErrors,
     help="Fuse registered multimodal medical images (MRI with CT, PET or SPECT) with GeSeNet.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"medfuse {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Fuse registered multimodal medical images (MRI with CT, PET or SPECT) with GeSeNet."""

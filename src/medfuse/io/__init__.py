@@ -1,5 +1,2 @@
-"""Reading and writing: ordinary images here; medical formats in their own modules."""
-
-from medfuse.io.images import IMAGE_SUFFIXES, ImageData, read_image, write_image
-
-__all__ = ["IMAGE_SUFFIXES", "ImageData", "read_image", "write_image"]
+"""Reading and writing only, nothing about fusion: the one image type (volume.py), readers
+(images, nifti, dicom), writers (sinks), the output policy (outputs) and dataset layout."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from medfuse.errors import InputError, OutputError, UsageError
-from medfuse.io.outputs import CommitOnExit, make_staging_dir
 from medfuse.io.geometry import RAS_TO_LPS, SlicePlane, check_affine, patient_orientation
-from medfuse.io.volume import Volume, modality_from_dicom
+from medfuse.io.outputs import StagedFolder
+from medfuse.io.volume import Volume
 from medfuse.prepare.windowing import Window
+from medfuse.vocabulary import modality_from_dicom
 
 #: pip packages that give pydicom a decoder for each compressed transfer syntax family.
 _DECODERS = {
@@ -48,6 +48,12 @@ INSTALL_EXTRA = "dicom"
 #: Tolerances when deciding that a folder's slices form one regular grid.
 ORIENTATION_TOLERANCE = 1e-4
 SPACING_TOLERANCE = 0.01  # relative
+#: Most voxels (times samples) one DICOM object may declare: 1024^3, e.g. 1000 slices of
+#: 1024x1024, far beyond any clinical series.
+MAX_VOXELS = 1024**3
+#: Largest coordinate or spacing (mm) taken from a header: 1 km. Larger values (a header
+#: claiming 1e300 mm) are treated as missing geometry rather than overflowing later.
+MAX_MM = 1e6
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -94,13 +100,22 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
     missing."""
     if not _has_pixels(ds):
         raise InputError(f"{path}: no pixel data (not an image: {ds.get('Modality', '?')} object)")
+    element = next(ds[k] for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+                   if k in ds)
+    if element.value is None or len(element.value) == 0:
+        raise InputError(f"{path}: the pixel data element is empty")
+    _check_declared_size(ds, path)
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         arr = ds.pixel_array
     except Exception as exc:
         text = str(exc)
-        name = ts.name if ts is not None else "unknown transfer syntax"
-        if ts is not None and ts.is_compressed and (
+        try:
+            name = ts.name if ts is not None else "unknown transfer syntax"
+            compressed = ts is not None and ts.is_compressed
+        except ValueError:  # a UID that is not a transfer syntax at all
+            name, compressed = f"invalid transfer syntax {ts}", False
+        if compressed and (
             "missing" in text or "plugin" in text or "support" in text or "decod" in text.lower()
         ):
             hint = next((v for k, v in _DECODERS.items() if k in name), "pylibjpeg")
@@ -121,12 +136,32 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
     return np.asarray(arr)
 
 
+def _check_declared_size(ds: Any, path: Path) -> None:
+    """Refuse a header declaring more voxels than medfuse reads, before any decoding (a
+    small file can declare gigabytes)."""
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable image size in the header ({_first_line(exc)})") from exc
+    if min(rows, cols, frames, samples) < 1:
+        raise InputError(f"{path}: header declares {cols}x{rows} pixels, {frames} frame(s)")
+    if rows * cols * frames * samples > MAX_VOXELS:
+        raise InputError(f"{path}: header declares {cols}x{rows}x{frames} voxels, more than "
+                         f"medfuse reads ({MAX_VOXELS // 2**20} M)")
+
+
 def _floats(value: Any, n: int) -> np.ndarray | None:
+    """``n`` finite numbers of at most MAX_MM in size, else None (treated as missing: a
+    header claiming a 1e300 mm pixel describes no place in a patient)."""
     try:
         out = np.asarray([float(v) for v in value], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return out if out.shape == (n,) and np.isfinite(out).all() else None
+    if out.shape != (n,) or not np.isfinite(out).all() or (np.abs(out) > MAX_MM).any():
+        return None
+    return out
 
 
 def _functional(ds: Any, sequence: str, attribute: str, frame: int | None = None) -> Any:
@@ -144,10 +179,19 @@ def _functional(ds: Any, sequence: str, attribute: str, frame: int | None = None
     return None
 
 
+def _detector(ds: Any, attribute: str) -> Any:
+    """An attribute of the first item of the Detector Information Sequence, where NM
+    (gamma camera, RECON TOMO) objects keep their image position and orientation."""
+    seq = ds.get("DetectorInformationSequence")
+    if seq is not None and len(seq) and attribute in seq[0]:
+        return seq[0][attribute].value
+    return None
+
+
 def _orientation(ds: Any, frame: int | None = None) -> np.ndarray | None:
-    value = ds.get("ImageOrientationPatient") or _functional(
-        ds, "PlaneOrientationSequence", "ImageOrientationPatient", frame
-    )
+    value = (ds.get("ImageOrientationPatient")
+             or _functional(ds, "PlaneOrientationSequence", "ImageOrientationPatient", frame)
+             or _detector(ds, "ImageOrientationPatient"))
     iop = _floats(value, 6) if value is not None else None
     if iop is None:
         return None
@@ -165,6 +209,8 @@ def _position(ds: Any, frame: int | None = None) -> np.ndarray | None:
     value = _functional(ds, "PlanePositionSequence", "ImagePositionPatient", frame)
     if value is None:
         value = ds.get("ImagePositionPatient")
+    if value is None:
+        value = _detector(ds, "ImagePositionPatient")
     return _floats(value, 3) if value is not None else None
 
 
@@ -189,9 +235,9 @@ def _thickness(ds: Any) -> float | None:
     ):
         try:
             v = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue
-        if np.isfinite(v) and v > 0:
+        if np.isfinite(v) and 0 < v <= MAX_MM:
             return v
     return None
 
@@ -259,21 +305,22 @@ def scan_folder(folder: Path) -> dict[str, SeriesInfo]:
     """Headers of every DICOM image file under ``folder``, grouped by Series Instance UID.
 
     Files that are not DICOM are skipped (a folder often holds a DICOMDIR, notes or
-    thumbnails); DICOM objects without pixel data (reports, RT plans) are skipped too.
+    thumbnails); DICOM objects without pixel data (reports, RT plans) are skipped too. A
+    file named or signed as DICOM that does not parse is an InputError: skipping it could
+    drop a slice of the series without a word.
     """
     found: dict[str, SeriesInfo] = {}
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             p = Path(root) / name
-            if name.startswith(".") or name.upper() == "DICOMDIR":
-                continue
+            if name.startswith(".") or name.upper() == "DICOMDIR" or not p.is_file():
+                continue  # hidden files, the index, and pipes/devices (opening one may block)
             if not (looks_like_dicom(p) or p.suffix.lower() in (".dcm", ".dicom", ".ima")):
                 continue
-            try:
-                ds = _read(p, pixels=False)
-            except InputError:
-                continue
+            # A file that says it is DICOM (signature or suffix) but does not parse is
+            # refused, not skipped: skipping it could silently drop a slice of the series.
+            ds = _read(p, pixels=False)
             if "Rows" not in ds or "Columns" not in ds:
                 continue
             uid = str(ds.get("SeriesInstanceUID", "") or "(no series UID)")
@@ -702,53 +749,6 @@ def write_dicom_file(path: str | Path, ds: Any, force: bool = False,
     return p
 
 
-def check_series_output(folder: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
-    """Refuse a series folder that is (or holds) an input, or exists without ``force``."""
-    target = folder.resolve()
-    for src in inputs:
-        s = src.resolve()
-        if s == target or target in s.parents:
-            raise UsageError(f"refusing to write the series into {folder}: it holds input {src}")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} exists and is not a folder (a volume is written as a "
-                         "DICOM series folder)")
-    if folder.exists() and not force:
-        raise UsageError(f"{folder} exists (use --force to replace it)")
-
-
-class SeriesFolderWriter(CommitOnExit):
-    """Write many files into a temporary folder beside ``folder`` and rename it into place
-    on success, so a failure half-way leaves nothing under the requested name."""
-
-    def __init__(self, folder: str | Path, force: bool = False, inputs: tuple[Path, ...] = ()):
-        self.folder = Path(folder)
-        self.force = force
-        check_series_output(self.folder, force, inputs)
-        parent = self.folder.parent if str(self.folder.parent) else Path(".")
-        self.tmp = make_staging_dir(parent, f".{self.folder.name}.")
-        self.names: list[str] = []
-
-    def path_for(self, name: str) -> Path:
-        self.names.append(name)
-        return self.tmp / name
-
-    def commit(self) -> Path:
-        try:
-            if self.folder.exists():
-                old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
-                os.replace(self.folder, old)
-                os.replace(self.tmp, self.folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(self.tmp, self.folder)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.folder}: {exc.strerror or exc}") from exc
-        return self.folder
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
 def write_dicom_series(
     folder: str | Path,
     slices: Iterable[tuple[np.ndarray, SlicePlane | None]],
@@ -763,7 +763,7 @@ def write_dicom_series(
     """Write 2D slices (with their planes) as one Secondary Capture series folder."""
     template = SeriesTemplate.create(source, anonymize, description)
     try:
-        with SeriesFolderWriter(folder, force, inputs) as writer:
+        with StagedFolder(folder, force, inputs, label="DICOM series") as writer:
             for n, (pixels, plane) in enumerate(slices, start=1):
                 ds = build_dataset(pixels, template, n, plane, rescale, window)
                 ds.save_as(writer.path_for(f"IM{n:05d}.dcm"), enforce_file_format=True)
@@ -775,11 +775,9 @@ def write_dicom_series(
 __all__ = [
     "INSTALL_EXTRA",
     "SC_IMAGE_STORAGE",
-    "SeriesFolderWriter",
     "SeriesInfo",
     "SeriesTemplate",
     "build_dataset",
-    "check_series_output",
     "choose_series",
     "looks_like_dicom",
     "read_dicom",

@@ -22,14 +22,35 @@ from typing import Any
 import numpy as np
 
 from medfuse.errors import InputError, UsageError
-from medfuse.io.outputs import atomic_output
 from medfuse.io.geometry import check_affine
+from medfuse.io.outputs import atomic_output
 from medfuse.io.volume import Volume
 
 #: nibabel's structured dtype for NIFTI_TYPE_RGB24.
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 #: sform/qform code written when the source had none: NIFTI_XFORM_SCANNER_ANAT.
 SCANNER_ANAT = 1
+#: Most voxels one NIfTI file may declare (checked from the header before reading).
+MAX_VOXELS = 1024**3
+
+
+def _check_gzip(path: Path) -> None:
+    """Decompress a ``.nii.gz`` to its end once, which verifies its CRC and length: nibabel
+    reads only what it needs and never notices a corrupted stream."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt gzip data ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _load(path: Path) -> Any:
@@ -37,6 +58,10 @@ def _load(path: Path) -> Any:
 
     if not path.exists():
         raise UsageError(f"no such file: {path}")
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    if gzipped:
+        _check_gzip(path)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel, gzip and numpy raise many types for a bad file
@@ -57,6 +82,10 @@ def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
     p = Path(path)
     img = _load(p)
     header = img.header
+    n_voxels = int(np.prod([max(int(d), 1) for d in img.shape], dtype=np.float64))
+    if n_voxels > MAX_VOXELS:
+        raise InputError(f"{p}: header declares {'x'.join(map(str, img.shape))} voxels, more "
+                         f"than medfuse reads ({MAX_VOXELS // 2**20} M)")
     try:
         raw = img.dataobj.get_unscaled()
         slope = float(img.dataobj.slope)

@@ -8,19 +8,24 @@ temporary files. The format comes from the output suffix or ``--format``.
 
 from __future__ import annotations
 
-import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medfuse.errors import OutputError, UsageError
-from medfuse.io.outputs import CommitOnExit, check_output, make_staging_dir
 from medfuse.io.geometry import slice_plane, stack_view
-from medfuse.io.images import IMAGE_SUFFIXES, to_uint, write_image
-from medfuse.io.volume import NIFTI_SUFFIXES, Volume
+from medfuse.io.images import to_uint, write_image
+from medfuse.io.layout import IMAGE_SUFFIXES, NIFTI_SUFFIXES
+from medfuse.io.outputs import (
+    CommitOnExit,
+    StagedFolder,
+    check_output,
+    make_staging_dir,
+    remove_staging,
+)
+from medfuse.io.volume import Volume
 
 OUTPUT_FORMATS = ("png", "nifti", "dicom")
 #: Tiles in a ``--preview`` montage (evenly spaced through the fused slices).
@@ -60,10 +65,6 @@ def output_format(path: Path, fmt: str | None = None) -> str:
     )
 
 
-def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
-    return to_uint(image, bit_depth)
-
-
 class Sink(CommitOnExit):
     """Base of all writers: collect slices, then commit or abort."""
 
@@ -80,10 +81,10 @@ class _Staging:
     """A temporary folder beside the outputs; files move into place only on commit."""
 
     def __init__(self, parent: Path):
-        self.dir = make_staging_dir(parent, ".medfuse-")
+        self.dir = make_staging_dir(parent, "slices")
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_staging(self.dir)
 
 
 class PngSink(Sink):
@@ -92,8 +93,12 @@ class PngSink(Sink):
     the output name itself."""
 
     def __init__(self, output: Path, indices: list[int], n_total: int, axis: str,
-                 bit_depth: int | None, force: bool, inputs: tuple[Path, ...], single: bool):
+                 bit_depth: int | None, force: bool, inputs: tuple[Path, ...], single: bool,
+                 grey_bit_depth: int = 16):
         self.bit_depth = bit_depth
+        #: Default depth of grey slices: 16 for DICOM/NIfTI sources (their precision is
+        #: worth keeping), 8 for ordinary images (the same file ``fuse`` always wrote).
+        self.grey_bit_depth = grey_bit_depth
         self.force = force
         self.inputs = inputs
         self.single = single
@@ -122,7 +127,7 @@ class PngSink(Sink):
     def _depth(self, image: np.ndarray) -> int:
         if self.bit_depth is not None:
             return self.bit_depth
-        return 8 if image.ndim == 3 else 16
+        return 8 if image.ndim == 3 else self.grey_bit_depth
 
     def add(self, index: int, image: np.ndarray) -> None:
         target = self.targets[index]
@@ -167,12 +172,12 @@ class NiftiSink(Sink):
 
     def add(self, index: int, image: np.ndarray) -> None:
         if self.colour:
-            rgb = _quantise(image if image.ndim == 3 else np.repeat(image[..., None], 3, -1), 8)
+            rgb = to_uint(image if image.ndim == 3 else np.repeat(image[..., None], 3, -1), 8)
             for c, view in enumerate(self.views):
                 view[index] = rgb[..., c]
         else:
             grey = image if image.ndim == 2 else image.mean(axis=-1)
-            self.views[0][index] = _quantise(grey, 16)
+            self.views[0][index] = to_uint(grey, 16)
 
     def commit(self) -> list[Path]:
         from medfuse.io.nifti import write_nifti
@@ -192,7 +197,7 @@ class DicomSink(Sink):
     def __init__(self, output: Path, mri: Volume, stack_affine: np.ndarray, colour: bool,
                  anonymize: bool, force: bool, inputs: tuple[Path, ...], single: bool,
                  description: str):
-        from medfuse.io.dicom import SeriesFolderWriter, SeriesTemplate
+        from medfuse.io.dicom import SeriesTemplate
 
         self.output, self.single, self.force, self.inputs = output, single, force, inputs
         self.colour = colour
@@ -204,7 +209,7 @@ class DicomSink(Sink):
         if single:
             check_output(output, force, inputs)
         else:
-            self.writer = SeriesFolderWriter(output, force, inputs)
+            self.writer = StagedFolder(output, force, inputs, label="DICOM series")
         self.outputs = []
 
     def _dataset(self, index: int, image: np.ndarray) -> Any:
@@ -214,9 +219,9 @@ class DicomSink(Sink):
         plane = slice_plane(self.stack_affine, index) if self.geometry else None
         if self.colour:
             rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
-            return build_dataset(_quantise(rgb, 8), self.template, self.count, plane)
+            return build_dataset(to_uint(rgb, 8), self.template, self.count, plane)
         grey = image if image.ndim == 2 else image.mean(axis=-1)
-        return build_dataset(_quantise(grey, 16), self.template, self.count, plane,
+        return build_dataset(to_uint(grey, 16), self.template, self.count, plane,
                              window=(32767.5, 65535.0))
 
     def add(self, index: int, image: np.ndarray) -> None:
@@ -270,16 +275,9 @@ class Montage:
     def write(self) -> Path | None:
         if not self.tiles:
             return None
-        tiles = [self.tiles[i] for i in sorted(self.tiles)]
-        colour = any(t.ndim == 3 for t in tiles)
-        tiles = [np.repeat(t[..., None], 3, -1) if colour and t.ndim == 2 else t for t in tiles]
-        h, w = tiles[0].shape[:2]
-        cols = math.ceil(math.sqrt(len(tiles)))
-        rows = math.ceil(len(tiles) / cols)
-        grid = np.zeros((rows * h, cols * w, *tiles[0].shape[2:]), np.float32)
-        for n, t in enumerate(tiles):
-            r, c = divmod(n, cols)
-            grid[r * h : r * h + t.shape[0], c * w : c * w + t.shape[1]] = t
+        from medfuse.render import montage
+
+        grid = montage([self.tiles[i] for i in sorted(self.tiles)], tile=PREVIEW_TILE_SIZE)
         return write_image(self.path, grid, bit_depth=8, force=self.force)
 
 

@@ -17,12 +17,8 @@ import numpy as np
 
 from medfuse.errors import InputError, UsageError
 from medfuse.io.geometry import check_axis, stack_view, thin_axis
+from medfuse.io.layout import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from medfuse.prepare.windowing import Window
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-#: What each modality name in medfuse means; DICOM's Modality codes map onto these.
-MODALITY_NAMES = ("mr", "ct", "pet", "spect")
 
 
 @dataclass
@@ -38,7 +34,7 @@ class Volume:
     affine: np.ndarray
     path: Path | None = None
     format: str = "nifti"  # "dicom", "nifti" or "image"
-    modality: str | None = None  # "mr", "ct", "pet", "spect" or None (unknown)
+    modality: str | None = None  # "mri", "ct", "pet", "spect" (medfuse.vocabulary) or None
     slope: float = 1.0
     inter: float = 0.0
     header_window: Window | None = None
@@ -50,6 +46,8 @@ class Volume:
     #: The NIfTI header, to carry sform/qform codes and units to the output.
     nifti_header: Any = None
     description: str = ""
+    #: Bits per channel of an ordinary image file (None for DICOM/NIfTI).
+    bit_depth: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +66,15 @@ class Volume:
     @property
     def label(self) -> str:
         return str(self.path) if self.path is not None else "volume"
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The one plane of a single-slice volume as float32 ``(H, W)`` or ``(H, W, 3)`` in
+        display order and scanner units (for an ordinary image: the file's [0, 1] pixels)."""
+        if not self.is_2d:
+            raise InputError(f"{self.label} is a volume ({'x'.join(map(str, self.shape))}), "
+                             "not a single slice")
+        return np.ascontiguousarray(self.stack(self.default_axis(None)).values(0, 1)[0])
 
     def default_axis(self, requested: str | None) -> str:
         """Slicing axis: a single slice is cut along its thin axis whatever was asked."""
@@ -109,22 +116,21 @@ class Stack:
         return slab
 
 
-def modality_from_dicom(code: str | None) -> str | None:
-    """DICOM Modality (0008,0060) -> medfuse modality name, None when it is none of them."""
-    return {"MR": "mr", "CT": "ct", "PT": "pet", "NM": "spect", "ST": "spect"}.get(
-        (code or "").strip().upper()
-    )
-
-
 def input_format(path: Path) -> str:
     """``dicom``, ``nifti`` or ``image`` from the path (folders are DICOM series)."""
-    from medfuse.io.images import IMAGE_SUFFIXES
+    import stat
 
-    if not path.exists():
-        raise UsageError(f"no such file or folder: {path}")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UsageError(f"no such file or folder: {path}") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission
+        raise InputError(f"{path}: cannot open ({exc.strerror or exc})") from None
     name = path.name.lower()
-    if path.is_dir():
+    if stat.S_ISDIR(mode):
         return "dicom"
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: not a regular file (a pipe, device or socket)")
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -141,12 +147,7 @@ def input_format(path: Path) -> str:
     )
 
 
-def is_medical(path: Path) -> bool:
-    """True for DICOM/NIfTI inputs (which need windowing and carry geometry)."""
-    return input_format(path) != "image"
-
-
-def image_volume(pixels: np.ndarray, path: Path | None = None) -> Volume:
+def image_volume(pixels: np.ndarray, path: Path | None = None, bit_depth: int | None = 8) -> Volume:
     """Wrap an ordinary image (grey (H, W) or RGB (H, W, 3) in [0, 1]) as a one-slice volume.
 
     It is given the geometry of a standard DICOM axial slice with 1 mm pixels (columns
@@ -162,10 +163,11 @@ def image_volume(pixels: np.ndarray, path: Path | None = None) -> Volume:
         format="image",
         header_window=Window(0.5, 1.0, "image [0, 1]"),
         has_geometry=False,
+        bit_depth=bit_depth,
     )
 
 
-def read_volume(
+def read(
     path: str | Path,
     series: list[str] | tuple[str, ...] = (),
     volume_index: int | None = None,
@@ -189,22 +191,16 @@ def read_volume(
     else:
         from medfuse.io.images import read_image
 
-        img = read_image(p)
-        vol = image_volume(img.pixels, p)
+        vol = read_image(p)
     if modality is not None:
         vol.modality = modality
     return vol
 
 
 __all__ = [
-    "DICOM_SUFFIXES",
-    "MODALITY_NAMES",
-    "NIFTI_SUFFIXES",
     "Stack",
     "Volume",
     "image_volume",
     "input_format",
-    "is_medical",
-    "modality_from_dicom",
-    "read_volume",
+    "read",
 ]

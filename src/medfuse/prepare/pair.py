@@ -1,12 +1,14 @@
-"""From two source images to one fused image: prepare luminance, run the engine, add colour.
+"""From a planned pair of planes to what the network and the chroma rule need.
 
-This is the library behind ``medfuse fuse``/``batch``/``masks`` and the Python API. It
-knows about modalities and colour, and nothing about files or command lines.
+The MRI plane is the network's first luminance input as it is; the other plane is split into
+luminance (the network's second input) and chroma (what the fused luminance is coloured with
+afterwards). Planes coming from a :class:`~medfuse.prepare.plan.FusionPlan` were validated
+there and are split without a second check; arrays handed in directly by Python callers go
+through :func:`prepare_pair`, which checks them once.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,60 +16,74 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medfuse.colour import TAU, fuse_chroma, rgb_to_ycbcr, ycbcr_to_rgb
-from medfuse.errors import InputError, UsageError
-from medfuse.io.images import ImageData, read_image
+from medfuse.errors import InputError
+from medfuse.vocabulary import parse_modality
 
 if TYPE_CHECKING:
-    from medfuse.engine import Engine
+    from medfuse.io.volume import Volume
 
-MODALITIES = ("ct", "pet", "spect")
+#: Smallest plane side the network accepts.
+MIN_SIDE = 8
 
 
 @dataclass
 class PreparedPair:
-    """What the network and the chroma rule need from one registered pair."""
+    """What the network and the chroma rule need from one registered pair of planes."""
 
-    mri_y: np.ndarray  # (H, W) float32
-    other_y: np.ndarray  # (H, W) float32
+    mri_y: np.ndarray  # (H, W) float32 in [0, 1]
+    other_y: np.ndarray  # (H, W) float32 in [0, 1]
     chroma: list[tuple[np.ndarray, np.ndarray]]  # (Cb, Cr) of each colour source
     modality: str
     name: str = ""
+    #: The other plane as it is shown (after window and colour map): grey (H, W) or RGB
+    #: (H, W, 3) in [0, 1]; what metrics compare the fused image with.
+    other_image: np.ndarray | None = None
 
     @property
     def colour(self) -> bool:
         return bool(self.chroma)
 
 
-@dataclass
-class FusionResult:
-    """Fused image in [0, 1] (grey (H, W) or RGB (H, W, 3)), its luminance and masks."""
+def split_pair(mri: np.ndarray, other: np.ndarray, modality: str, name: str = "") -> PreparedPair:
+    """Split planes already checked by the plan: the other's luminance and, for PET/SPECT
+    colour, its chroma (CT has no colour meaning, so a colour CT's chroma is dropped)."""
+    if other.ndim == 3:
+        y, cb, cr = rgb_to_ycbcr(other)
+        chroma = [] if modality == "ct" else [(cb.astype(np.float32), cr.astype(np.float32))]
+    else:
+        y, chroma = other, []
+    return PreparedPair(mri.astype(np.float32), y.astype(np.float32), chroma, modality, name,
+                        other)
 
-    image: np.ndarray
-    fused_y: np.ndarray
-    modality: str
-    mask_mri: np.ndarray | None = None
-    mask_functional: np.ndarray | None = None
 
+def _as_plane(x: Volume | np.ndarray | str | Path, label: str) -> tuple[np.ndarray, str]:
+    """Pixels of a single-slice input in [0, 1] and a label for messages."""
+    from medfuse.io.volume import Volume, read
 
-def _as_image(x: ImageData | np.ndarray | str | Path) -> ImageData:
-    if isinstance(x, ImageData):
-        return x
     if isinstance(x, (str, Path)):
-        return read_image(x)
+        x = read(x)
+    if isinstance(x, Volume):
+        if x.format != "image":
+            raise InputError(f"{x.label}: DICOM/NIfTI inputs need a window; use "
+                             "medfuse.fuse_files (or read them through a FusionPlan)")
+        return x.pixels, x.label
     arr = np.asarray(x, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
         raise InputError(f"expected an (H, W) or (H, W, 3) array, got shape {arr.shape}")
-    return ImageData(arr)
+    return arr, f"the {label} array"
 
 
-def _check_finite(img: ImageData, label: str) -> None:
-    if not np.isfinite(img.pixels).all():
-        raise InputError(f"{label} ({img.path or 'array'}) holds NaN or infinite values")
-    lo, hi = float(img.pixels.min()), float(img.pixels.max())
+def _check_plane(pixels: np.ndarray, label: str, where: str) -> None:
+    if not np.isfinite(pixels).all():
+        raise InputError(f"{label} ({where}) holds NaN or infinite values")
+    lo, hi = float(pixels.min()), float(pixels.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise InputError(f"{label} values must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]")
+    if min(pixels.shape[:2]) < MIN_SIDE:
+        raise InputError(f"{label} is {pixels.shape[0]}x{pixels.shape[1]}: medfuse needs "
+                         f"{MIN_SIDE}x{MIN_SIDE} or more")
 
 
 def resize_to(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -82,54 +98,42 @@ def resize_to(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def infer_modality(other: ImageData) -> str:
-    """Grey second images behave like CT, colour ones like PET/SPECT pseudo-colour."""
-    return "pet" if other.is_colour else "ct"
+def size_mismatch(mri_shape: tuple[int, ...], other_shape: tuple[int, ...], mri: str,
+                  other: str) -> InputError:
+    """The one message for planes of different sizes."""
+    return InputError(
+        f"size mismatch: MRI {mri} is {mri_shape[1]}x{mri_shape[0]} but {other} is "
+        f"{other_shape[1]}x{other_shape[0]} (use --resize to resample the second image onto "
+        "the MRI grid)"
+    )
 
 
 def prepare_pair(
-    mri: ImageData | np.ndarray | str | Path,
-    other: ImageData | np.ndarray | str | Path,
+    mri: Volume | np.ndarray | str | Path,
+    other: Volume | np.ndarray | str | Path,
     modality: str | None = None,
     resize: bool = False,
     name: str = "",
 ) -> PreparedPair:
-    """Validate a pair and split it into the network's luminance inputs and chroma.
+    """Check a pair of single planes (paths of ordinary images, arrays in [0, 1] or one-slice
+    image volumes) and split it for the network.
 
-    The MRI must be grey. The second image is grey (CT-like) or colour (PET/SPECT
-    pseudo-colour); ``modality`` overrides the guess. With ``modality='ct'`` a colour
-    image's chroma is dropped (CT has no colour meaning).
+    The MRI must be grey. The other image is grey (CT-like) or colour (PET/SPECT
+    pseudo-colour); ``modality`` overrides that guess.
     """
-    a, b = _as_image(mri), _as_image(other)
-    if modality is not None:
-        modality = modality.lower()
-        if modality not in MODALITIES:
-            raise UsageError(f"--modality {modality!r}: expected one of {', '.join(MODALITIES)}")
-    if a.is_colour:
-        raise InputError(
-            f"the MRI must be grey, but {a.path or 'the MRI array'} is a colour image "
-            "(R, G and B differ)"
-        )
-    _check_finite(a, "MRI")
-    _check_finite(b, "second image")
-    for img, label in ((a, "MRI"), (b, "second image")):
-        if min(img.shape) < 8:
-            raise InputError(f"{label} is {img.shape[0]}x{img.shape[1]}: medfuse needs 8x8 or more")
-    if a.shape != b.shape:
+    a, a_where = _as_plane(mri, "MRI")
+    b, b_where = _as_plane(other, "other")
+    mod = parse_modality(modality) if modality is not None else None
+    if a.ndim == 3:
+        raise InputError(f"the MRI must be grey, but {a_where} is a colour image "
+                         "(R, G and B differ)")
+    _check_plane(a, "MRI", a_where)
+    _check_plane(b, "other image", b_where)
+    if a.shape[:2] != b.shape[:2]:
         if not resize:
-            raise InputError(
-                f"size mismatch: MRI {a.path or 'array'} is {a.shape[1]}x{a.shape[0]} but "
-                f"{b.path or 'second image'} is {b.shape[1]}x{b.shape[0]} (use --resize to "
-                "resample the second image onto the MRI grid)"
-            )
-        b = ImageData(resize_to(b.pixels, a.shape), b.path, b.bit_depth)
-    mod = modality or infer_modality(b)
-    if b.is_colour:
-        y, cb, cr = rgb_to_ycbcr(b.pixels)
-        chroma = [] if mod == "ct" else [(cb.astype(np.float32), cr.astype(np.float32))]
-    else:
-        y, chroma = b.pixels, []
-    return PreparedPair(a.pixels.astype(np.float32), y.astype(np.float32), chroma, mod, name)
+            raise size_mismatch(a.shape, b.shape, a_where, b_where)
+        b = resize_to(b, a.shape[:2])
+    return split_pair(a, b, mod or ("pet" if b.ndim == 3 else "ct"), name)
 
 
 def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
@@ -152,49 +156,13 @@ def stretch(image: np.ndarray) -> np.ndarray:
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
-def fuse_prepared(
-    pairs: list[PreparedPair],
-    engine: Engine,
-    with_masks: bool = False,
-    do_stretch: bool = False,
-) -> list[FusionResult]:
-    """Fuse many prepared pairs, batching same-sized ones through the network together."""
-    by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, p in enumerate(pairs):
-        by_shape[p.mri_y.shape].append(i)
-    results: list[FusionResult | None] = [None] * len(pairs)
-    for idx in by_shape.values():
-        mri = np.stack([pairs[i].mri_y for i in idx])
-        oth = np.stack([pairs[i].other_y for i in idx])
-        fused, mm, mf = engine.fuse_luminance(mri, oth, with_masks=with_masks)
-        for j, i in enumerate(idx):
-            img = colourise(fused[j], pairs[i])
-            results[i] = FusionResult(
-                image=stretch(img) if do_stretch else img,
-                fused_y=fused[j],
-                modality=pairs[i].modality,
-                mask_mri=None if mm is None else mm[j],
-                mask_functional=None if mf is None else mf[j],
-            )
-    return [r for r in results if r is not None]
-
-
-def fuse(
-    mri: ImageData | np.ndarray | str | Path,
-    other: ImageData | np.ndarray | str | Path,
-    engine: Engine | None = None,
-    modality: str | None = None,
-    resize: bool = False,
-    do_stretch: bool = False,
-    with_masks: bool = False,
-) -> FusionResult:
-    """Fuse one registered pair (paths, arrays in [0, 1] or ``ImageData``).
-
-    Loads the default weights on the default device when no engine is given.
-    """
-    if engine is None:
-        from medfuse.engine import load_model
-
-        engine = load_model()
-    pair = prepare_pair(mri, other, modality=modality, resize=resize)
-    return fuse_prepared([pair], engine, with_masks=with_masks, do_stretch=do_stretch)[0]
+__all__ = [
+    "MIN_SIDE",
+    "PreparedPair",
+    "colourise",
+    "prepare_pair",
+    "resize_to",
+    "size_mismatch",
+    "split_pair",
+    "stretch",
+]

@@ -1,32 +1,26 @@
-"""Fusing DICOM/NIfTI slices and whole volumes: windowing, grids, colour, batches.
+"""The plan: every decision about a pair, made once, before any slice is fused.
 
-Data flow for a pair of medical inputs::
-
-    Volume (stored voxels + affine) --stack--> (slice, row, col) in display order
-        --window--> [0, 1]   (once per volume, never per slice)
-        --resample--> the second volume onto the MRI grid, slab by slab (trilinear)
-        --pseudo-colour--> grey PET/SPECT through a colour map
-        --pipeline.prepare_pair / fuse_prepared--> fused slices, in batches
+From two :class:`~medfuse.io.volume.Volume` objects (a PNG is a one-slice volume) the plan
+decides the other image's modality, the grey-MRI rule, both windows, the slicing axis,
+whether and how the other volume is put on the MRI grid, and the colour map. Nothing
+downstream re-checks or re-decides: slabs are cut from the plan, split into luminance and
+chroma (:mod:`medfuse.prepare.pair`) and fused (:mod:`medfuse.fusion`).
 
 medfuse does **not** register images: the two inputs must already be co-registered. Their
-affines are only used to place the second volume's voxels on the MRI grid (which is exactly
-right for co-registered volumes stored on different grids, e.g. PET at 2 mm beside MRI at
-1 mm), to refuse pairs that do not overlap in space at all, and to warn when the heads'
-bounding boxes barely overlap, which suggests the pair was never co-registered.
+affines are only used to place the other volume's voxels on the MRI grid (exactly right for
+co-registered volumes stored on different grids, e.g. PET at 2 mm beside MRI at 1 mm), to
+refuse pairs that do not overlap in space at all, and to warn when the heads' bounding boxes
+barely overlap, which suggests the pair was never co-registered.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medfuse.prepare.colormaps import pseudo_colour, resolve_colormap
 from medfuse.errors import InputError, UsageError
 from medfuse.io.geometry import (
     box_overlap,
@@ -35,17 +29,13 @@ from medfuse.io.geometry import (
     stack_view,
     world_box,
 )
-from medfuse.io.images import ImageData
+from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
+from medfuse.prepare.colormaps import pseudo_colour, resolve_colormap
+from medfuse.prepare.pair import MIN_SIDE, resize_to, size_mismatch
 from medfuse.prepare.windowing import Window, apply_window, default_window, sample_lattice
+from medfuse.vocabulary import OTHER_MODALITIES, parse_modality
 
-if TYPE_CHECKING:
-    from medfuse.engine import Engine
-    from medfuse.io.sinks import Sink
-    from medfuse.prepare.pair import FusionResult
-
-#: Second-image modalities medfuse fuses with MRI.
-FUNCTIONAL = ("ct", "pet", "spect")
 #: Below this many HU somewhere in the volume, a grey second image of unknown modality is CT
 #: (air is -1000 HU); activity maps (PET/SPECT) are never this negative.
 CT_AIR_THRESHOLD = -500.0
@@ -80,6 +70,8 @@ class FusionPlan:
     resampled: bool
     two_d: bool
     notes: list[str] = field(default_factory=list)
+    #: 2D pairs of different sizes: resample the other plane onto the MRI's (``--resize``).
+    resize: bool = False
 
     @property
     def colour(self) -> bool:
@@ -112,20 +104,39 @@ class FusionPlan:
         else:
             vals = self.other_stack.values(start, stop)
         vals = apply_window(vals, self.other_window, out=vals)
+        if self.resize and vals.shape[1:3] != self.plane_shape:
+            vals = np.stack([resize_to(v, self.plane_shape) for v in vals])
         if vals.ndim == 3 and self.colour:
             vals = pseudo_colour(vals, self.modality, self.colormap)
         return vals
 
+    def describe(self) -> str:
+        """One line naming every decision, for ``-v``."""
+        what = "2D pair" if self.two_d else f"{len(self)} {self.axis} slice(s)"
+        return (
+            f"{what}; modality {self.modality}; colour map {self.colormap or 'none'}; "
+            f"MRI window {self.mri_window.describe()}; other window "
+            f"{self.other_window.describe()}"
+            + ("; other volume resampled onto the MRI grid (trilinear)" if self.resampled else "")
+            + ("; other image resized onto the MRI grid" if self.resize
+               and self.other_stack.plane_shape != self.plane_shape else "")
+        )
+
 
 def _as_grey_mri(mri: Volume) -> Volume:
-    """The MRI as one channel: an RGB file whose channels agree is grey content stored as
-    colour (a view of its first channel); real colour is refused."""
+    """The MRI as one channel: an RGB file whose channels agree within GREY_TOLERANCE of its
+    peak (the rule ordinary images follow when read) is grey content stored as colour;
+    real colour is refused."""
     if not mri.is_rgb:
         return mri
-    sample = sample_lattice(mri.data)
-    if np.ptp(sample, axis=-1).max(initial=0) > 0:
-        raise InputError(f"the MRI must be grey, but {mri.label} is a colour image")
-    return dataclasses.replace(mri, data=mri.data[..., 0])
+    sample = sample_lattice(mri.data).astype(np.float64)
+    spread = float(np.ptp(sample, axis=-1).max(initial=0))
+    peak = max(1.0, float(np.abs(sample).max(initial=0)))
+    if spread > GREY_TOLERANCE * peak + 1e-7:
+        raise InputError(f"the MRI must be grey, but {mri.label} is a colour image "
+                         "(R, G and B differ)")
+    grey = mri.data[..., 0] if spread == 0 else mri.data.mean(axis=-1, dtype=np.float32)
+    return dataclasses.replace(mri, data=grey)
 
 
 def guess_modality(other: Volume, stated: str | None) -> tuple[str, str | None]:
@@ -135,11 +146,8 @@ def guess_modality(other: Volume, stated: str | None) -> tuple[str, str | None]:
     with air-like values (below -500) -> CT; other grey -> PET.
     """
     if stated is not None:
-        key = stated.strip().lower()
-        if key not in FUNCTIONAL:
-            raise UsageError(f"--modality {stated!r}: expected one of {', '.join(FUNCTIONAL)}")
-        return key, None
-    if other.modality in FUNCTIONAL:
+        return parse_modality(stated), None
+    if other.modality in OTHER_MODALITIES:
         return other.modality, None  # type: ignore[return-value]
     if other.format == "image":
         return ("pet" if other.is_rgb else "ct"), None  # the core rule for ordinary images
@@ -242,8 +250,13 @@ def plan_fusion(
     colormap: str | None = None,
     mri_window: Window | None = None,
     other_window: Window | None = None,
+    resize: bool = False,
 ) -> FusionPlan:
-    """Check a pair and decide windows, grid, modality and colour map, before any fusion."""
+    """Check a pair and decide windows, grid, modality and colour map, before any fusion.
+
+    ``resize`` lets 2D pairs of different sizes through (the other plane is resampled onto
+    the MRI's); volumes are always put on the MRI grid through their affines instead.
+    """
     mri = _as_grey_mri(mri)
     if mri.is_2d != other.is_2d:
         flat, deep = (mri, other) if mri.is_2d else (other, mri)
@@ -257,7 +270,7 @@ def plan_fusion(
     if note:
         warnings.warn(note, ModalityWarning, stacklevel=2)
     chosen_axis = mri.default_axis(axis)
-    mw = choose_window(mri, mri_window, "mr")
+    mw = choose_window(mri, mri_window, "mri")
     ow = choose_window(other, other_window, mod)
     cmap = resolve_colormap(mod, colormap) if not other.is_rgb else None
     mri_stack = mri.stack(chosen_axis)
@@ -265,18 +278,24 @@ def plan_fusion(
         other_axis = other.default_axis(chosen_axis)
         other_stack = other.stack(other_axis)
         resampled = False
+        if other_stack.plane_shape != mri_stack.plane_shape and not resize:
+            raise size_mismatch(mri_stack.plane_shape, other_stack.plane_shape, mri.label,
+                                other.label)
     else:
         resampled = check_grids(mri, other, mw, ow)
         other_stack = mri_stack if resampled else other.stack(chosen_axis)
-    if min(mri_stack.plane_shape) < 8:
-        raise InputError(
-            f"{mri.label}: {chosen_axis} slices are {mri_stack.plane_shape[1]}x"
-            f"{mri_stack.plane_shape[0]} pixels; medfuse needs 8x8 or more (try another --axis)"
-        )
+    for vol, stack in ((mri, mri_stack), (other, other_stack)):
+        if min(stack.plane_shape) < MIN_SIDE:
+            hint = " (try another --axis)" if not two_d else ""
+            raise InputError(
+                f"{vol.label}: {chosen_axis if not two_d else 'the'} slices are "
+                f"{stack.plane_shape[1]}x{stack.plane_shape[0]} pixels; medfuse needs "
+                f"{MIN_SIDE}x{MIN_SIDE} or more{hint}"
+            )
     return FusionPlan(
         mri=mri, other=other, axis=chosen_axis, mri_stack=mri_stack, other_stack=other_stack,
         mri_window=mw, other_window=ow, modality=mod, colormap=cmap, resampled=resampled,
-        two_d=two_d, notes=notes,
+        two_d=two_d, notes=notes, resize=resize and two_d,
     )
 
 
@@ -319,240 +338,15 @@ def parse_slices(spec: str | None, n: int, option: str = "--slices") -> list[int
     return sorted(out)
 
 
-def _chunks(indices: list[int], size: int) -> Iterator[list[int]]:
-    for s in range(0, len(indices), max(1, size)):
-        yield indices[s : s + size]
-
-
-def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
-    """Contiguous (start, stop) runs of sorted indices, so slabs are read in one piece."""
-    start = prev = indices[0]
-    for i in indices[1:]:
-        if i != prev + 1:
-            yield start, prev + 1
-            start = i
-        prev = i
-    yield start, prev + 1
-
-
-def fuse_plan(
-    plan: FusionPlan,
-    engine: Engine,
-    indices: Iterable[int] | None = None,
-    batch_size: int | None = None,
-    stretch: bool = False,
-    resize: bool = False,
-) -> Iterator[tuple[int, FusionResult]]:
-    """Fuse the planned slices batch by batch, yielding ``(slice index, result)`` in order.
-
-    Only one batch of float32 slices exists at a time; ``resize`` concerns 2D pairs of
-    different sizes (as ``medfuse fuse --resize`` for ordinary images).
-    """
-    from medfuse.prepare.pair import fuse_prepared, prepare_pair
-
-    if plan.two_d:
-        mri_img = ImageData(plan.mri_slab(0, 1)[0], plan.mri.path)
-        other_img = ImageData(plan.other_slab(0, 1)[0], plan.other.path)
-        pair = prepare_pair(mri_img, other_img, modality=plan.modality, resize=resize,
-                            name=plan.mri.label)
-        yield 0, fuse_prepared([pair], engine, do_stretch=stretch)[0]
-        return
-    todo = sorted(set(range(len(plan)) if indices is None else indices))
-    size = batch_size or getattr(engine, "batch_size", 8) or 8
-    for chunk in _chunks(todo, size):
-        mri_parts, other_parts = [], []
-        for start, stop in _runs(chunk):
-            mri_parts.append(plan.mri_slab(start, stop))
-            other_parts.append(plan.other_slab(start, stop))
-        mri = np.concatenate(mri_parts) if len(mri_parts) > 1 else mri_parts[0]
-        other = np.concatenate(other_parts) if len(other_parts) > 1 else other_parts[0]
-        pairs = [
-            prepare_pair(ImageData(mri[n]), ImageData(other[n]), modality=plan.modality,
-                         name=str(index))
-            for n, index in enumerate(chunk)
-        ]
-        del mri, other, mri_parts, other_parts
-        yield from zip(chunk, fuse_prepared(pairs, engine, do_stretch=stretch))
-
-
-def fuse_volumes(
-    mri: Volume,
-    other: Volume,
-    engine: Engine,
-    axis: str = "axial",
-    modality: str | None = None,
-    colormap: str | None = None,
-    mri_window: Window | None = None,
-    other_window: Window | None = None,
-    indices: Iterable[int] | None = None,
-    on_slice: Callable[[int, np.ndarray], None] | None = None,
-) -> FusionPlan:
-    """Library convenience: plan and fuse, handing each fused slice to ``on_slice``."""
-    plan = plan_fusion(mri, other, axis, modality, colormap, mri_window, other_window)
-    for index, result in fuse_plan(plan, engine, indices):
-        if on_slice is not None:
-            on_slice(index, result.image)
-    return plan
-
-
-@dataclass
-class FuseRequest:
-    """Everything ``medfuse fuse`` asks for, as plain values (the CLI only fills this in)."""
-
-    mri: Path
-    other: Path
-    output: Path
-    format: str | None = None
-    series: tuple[str, ...] = ()
-    volume_index: int | None = None
-    axis: str | None = None
-    slice_index: int | None = None
-    slices: str | None = None
-    window: str | None = None
-    mri_window: str | None = None
-    colormap: str | None = None
-    modality: str | None = None
-    resize: bool = False
-    stretch: bool = False
-    bit_depth: int | None = None
-    preview: Path | None = None
-    anonymize: bool = False
-    force: bool = False
-
-
-@dataclass
-class FuseReport:
-    """What a request produced."""
-
-    outputs: list[Path]
-    plan: FusionPlan
-    slices: list[int]
-    preview: Path | None = None
-
-
-def read_pair(request: FuseRequest) -> tuple[Volume, Volume]:
-    """Read both inputs; when they are the same DICOM folder, ``--series`` names the MRI's
-    series first and the second image's next."""
-    from medfuse.io.volume import read_volume
-
-    series = tuple(request.series)
-    mri = read_volume(request.mri, series, request.volume_index)
-    rest = series
-    if mri.dicom is not None and request.mri.resolve() == request.other.resolve():
-        used = str(mri.dicom.get("SeriesInstanceUID", ""))
-        rest = tuple(s for s in series if s != used)
-    other = read_volume(request.other, rest, request.volume_index)
-    return mri, other
-
-
-def _check_request(request: FuseRequest, fmt: str) -> None:
-    inputs = {request.mri.resolve(), request.other.resolve()}
-    for label, path in (("output", request.output), ("--preview", request.preview)):
-        if path is not None and path.resolve() in inputs:
-            raise UsageError(f"refusing to overwrite input {path} ({label})")
-    if request.bit_depth not in (None, 8, 16):
-        raise UsageError(f"--bit-depth must be 8 or 16, got {request.bit_depth}")
-    if fmt == "nifti" and request.slices:
-        raise UsageError("--slices applies to PNG and DICOM output; NIfTI holds the whole volume")
-    if request.anonymize and fmt != "dicom":
-        raise UsageError("--anonymize applies to DICOM output only")
-    if request.slice_index is not None and request.slices:
-        raise UsageError("give --slice N or --slices SPEC, not both")
-    if request.slice_index is not None and request.slice_index < 0:
-        raise UsageError(f"--slice {request.slice_index}: slice numbers start at 0")
-
-
-def fuse_files(
-    request: FuseRequest,
-    engine_loader: Callable[[], Engine],
-    progress: Callable[[int, int], None] | None = None,
-) -> FuseReport:
-    """Read, plan, fuse and write one pair of DICOM/NIfTI/image inputs.
-
-    The engine is loaded only after every input and option has been checked, so mistakes
-    fail fast without importing torch; outputs appear only when complete.
-    """
-    from medfuse.prepare.windowing import parse_window
-    from medfuse.io.sinks import DicomSink, Montage, NiftiSink, PngSink, output_format
-
-    fmt = output_format(request.output, request.format)
-    _check_request(request, fmt)
-    other_window = parse_window(request.window, "--window")
-    mri_window = parse_window(request.mri_window, "--mri-window")
-    mri, other = read_pair(request)
-    axis = request.axis
-    indices_fixed: list[int] | None = None
-    if request.slice_index is not None:
-        if mri.is_2d and not other.is_2d:
-            other = take_slice(other, mri.default_axis(axis), request.slice_index)
-        elif other.is_2d and not mri.is_2d:
-            mri = take_slice(mri, other.default_axis(axis), request.slice_index)
-        elif mri.is_2d and other.is_2d:
-            if request.slice_index != 0:
-                raise UsageError(f"--slice {request.slice_index}: both inputs are single slices (slice 0)")
-        else:
-            indices_fixed = [request.slice_index]
-    plan = plan_fusion(mri, other, axis, request.modality, request.colormap, mri_window,
-                       other_window)
-    n = 1 if plan.two_d else len(plan)
-    if indices_fixed is not None:
-        if indices_fixed[0] >= n:
-            raise UsageError(
-                f"--slice {indices_fixed[0]}: {mri.label} has {plan.axis} slices 0 to {n - 1}"
-            )
-        indices = indices_fixed
-    else:
-        indices = [0] if plan.two_d else parse_slices(request.slices, n)
-    single = plan.two_d or request.slice_index is not None
-    if fmt == "nifti" and not plan.two_d and len(indices) != n:
-        raise UsageError("NIfTI output holds the whole volume; drop --slice or write PNG/DICOM")
-    inputs = (request.mri, request.other)
-    description = f"medfuse MRI+{plan.modality.upper()} fused"
-    montage = (Montage(request.preview, indices, request.force, inputs)
-               if request.preview is not None else None)
-    sink: Sink
-    if fmt == "png":
-        sink = PngSink(request.output, indices, n, plan.axis, request.bit_depth, request.force,
-                       inputs, single)
-    elif fmt == "nifti":
-        sink = NiftiSink(request.output, plan.mri, plan.axis, plan.colour, request.force, inputs)
-    else:
-        sink = DicomSink(request.output, plan.mri, plan.mri_stack.affine, plan.colour,
-                         request.anonymize, request.force, inputs, single, description)
-    try:
-        engine = engine_loader()
-        done = 0
-        for index, result in fuse_plan(plan, engine, indices, stretch=request.stretch,
-                                       resize=request.resize):
-            sink.add(index, result.image)
-            if montage is not None:
-                montage.add(index, result.image)
-            done += 1
-            if progress is not None:
-                progress(done, len(indices))
-        outputs = sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
-    preview = montage.write() if montage is not None else None
-    return FuseReport(outputs, plan, indices, preview)
-
-
 __all__ = [
-    "FUNCTIONAL",
-    "FuseReport",
-    "FuseRequest",
+    "CT_AIR_THRESHOLD",
     "FusionPlan",
     "ModalityWarning",
     "RegistrationWarning",
     "check_grids",
     "choose_window",
-    "fuse_plan",
-    "fuse_files",
-    "fuse_volumes",
     "guess_modality",
     "parse_slices",
     "plan_fusion",
-    "read_pair",
     "take_slice",
 ]

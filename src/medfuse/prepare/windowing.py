@@ -36,7 +36,7 @@ PRESETS: dict[str, tuple[float, float]] = {
 }
 #: Percentile pairs used when no window is given or stored, by modality.
 PERCENTILES: dict[str, tuple[float | None, float]] = {
-    "mr": (0.5, 99.5),
+    "mri": (0.5, 99.5),
     "pet": (None, 99.9),  # None: the lowest finite value
     "spect": (None, 99.9),
 }
@@ -133,7 +133,7 @@ def default_window(
     if modality == "ct":
         c, w = PRESETS["brain"]
         return Window(c, w, "CT default: preset brain")
-    low, high = PERCENTILES.get(modality or "mr", PERCENTILES["mr"])
+    low, high = PERCENTILES.get(modality or "mri", PERCENTILES["mri"])
     return percentile_window(data, low, high, slope, inter)
 
 

@@ -1,0 +1,99 @@
+"""``medfuse fuse``: one pair, any supported formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medfuse.cli.app import app
+from medfuse.cli.options import (
+    AnonymizeOpt,
+    AxisOpt,
+    BitDepthOpt,
+    ColormapOpt,
+    DebugOpt,
+    DeviceOpt,
+    ForceOpt,
+    ModalityOpt,
+    MriWindowOpt,
+    OutputFileOpt,
+    QuietOpt,
+    ResizeOpt,
+    SeriesOpt,
+    SliceOpt,
+    SlicesOpt,
+    StretchOpt,
+    VerboseOpt,
+    VolumeOpt,
+    WeightsOpt,
+    WindowOpt,
+    console,
+    engine_loader,
+    handle_errors,
+    progress_bar,
+    say,
+    show_warnings,
+)
+
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="Output format png, nifti or dicom (default: from the output suffix)."),
+]
+PreviewOpt = Annotated[
+    Path | None, typer.Option("--preview", help="Also write a montage of the fused slices (PNG).")
+]
+
+
+@app.command()
+@handle_errors
+def fuse(
+    mri: Annotated[Path, typer.Argument(help="MRI: image, DICOM file or series folder, or NIfTI (grey).")],
+    other: Annotated[Path, typer.Argument(help="CT (grey), PET/SPECT (colour or grey): image, DICOM or NIfTI.")],
+    output: OutputFileOpt,
+    modality: ModalityOpt = None,
+    resize: ResizeOpt = False,
+    stretch: StretchOpt = False,
+    bit_depth: BitDepthOpt = None,
+    series: SeriesOpt = None,
+    volume: VolumeOpt = None,
+    axis: AxisOpt = None,
+    slice_: SliceOpt = None,
+    slices: SlicesOpt = None,
+    window: WindowOpt = None,
+    mri_window: MriWindowOpt = None,
+    colormap: ColormapOpt = None,
+    fmt: FormatOpt = None,
+    preview: PreviewOpt = None,
+    anonymize: AnonymizeOpt = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fuse one registered pair: two images, two slices, or two volumes (DICOM/NIfTI)."""
+    from medfuse.fusion import FuseRequest, fuse_files
+
+    request = FuseRequest(
+        mri=mri, other=other, output=output, format=fmt, series=tuple(series or ()),
+        volume_index=volume, axis=axis, slice_index=slice_, slices=slices, window=window,
+        mri_window=mri_window, colormap=colormap, modality=modality, resize=resize,
+        stretch=stretch, bit_depth=bit_depth, preview=preview, anonymize=anonymize, force=force,
+    )
+    with progress_bar("fusing slices", None, not quiet) as update:
+        report = fuse_files(request, engine_loader(weights, device, verbose),
+                            lambda done, total: total > 1 and update(done, total))
+    if not quiet:
+        show_warnings(report.warnings)
+    if verbose:
+        console.print(report.plan.describe(), soft_wrap=True, markup=False)
+    outs = report.outputs
+    if len(outs) > 3:
+        say(f"{outs[0].parent}: {len(outs)} files ({outs[0].name} ... {outs[-1].name})", quiet)
+    for p in outs if len(outs) <= 3 else []:
+        say(str(p), quiet)
+    if report.preview is not None:
+        say(str(report.preview), quiet)
