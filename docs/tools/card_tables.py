@@ -3,8 +3,9 @@
     python docs/tools/card_tables.py eval.json [--ours medfuse] [--ref ref]
 
 Prints, per profile, the paper's six metrics for every method and task (bold: the better
-of ``--ref`` and ``--ours``), then a check list of the training issue's bars: ours beats
-ref on >= 4 of 6 metrics and on Qabf, and beats every classical baseline on Qabf and SSIM.
+of ``--ref`` and ``--ours``), then a check list of the bars the bundled weights were
+trained to clear: ours beats ref on >= 4 of 6 metrics and on Qabf, and beats every
+classical baseline on Qabf and SSIM.
 """
 
 from __future__ import annotations

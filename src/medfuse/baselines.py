@@ -26,12 +26,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medfuse.errors import UsageError
-from medfuse.io.images import ImageData
-from medfuse.prepare.pair import FusionResult, PreparedPair, colourise, prepare_pair
+from medfuse.fusion import FusionResult
+from medfuse.prepare.pair import PreparedPair, colourise, prepare_pair
+
+if TYPE_CHECKING:
+    from medfuse.io.volume import Volume
 
 LuminanceRule = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -241,7 +245,7 @@ def fuse_luminance(method: str, mri_y: np.ndarray, other_y: np.ndarray) -> np.nd
 
 
 def fuse_prepared(pairs: list[PreparedPair], method: str) -> list[FusionResult]:
-    """The baseline counterpart of :func:`medfuse.prepare.pair.fuse_prepared`: same inputs,
+    """The baseline counterpart of :func:`medfuse.fusion.fuse_prepared`: same inputs,
     same colour path, same result type."""
     rule = BASELINES[canonical_name(method)]
     results = []
@@ -253,14 +257,15 @@ def fuse_prepared(pairs: list[PreparedPair], method: str) -> list[FusionResult]:
 
 
 def fuse(
-    mri: ImageData | np.ndarray | str | Path,
-    other: ImageData | np.ndarray | str | Path,
+    mri: Volume | np.ndarray | str | Path,
+    other: Volume | np.ndarray | str | Path,
     method: str = "gff",
     modality: str | None = None,
     resize: bool = False,
 ) -> FusionResult:
-    """Fuse one registered pair with a classical rule (paths, arrays in [0, 1] or
-    ``ImageData``), validated exactly as :func:`medfuse.prepare.pair.fuse` validates."""
+    """Fuse one registered pair with a classical rule (ordinary image paths, arrays in
+    [0, 1] or one-slice image volumes), checked exactly as :func:`medfuse.fusion.fuse`
+    checks them."""
     pair = prepare_pair(mri, other, modality=modality, resize=resize)
     return fuse_prepared([pair], method)[0]
 

@@ -1,165 +1,43 @@
-"""``medfuse eval`` and medfuse.evaluation / medfuse.report on a tiny synthetic dataset."""
+"""``medfuse eval`` end to end: options, files, exit codes, and the promise that a saved
+fused image scores exactly as it did in memory."""
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from medfuse.cli import app
-from medfuse.errors import UsageError
-from medfuse.evaluation import (
-    ImageScore,
-    Summary,
-    best_methods,
-    discover_tasks,
-    parse_fused,
-    parse_method,
-    parse_metrics,
-    parse_profiles,
-    summarise,
-)
+from helpers.cli import run
+from helpers.eval_data import SIZE, blob_image, image_dataset, read_csv, save, volume_task
 from medfuse.metrics import METRIC_NAMES, compute_metrics_colour
 
-runner = CliRunner()
-SIZE = 40  # large enough for every metric's windows, small enough to be instant
 BASELINES = ("average", "max", "laplacian", "gff")
 
 
-def run(*args: str | Path) -> tuple[int, str]:
-    res = runner.invoke(app, ["eval", *[str(a) for a in args]])
-    return res.exit_code, res.output
-
-
-def blob_image(seed: int, colour: bool = False) -> np.ndarray:
-    """Smooth random structure as uint8 (RGB pseudo-colour when ``colour``)."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    grey = ndimage.gaussian_filter(rng.random((SIZE, SIZE)), 2.5)
-    grey = (grey - grey.min()) / (grey.max() - grey.min())
-    if colour:
-        rgb = np.stack([grey, grey**2, 1 - grey], axis=-1)
-        return (rgb * 255).round().astype(np.uint8)
-    return (grey * 255).round().astype(np.uint8)
-
-
-def save(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+def _run(*args: str | Path) -> tuple[int, str]:
+    """Exit code and everything printed (stdout and stderr)."""
+    ran = run("eval", *args)
+    return ran.code, ran.text
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    """root/MRI_CT/val (3 grey pairs), root/MRI_PET/val (2 colour pairs), plus a train split
-    that must be ignored with --split val."""
-    root = tmp_path / "data"
-    for i, name in enumerate(("101", "102", "103")):
-        save(root / "MRI_CT" / "val" / "MRI" / f"{name}.png", blob_image(i))
-        save(root / "MRI_CT" / "val" / "CT" / f"{name}.png", blob_image(10 + i))
-    for i, name in enumerate(("201", "202")):
-        save(root / "MRI_PET" / "val" / "MRI" / f"{name}.png", blob_image(20 + i))
-        save(root / "MRI_PET" / "val" / "PET" / f"{name}.png", blob_image(30 + i, colour=True))
-    save(root / "MRI_CT" / "train" / "MRI" / "999.png", blob_image(40))
-    save(root / "MRI_CT" / "train" / "CT" / "999.png", blob_image(41))
-    return root
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-# -- discovery and option parsing ------------------------------------------------------------
-
-
-def test_discover_root_with_split(dataset: Path) -> None:
-    tasks = discover_tasks(dataset, "val")
-    assert [t.name for t in tasks] == ["MRI_CT", "MRI_PET"]
-    assert [len(t.pairs) for t in tasks] == [3, 2]
-    assert [t.modality for t in tasks] == ["ct", "pet"]
-
-
-def test_discover_task_folder_and_task_root(dataset: Path) -> None:
-    (only,) = discover_tasks(dataset / "MRI_CT" / "val")
-    assert only.name == "MRI_CT" and len(only.pairs) == 3  # a split folder takes its parent's name
-    (only,) = discover_tasks(dataset / "MRI_CT", "val")
-    assert only.name == "MRI_CT"
-
-
-def test_discover_refuses_splits_as_tasks(dataset: Path) -> None:
-    with pytest.raises(UsageError, match="--split"):
-        discover_tasks(dataset / "MRI_CT")
-    with pytest.raises(UsageError, match="--split"):
-        discover_tasks(dataset)
-    with pytest.raises(UsageError, match="not found"):
-        discover_tasks(dataset / "nope")
-
-
-def test_parse_method(random_weights: Path) -> None:
-    assert parse_method("average").label == "average"
-    assert parse_method("Guided").kind == "gff"
-    m = parse_method(f"mine=gesenet:{random_weights}")
-    assert (m.label, m.kind, m.path) == ("mine", "gesenet", random_weights)
-    assert parse_method(f"gesenet:{random_weights}").label == "gesenet-random"
-    assert parse_method("gesenet").path is None
-    with pytest.raises(UsageError, match="not found"):
-        parse_method("gesenet:/no/such.pth")
-    with pytest.raises(UsageError, match="unknown fusion rule"):
-        parse_method("wavelet")
-    with pytest.raises(UsageError, match="only gesenet"):
-        parse_method("average:x")
-
-
-def test_parse_profiles_and_metrics(tmp_path: Path) -> None:
-    assert parse_profiles(None) == ["standard"]
-    assert parse_profiles(["all"]) == ["standard", "toolbox2022"]
-    assert parse_profiles(["toolbox2022", "standard", "standard"]) == ["toolbox2022", "standard"]
-    with pytest.raises(UsageError, match="--profile"):
-        parse_profiles(["matlab"])
-    assert parse_metrics(None) == list(METRIC_NAMES)
-    assert parse_metrics(["ssim,en", "Qabf"]) == ["EN", "SSIM", "Qabf"]
-    with pytest.raises(UsageError, match="--metric"):
-        parse_metrics(["PSNR"])
-    assert parse_fused(f"x={tmp_path}").label == "x"
-    with pytest.raises(UsageError, match="not found"):
-        parse_fused(str(tmp_path / "missing"))
-
-
-# -- aggregation -------------------------------------------------------------------------------
-
-
-def test_summarise_leaves_nan_out_and_counts_it() -> None:
-    rows = [ImageScore("T", str(i), "m", "standard", {"SCD": v})
-            for i, v in enumerate([1.0, 2.0, math.nan, 3.0])]
-    rows.append(ImageScore("T", "x", "m", "standard", {"SCD": math.nan}, "missing", "gone"))
-    (s,) = summarise(rows, ["SCD"])
-    assert (s.mean, s.n, s.n_nan) == (2.0, 3, 1)
-    assert s.std == pytest.approx(1.0)  # sample standard deviation
-
-
-def test_best_respects_direction() -> None:
-    sums = [Summary("T", m, "standard", metric, mean, 0.0, 3, 0)
-            for m, mean in (("a", 0.1), ("b", 0.3))
-            for metric in ("Qabf", "Nabf")]
-    assert best_methods(sums) == {("T", "standard", "Qabf", "b"), ("T", "standard", "Nabf", "a")}
+    return image_dataset(tmp_path / "data")
 
 
 # -- the command -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eval_all_methods_both_profiles(dataset: Path, tmp_path: Path, random_weights: Path) -> None:
     csv_path, json_path = tmp_path / "out" / "s.csv", tmp_path / "out" / "s.json"
     report, saved = tmp_path / "report", tmp_path / "saved"
     methods = [a for b in BASELINES for a in ("--method", b)]
-    code, text = run(dataset, "--split", "val", *methods, "--method", f"net=gesenet:{random_weights}",
+    code, text = _run(dataset, "--split", "val", *methods, "--method", f"net=gesenet:{random_weights}",
                      "--profile", "standard", "--profile", "toolbox2022", "--device", "cpu",
                      "--csv", csv_path, "--json", json_path, "--report", report,
                      "--save-fused", saved)
@@ -203,10 +81,10 @@ def test_eval_all_methods_both_profiles(dataset: Path, tmp_path: Path, random_we
 
 def test_fused_dir_scores_like_the_run_that_saved_it(dataset: Path, tmp_path: Path) -> None:
     saved, first, second = tmp_path / "saved", tmp_path / "a.csv", tmp_path / "b.csv"
-    code, text = run(dataset, "--split", "val", "--method", "gff", "--save-fused", saved,
+    code, text = _run(dataset, "--split", "val", "--method", "gff", "--save-fused", saved,
                      "--csv", first, "--profile", "all")
     assert code == 0, text
-    code, text = run(dataset, "--split", "val", "--fused", f"gff={saved / 'gff'}", "--csv", second,
+    code, text = _run(dataset, "--split", "val", "--fused", f"gff={saved / 'gff'}", "--csv", second,
                      "--profile", "all")
     assert code == 0, text
     assert read_csv(first) == read_csv(second)
@@ -218,13 +96,13 @@ def test_fused_missing_file(dataset: Path, tmp_path: Path) -> None:
         save(fused / f"{name}.png", blob_image(50))
     task = dataset / "MRI_CT" / "val"
     out = tmp_path / "m.csv"
-    code, text = run(task, "--fused", fused, "--csv", out)
+    code, text = _run(task, "--fused", fused, "--csv", out)
     assert code == 1
     assert "missing" in text and "102" in text and "--allow-missing" in text
     rows = read_csv(out)
     assert [(r["image"], r["status"]) for r in rows] == [("101", "ok"), ("102", "missing"), ("103", "ok")]
     assert rows[1]["EN"] == ""
-    code, text = run(task, "--fused", fused, "--allow-missing")
+    code, text = _run(task, "--fused", fused, "--allow-missing")
     assert code == 0, text
     assert "102" in text
 
@@ -232,7 +110,7 @@ def test_fused_missing_file(dataset: Path, tmp_path: Path) -> None:
 def test_fused_needs_task_folders_for_several_tasks(dataset: Path, tmp_path: Path) -> None:
     flat = tmp_path / "flat"
     save(flat / "101.png", blob_image(1))
-    code, text = run(dataset, "--split", "val", "--fused", flat)
+    code, text = _run(dataset, "--split", "val", "--fused", flat)
     assert code == 2 and "one folder per task" in text
 
 
@@ -241,7 +119,7 @@ def test_fused_wrong_size_is_a_failure(dataset: Path, tmp_path: Path) -> None:
     for name in ("101", "102", "103"):
         save(fused / f"{name}.png", blob_image(2))
     save(fused / "103.png", blob_image(3)[:20, :20])
-    code, text = run(dataset / "MRI_CT" / "val", "--fused", fused)
+    code, text = _run(dataset / "MRI_CT" / "val", "--fused", fused)
     assert code == 1 and "103" in text and "20x20" in text
 
 
@@ -251,7 +129,7 @@ def test_size_mismatch_and_constant_images(dataset: Path, tmp_path: Path) -> Non
     save(task / "MRI" / "104.png", np.full((SIZE, SIZE), 90, np.uint8))  # constant pair
     save(task / "CT" / "104.png", np.full((SIZE, SIZE), 30, np.uint8))
     report, out = tmp_path / "r", tmp_path / "c.csv"
-    code, text = run(task, "--method", "average", "--report", report, "--csv", out)
+    code, text = _run(task, "--method", "average", "--report", report, "--csv", out)
     assert code == 1
     assert "size mismatch" in text and "102" in text
     rows = {r["image"]: r for r in read_csv(out)}
@@ -260,14 +138,14 @@ def test_size_mismatch_and_constant_images(dataset: Path, tmp_path: Path) -> Non
     md = (report / "report.md").read_text()
     assert "## Undefined values (NaN)" in md and "**SCD**" in md and "(1 NaN)" in md
     assert "Images that could not be scored" in md
-    code, text = run(task, "--method", "average", "--resize")
+    code, text = _run(task, "--method", "average", "--resize")
     assert code == 0, text
 
 
 def test_report_without_matplotlib(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     report = tmp_path / "r"
-    code, text = run(dataset, "--split", "val", "--method", "max", "--method", "average",
+    code, text = _run(dataset, "--split", "val", "--method", "max", "--method", "average",
                      "--report", report, "--examples", "1")
     assert code == 0, text
     md = (report / "report.md").read_text()
@@ -288,7 +166,7 @@ def test_usage_errors_exit_2_and_write_nothing(dataset: Path, tmp_path: Path) ->
         ((tmp_path / "nowhere", "--method", "max"), "not found"),
     ]
     for args, message in cases:
-        code, text = run(*args, "--json", tmp_path / "never.json")
+        code, text = _run(*args, "--json", tmp_path / "never.json")
         assert code == 2, (args, text)
         assert message in text, (args, text)
         assert text.count("error:") == 1
@@ -300,7 +178,7 @@ def test_usage_errors_exit_2_and_write_nothing(dataset: Path, tmp_path: Path) ->
 def test_force_overwrites(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.csv"
     out.write_text("old")
-    code, text = run(dataset / "MRI_PET" / "val", "--method", "average", "--csv", out,
+    code, text = _run(dataset / "MRI_PET" / "val", "--method", "average", "--csv", out,
                      "--metric", "EN,Qabf", "--force")
     assert code == 0, text
     rows = read_csv(out)
@@ -311,7 +189,7 @@ def test_bad_weights_fail_before_work(dataset: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     out = tmp_path / "s.csv"
-    code, text = run(dataset, "--split", "val", "--method", f"gesenet:{bad}", "--csv", out)
+    code, text = _run(dataset, "--split", "val", "--method", f"gesenet:{bad}", "--csv", out)
     assert code == 1 and "cannot read weights" in text
     assert not out.exists()
 
@@ -323,7 +201,7 @@ def test_default_and_explicit_weights_side_by_side(dataset: Path, tmp_path: Path
     explicit checkpoint the two columns must agree exactly."""
     monkeypatch.setenv("MEDFUSE_WEIGHTS", str(random_weights))
     out = tmp_path / "w.csv"
-    code, text = run(dataset / "MRI_PET" / "val", "--method", "gesenet", "--method",
+    code, text = _run(dataset / "MRI_PET" / "val", "--method", "gesenet", "--method",
                      f"same=gesenet:{random_weights}", "--metric", "EN,SSIM", "--csv", out,
                      "--device", "cpu")
     assert code == 0, text
@@ -331,5 +209,28 @@ def test_default_and_explicit_weights_side_by_side(dataset: Path, tmp_path: Path
     by = {(r["image"], r["method"]): (r["EN"], r["SSIM"]) for r in rows}
     assert {m for _, m in by} == {"gesenet", "same"}
     assert all(by[(img, "gesenet")] == by[(img, "same")] for img in ("201", "202"))
-    code, text = run(dataset / "MRI_PET" / "val", "--method", "max", "--weights", random_weights)
+    code, text = _run(dataset / "MRI_PET" / "val", "--method", "max", "--weights", random_weights)
     assert code == 2 and "--weights applies to --method gesenet" in text
+
+
+def test_a_folder_of_nifti_pairs(tmp_path: Path) -> None:
+    """Volume pairs are scored slice by slice (the slices with anatomy, or --slice N) and
+    reported as one row per pair; --save-fused keeps the scored slices."""
+    root = volume_task(tmp_path / "MRI_PET", ("s1", "s2"))
+    out, saved, report = tmp_path / "v.csv", tmp_path / "saved", tmp_path / "r"
+    code, text = _run(root, "--method", "average", "--csv", out, "--save-fused", saved,
+                      "--report", report, "--examples", "1")
+    assert code == 0, text
+    rows = read_csv(out)
+    assert [(r["image"], r["note"]) for r in rows] == [
+        ("s1", "mean over 4 of 8 axial slices (2-5)"), ("s2", "mean over 4 of 8 axial slices (2-5)")]
+    assert (saved / "average" / "MRI_PET" / "s2" / "axial_0005.png").is_file()
+    assert "volume pairs: scored slice by slice" in (report / "report.md").read_text()
+    code, text = _run(root, "--fused", f"average={saved / 'average'}", "--csv", tmp_path / "w.csv")
+    assert code == 0, text
+    assert read_csv(tmp_path / "w.csv") == rows
+    code, text = _run(root, "--method", "max", "--slice", "3", "--csv", tmp_path / "one.csv")
+    assert code == 0, text
+    assert {r["note"] for r in read_csv(tmp_path / "one.csv")} == {"mean over 1 of 8 axial slices (3)"}
+    code, text = _run(root, "--method", "max", "--slice", "9")
+    assert code == 1 and "slices 0 to 7" in text

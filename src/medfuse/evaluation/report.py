@@ -4,7 +4,7 @@ The report has to be readable by someone who did not run it: what was compared, 
 with which metric convention, which method is best on each metric, what the spread is,
 where a number is undefined and why, and what the images look like. Box plots need
 matplotlib (the optional ``plot`` extra); everything else, the example grids included,
-needs only NumPy and Pillow, so the report always exists.
+needs only NumPy and Pillow (drawn by :mod:`medfuse.render`), so the report always exists.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medfuse.evaluation import EvalResult, Example, Summary, best_methods
+from medfuse.evaluation.aggregate import Summary, best_methods
+from medfuse.evaluation.run import ANATOMY_LEVEL, EvalResult, Example, other_label
 from medfuse.io.outputs import atomic_output, check_output
 from medfuse.metrics import HIGHER_IS_BETTER
 
@@ -159,69 +160,13 @@ def means_table_md(result: EvalResult, profile: str) -> str:
 # -- images ------------------------------------------------------------------------------------
 
 
-def _rgb(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    return np.clip(img, 0, 255).astype(np.uint8)
+def example_grid(examples: Sequence[Example], columns: Sequence[str], other: str) -> np.ndarray:
+    """Rows of examples, columns MRI | other image | each method, the pair's name on its
+    MRI tile (float32 RGB in [0, 1]; see :func:`medfuse.render.labelled_grid`)."""
+    from medfuse.render import labelled_grid
 
-
-def _font(size: int):  # type: ignore[no-untyped-def]
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def example_grid(examples: Sequence[Example], columns: Sequence[str], other_label: str,
-                 gap: int = 4, header: int = 22) -> np.ndarray:
-    """Rows of examples, columns MRI | second image | each method, labelled in a header
-    strip and with the image name on the MRI tile. Pillow only, so it needs no plotting
-    library. Tiles of different sizes are placed top-left in cells of the largest size."""
-    from PIL import Image, ImageDraw
-
-    th = max(max(e.mri.shape[0] for e in examples), 1)
-    tw = max(max(e.mri.shape[1] for e in examples), 1)
-    names = ["MRI", other_label, *columns]
-    ncol, nrow = len(names), len(examples)
-    width = ncol * tw + (ncol + 1) * gap
-    height = header + nrow * th + (nrow + 1) * gap
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    for r, ex in enumerate(examples):
-        tiles = [ex.mri, ex.other, *[ex.fused.get(c) for c in columns]]
-        y = header + gap + r * (th + gap)
-        for c, tile in enumerate(tiles):
-            x = gap + c * (tw + gap)
-            if tile is None:  # this method failed on this image: leave a grey cell
-                canvas[y : y + th, x : x + tw] = 200
-                continue
-            t = _rgb(tile)
-            canvas[y : y + t.shape[0], x : x + t.shape[1]] = t
-    img = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(img)
-    font = _font(14)
-    for c, name in enumerate(names):
-        x = gap + c * (tw + gap)
-        text = name
-        while len(text) > 3 and draw.textlength(text, font=font) > tw - 4:
-            text = text[:-2] + "…"
-        draw.text((x + 2, 3), text, fill=(0, 0, 0), font=font)
-    small = _font(12)
-    for r, ex in enumerate(examples):
-        y = header + gap + r * (th + gap)
-        box = draw.textbbox((gap + 3, y + 2), ex.image, font=small)
-        draw.rectangle(box, fill=(0, 0, 0))
-        draw.text((gap + 3, y + 2), ex.image, fill=(255, 255, 0), font=small)
-    return np.asarray(img)
-
-
-def _write_png(path: Path, rgb: np.ndarray, force: bool) -> None:
-    from PIL import Image
-
-    with atomic_output(path, force=force) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+    rows = [[e.mri, e.other, *[e.fused.get(c) for c in columns]] for e in examples]
+    return labelled_grid(rows, ["MRI", other, *columns], [e.caption for e in examples])
 
 
 def matplotlib_available() -> bool:
@@ -293,10 +238,7 @@ def planned_files(task_names: Sequence[str], profiles: Sequence[str], plots: boo
 def check_report_dir(folder: Path, task_names: Sequence[str], profiles: Sequence[str],
                      force: bool) -> None:
     """UsageError now rather than after the run if the report would overwrite files."""
-    from medfuse.errors import UsageError
-
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--report {folder} exists and is not a folder")
+    check_output(folder, True, kind="folder", label="--report")
     for name in planned_files(task_names, profiles):
         check_output(folder / name, force)
 
@@ -334,7 +276,7 @@ def _problem_section(result: EvalResult) -> list[str]:
     if not result.problems:
         return []
     titles = {"missing": "Missing fused images", "error": "Images that could not be scored",
-              "unmatched": "Source files without a partner (not scored)"}
+              "unmatched": "Source files that could not be paired (not scored)"}
     lines = ["## Problems", ""]
     for kind in ("missing", "error", "unmatched"):
         items = [p for p in result.problems if p.kind == kind]
@@ -367,6 +309,10 @@ def render_markdown(result: EvalResult, plots: dict[tuple[str, str], str],
     ]
     if command:
         lines.append(f"- command: `{command}`")
+    if any(r.slices is not None for r in result.rows):
+        lines.append(f"- volume pairs: scored slice by slice on every slice whose windowed MRI "
+                     f"has a mean of at least {ANATOMY_LEVEL:g} (or the one slice asked for); "
+                     "a pair's value is the mean over those slices (see the csv notes)")
     lines += ["", "Methods (all fuse luminance and share GeSeNet's colour path; outputs scored as "
               "8-bit PNG values, no contrast stretch):", ""]
     lines += [f"- **{m.label}**: {_md_escape(result.method_info.get(m.label, m.describe()))}"
@@ -387,14 +333,14 @@ def render_markdown(result: EvalResult, plots: dict[tuple[str, str], str],
         lines += [f"### profile `{profile}`", "", means_table_md(result, profile), ""]
     for task in scored:
         t = tasks[task]
-        lines += [f"## {task} ({len(t.pairs)} pairs, MRI + {t.other_label})", "",
+        lines += [f"## {task} ({len(t.pairs)} pairs, MRI + {other_label(t)})", "",
                   task_table_md(result, task), ""]
         for profile in result.profiles:
             if (task, profile) in plots:
                 lines += [f"![box plots {task} {profile}]({plots[(task, profile)]})", ""]
         if task in grids:
-            shown = [e.image for e in result.examples if e.task == task]
-            lines += [f"Examples ({', '.join(shown)}); columns: MRI, {t.other_label}, "
+            shown = [e.caption for e in result.examples if e.task == task]
+            lines += [f"Examples ({', '.join(shown)}); columns: MRI, {other_label(t)}, "
                       + ", ".join(m.label for m in result.methods) + ".", "",
                       f"![examples {task}]({grids[task]})", ""]
     if plot_note:
@@ -408,6 +354,8 @@ def write_report(result: EvalResult, folder: Path, force: bool = False,
                  command: str | None = None) -> Path:
     """Write report.md, per-task example grids and (with matplotlib) box plots into
     ``folder``; each file atomically. Returns the report path."""
+    from medfuse.io.images import write_image
+
     folder = Path(folder)
     check_report_dir(folder, result.task_names(), result.profiles, force)
     plots: dict[tuple[str, str], str] = {}
@@ -428,8 +376,8 @@ def write_report(result: EvalResult, folder: Path, force: bool = False,
         examples = [e for e in result.examples if e.task == task]
         if examples:
             name = f"examples-{_slug(task)}.png"
-            grid = example_grid(examples, [c for c in labels if c], tasks[task].other_label)
-            _write_png(folder / name, grid, force)
+            grid = example_grid(examples, labels, other_label(tasks[task]))
+            write_image(folder / name, grid, force=force)
             grids[task] = name
     text = render_markdown(result, plots, grids, command, note)
     path = folder / REPORT_NAME
