@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Inference benchmark: medfuse's fast path against the plain dense hard-mask network.
+"""Inference benchmark: GeSeNet's folded inference form against the training form.
 
 Why it is built this way: the machines this runs on are often shared (here: 2 cores and
 a training run), so absolute times drift by 2-3x within minutes. Every comparison is
@@ -11,8 +11,9 @@ judged.
 Sections (``--sections``, default all but ``compile``):
 
 * ``latency``: one pair at 256, 512 and 1024 px; dense model (``GeSeNet.fuse`` in eval
-  mode: the training graph with hard masks) vs the fast path, plus fast-path variants at
-  256 (NCHW, two-call body). Checks max |fused difference| <= 1e-4 and identical masks.
+  mode: the training graph with hard masks) vs the folded form (``GeSeNet.fold()``, "fast"
+  in the tables), plus folded variants at 256 (NCHW, the other body layout). Checks max
+  |fused difference| <= 1e-4 and identical masks.
 * ``volume``: a 64-slice 256x256 stack through ``Engine.fuse_luminance``: fast engine at
   several CPU micro-batch sizes vs the dense engine with batch 8 (the old default).
 * ``rss``: peak resident memory of a fresh process (Python + torch + weights + one run)
@@ -22,7 +23,12 @@ Sections (``--sections``, default all but ``compile``):
   ``sparse="auto"`` uses.
 * ``precision``: bfloat16 fast path (CPU) or float16 (CUDA): speed and max error from
   float32 on the reference samples (or the built-in phantoms).
-* ``compile``: ``torch.compile`` of the fast path: build time, latency, agreement.
+* ``compile``: ``torch.compile`` of the folded form: build time, latency, agreement.
+
+The process tuning the ``medfuse`` CLI applies (passive OpenMP waiting, the glibc
+allocator tuning, the thread count) is applied here explicitly through
+``medfuse.engine.runtime.tune_process``, in the parent and in every RSS child, and recorded
+in the JSON; library calls never apply it by themselves.
 
 Also recorded: threads, device, torch version, CPU, the load average, the measured
 float32 matrix-multiply rate, a measured oneDNN 3x3 convolution rate, and the network's
@@ -70,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="OMP_WAIT_POLICY for this run (must be set before torch loads; "
                         "passive: measured 6x faster than spinning on a loaded machine)")
     p.add_argument("--no-malloc-tuning", action="store_true",
-                   help="leave glibc malloc at its defaults (see medfuse.fastpath.tune_allocator)")
+                   help="leave glibc malloc at its defaults (see medfuse.engine.runtime.tune_allocator)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "bench_inference.json",
                    help="JSON output path")
     p.add_argument("--rss-child", nargs=4, metavar=("SIZE", "SLICES", "MODE", "WEIGHTS"),
@@ -78,11 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def set_env_before_torch(args: argparse.Namespace) -> None:
+def tune(args: argparse.Namespace, threads: int | None) -> Any:
+    """Opt in to the CLI's process tuning, as chosen on the command line. Runs before
+    torch loads: OpenMP reads its wait policy when it starts."""
+    from medfuse.engine.runtime import tune_process
+
     if args.omp_wait != "inherit":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()
-    if args.no_malloc_tuning:
-        os.environ["MEDFUSE_MALLOC_TUNING"] = "0"
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()  # this run's explicit choice
+    return tune_process(threads, omp_wait_policy=None, allocator=not args.no_malloc_tuning)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -233,8 +242,6 @@ def section_latency(state: dict[str, Any], args: argparse.Namespace, rates: dict
                     report: dict[str, Any]) -> None:
     import torch
 
-    from medfuse.fastpath import FastGeSeNet, fast_inference
-
     eng = make_engine(state, args.device, fast=True)
     model = eng.model
     dev = eng.device
@@ -244,12 +251,12 @@ def section_latency(state: dict[str, Any], args: argparse.Namespace, rates: dict
         a_np, b_np = phantom_pair(size)
         a = torch.from_numpy(a_np)[:, None].to(dev)
         b = torch.from_numpy(b_np)[:, None].to(dev)
-        fast = fast_inference(model, dtype=eng.compute_dtype())
+        fast = model.fold(dtype=eng.compute_dtype())
         nets: dict[str, Any] = {"dense": model, "fast": fast}
         if size == 256:
-            nets["fast NCHW"] = FastGeSeNet(model, channels_last=False)
+            nets["fast NCHW"] = model.fold(channels_last=False)
             alt = "stacked" if fast.body_mode == "split" else "split"
-            nets[f"fast {alt}-body"] = FastGeSeNet(model, body=alt)
+            nets[f"fast {alt}-body"] = model.fold(body=alt)
         fns: dict[str, Callable[[], Any]] = {
             k: (lambda n=n, x=a, y=b: n.fuse(x, y)) for k, n in nets.items()
         }
@@ -283,7 +290,7 @@ def section_latency(state: dict[str, Any], args: argparse.Namespace, rates: dict
         print(f"  latency {size}: done ({', '.join(f'{k} {statistics.median(v):.3f}s' for k, v in times.items())})",
               flush=True)
     report["latency"] = rows
-    report["fast_body_paths"] = dict(fast_inference(model).last_body_paths)  # type: ignore[union-attr]
+    report["fast_body_paths"] = dict(model.fold(dtype=eng.compute_dtype()).last_body_paths)
     report["sparse_channel_counts"] = model.sparse_channel_counts()
 
 
@@ -340,9 +347,6 @@ def peak_rss_mib() -> float:
 
 def rss_child(size: int, slices: int, mode: str, weights: str) -> None:
     """Runs in a fresh process: import, load, one fusion; prints peak RSS as JSON."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     state, _ = weights_state(Path(weights) if weights != "-" else None)
     eng = make_engine(state, os.environ.get("BENCH_DEVICE", "cpu"), fast=(mode == "fast"))
     base = peak_rss_mib()
@@ -394,29 +398,30 @@ def section_sparse(state: dict[str, Any], args: argparse.Namespace,
     centred disks of growing radius as spatial masks (compact anatomy)."""
     import torch
 
-    from medfuse.fastpath import SPARSE_AUTO_MAX_AREA, FastGeSeNet
+    from medfuse.model.folded import SPARSE_AUTO_MAX_AREA
 
     eng = make_engine(state, args.device, fast=True)
     model = eng.model
     size = 256
-    dense = FastGeSeNet(model, sparse="never")
-    sparse = FastGeSeNet(model, sparse="always")
+    dense = model.fold(sparse="never")
+    sparse = model.fold(sparse="always")
     g = torch.Generator().manual_seed(0)
-    e = dense._prep(torch.relu(torch.randn(1, 32, size, size, generator=g)))
+    e = torch.relu(torch.randn(1, model.FEATURES, size, size, generator=g)).to(eng.device)
+    e = e.contiguous(memory_format=torch.channels_last)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     rows = []
     rounds = 3 if args.quick else 7
     for radius in (16, 32, 48, 64, 80, 96, 128):
         spa = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius**2).float()[None, None]
-        spa = dense._prep(spa)
-        _, area = sparse._sparse_boxes(spa)
+        spa = spa.to(eng.device)
+        _, area = sparse.sparse_boxes(spa)
         with torch.inference_mode():
-            ref = model.inf_rmm.body(e.contiguous(), spa.contiguous(), True, model.tau)
-            got = sparse._body(sparse.inf, e, spa, "mri")
+            ref = model.masked_body("mri", e.contiguous(), spa)
+            got = sparse.masked_body("mri", e, spa)
             diff = float((got - ref).abs().max())
             times = interleaved({
-                "dense body": lambda s=spa: dense._body(dense.inf, e, s, "mri"),
-                "sparse body": lambda s=spa: sparse._body(sparse.inf, e, s, "mri"),
+                "dense body": lambda s=spa: dense.masked_body("mri", e, s),
+                "sparse body": lambda s=spa: sparse.masked_body("mri", e, s),
             }, rounds, warmup=1)
         rows.append({
             "principal_fraction": float(spa.mean()), "box_area": area,
@@ -452,7 +457,6 @@ def section_precision(state: dict[str, Any], args: argparse.Namespace,
     import torch
 
     from medfuse.engine import HALF_TOLERANCE
-    from medfuse.fastpath import FastGeSeNet
 
     eng = make_engine(state, args.device, fast=True)
     model, dev = eng.model, eng.device
@@ -463,8 +467,8 @@ def section_precision(state: dict[str, Any], args: argparse.Namespace,
         a, b = phantom_pair(256, 4)
         pairs = list(zip(a, b))
         source = "built-in phantoms (4 pairs)"
-    f32 = FastGeSeNet(model)
-    low = FastGeSeNet(model, dtype=low_dtype)
+    f32 = model.fold(dtype=torch.float32)
+    low = model.fold(dtype=low_dtype)
     worst, flips = 0.0, 0
     with torch.inference_mode():
         for ma, ob in pairs:
@@ -494,10 +498,8 @@ def section_compile(state: dict[str, Any], args: argparse.Namespace,
                     report: dict[str, Any]) -> None:
     import torch
 
-    from medfuse.fastpath import FastGeSeNet
-
     eng = make_engine(state, args.device, fast=True)
-    fast = FastGeSeNet(eng.model, sparse="never")
+    fast = eng.model.fold(sparse="never")
     a_np, b_np = phantom_pair(256)
     a = torch.from_numpy(a_np)[:, None].to(eng.device)
     b = torch.from_numpy(b_np)[:, None].to(eng.device)
@@ -599,16 +601,14 @@ def fmt_table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    set_env_before_torch(args)
     if args.rss_child:
+        tune(args, int(os.environ.get("BENCH_THREADS", "2")))
         size, slices, mode, weights = args.rss_child
         rss_child(int(size), int(slices), mode, weights)
         return 0
+    tuning = tune(args, args.threads)
     import torch
 
-    from medfuse.fastpath import tune_allocator
-
-    torch.set_num_threads(args.threads)
     sections = (args.sections.split(",") if args.sections
                 else [s for s in ALL_SECTIONS if not (args.quick and s == "large")])
     unknown = set(sections) - set(ALL_SECTIONS) - {"compile"}
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
-            "malloc_tuned": tune_allocator(), "load_before": load_avg(),
+            "malloc_tuned": tuning.allocator_tuned, "load_before": load_avg(),
         },
     }
     state, wdesc = weights_state(args.weights)

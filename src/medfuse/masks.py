@@ -81,7 +81,7 @@ def _sparse_counts(engine: Engine) -> tuple[dict[str, list[int]], int]:
     """Sparse channels per masked layer of each branch, and channels per layer."""
     counts = engine.model.sparse_channel_counts()
     other = counts.get("other", counts.get("functional", []))
-    width = int(getattr(engine.model, "body_channels", 32))
+    width = int(engine.model.FEATURES)
     return {"mri": list(counts["mri"]), "other": list(other)}, width
 
 

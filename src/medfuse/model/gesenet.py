@@ -2,11 +2,17 @@
 
 ``inf_`` is the MRI branch and ``vis_`` the CT/PET/SPECT luminance branch, as in the
 authors' checkpoint, so that its state dict loads with ``strict=True``.
+
+Code outside :mod:`medfuse.model` uses the methods below (``fuse``, ``body_features``,
+``fold``, ``masked_body``, ``channel_mask_logits``, ``spatial_margin``,
+``sparse_channel_counts``) and never the submodules, so the layout can follow the
+checkpoint without leaking into the engine, the trainer or the benchmarks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -16,7 +22,14 @@ from medfuse.model.modules import (
     EdgeEnhancement,
     GlobalRefinement,
     RegionMask,
+    hard_mask,
 )
+
+if TYPE_CHECKING:
+    from medfuse.model.folded import FoldedGeSeNet
+
+#: The two branches by the names the rest of medfuse uses (``inf_`` / ``vis_`` in the keys).
+Branch = Literal["mri", "functional"]
 
 
 @dataclass
@@ -57,30 +70,46 @@ class GeSeNet(nn.Module):
 
     #: Pixels of context each output pixel depends on (conservative bound, used by tiling).
     RECEPTIVE_RADIUS = 24
+    #: Height and width must be multiples of this: the spatial-mask branch pools 2x2.
+    SIZE_MULTIPLE = 2
+    #: Feature channels of the region-mask modules (the checkpoint's width).
+    FEATURES = 32
+    BRANCHES: tuple[Branch, Branch] = ("mri", "functional")
 
     def __init__(self, tau: float = 0.5) -> None:
         super().__init__()
+        c = self.FEATURES
         self.tau = tau
-        self.inf_conv = ConvAct(1, 16)
-        self.vis_conv = ConvAct(1, 16)
-        self.inf_eem = EdgeEnhancement(16, 32)
-        self.vis_eem = EdgeEnhancement(16, 32)
-        self.inf_rmm = RegionMask(32)
-        self.vis_rmm = RegionMask(32)
-        self.sft = GlobalRefinement(32, 64)
-        self.decoder2 = ConvAct(96, 32)
-        self.decoder1 = Decoder1(32)
+        self.inf_conv = ConvAct(1, c // 2)
+        self.vis_conv = ConvAct(1, c // 2)
+        self.inf_eem = EdgeEnhancement(c // 2, c)
+        self.vis_eem = EdgeEnhancement(c // 2, c)
+        self.inf_rmm = RegionMask(c)
+        self.vis_rmm = RegionMask(c)
+        self.sft = GlobalRefinement(c, 2 * c)
+        self.decoder2 = ConvAct(3 * c, c)
+        self.decoder1 = Decoder1(c)
+
+    def _region_mask(self, branch: Branch) -> RegionMask:
+        if branch == "mri":
+            return self.inf_rmm
+        if branch == "functional":
+            return self.vis_rmm
+        raise ValueError(f"branch must be 'mri' or 'functional', got {branch!r}")
 
     def fuse(
         self,
         mri: torch.Tensor,
         other: torch.Tensor,
         pooled: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_bodies: bool = True,
     ) -> FusionOutput:
         """Run the network on (N, 1, H, W) tensors in [0, 1]; H and W must be even.
 
         ``pooled`` = (MRI, functional) channel-attention means computed over a whole image
-        when this call sees only a tile of it.
+        when this call sees only a tile of it. ``return_bodies=False`` returns empty
+        tensors in place of the body outputs, the same contract as the folded form's
+        (callers that never read them can use either form).
         """
         if mri.shape[-2] % 2 or mri.shape[-1] % 2:
             raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
@@ -92,7 +121,22 @@ class GeSeNet(nn.Module):
         vis_r, mask_fun, body_vis = self.vis_rmm(vis_e, hard, self.tau, p_vis)
         refined = self.sft(torch.cat([vis_r, inf_r], 1), inf_e)
         fused = self.decoder1(self.decoder2(torch.cat([refined, vis_e], 1)))
+        if not return_bodies:
+            body_inf = body_vis = fused.new_empty(0)
         return FusionOutput(fused, mask_mri, mask_fun, body_inf, body_vis)
+
+    def fold(self, **options: Any) -> FoldedGeSeNet:
+        """The inference form of the current weights: hard masks folded in, so that no
+        convolution runs twice (:mod:`medfuse.model.folded`).
+
+        Built from the weights as they are now and cached per network and options; the
+        cache follows every change of the weights. It computes what eval mode computes
+        whatever mode this network is in: a caller that trains must use :meth:`fuse`.
+        ``options`` are :class:`~medfuse.model.folded.FoldedGeSeNet` keyword arguments.
+        """
+        from medfuse.model.folded import fold
+
+        return fold(self, **options)
 
     def set_straight_through(self, enabled: bool) -> None:
         """Training with the inference masks in the forward pass (straight-through
@@ -118,15 +162,31 @@ class GeSeNet(nn.Module):
             outs.append(rmm.body(e, spa, hard, self.tau))
         return outs[0], outs[1]
 
+    def masked_body(self, branch: Branch, features: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
+        """One branch's region-mask body with the inference (hard) channel masks, on given
+        features (N, FEATURES, H, W) and spatial mask (N, 1, H, W): the reference the
+        folded body is measured and tested against."""
+        return self._region_mask(branch).body(features, spa, True, self.tau)
+
+    def channel_mask_logits(self, branch: Branch) -> torch.Tensor:
+        """One branch's channel-mask logits (1, FEATURES, layers, 2), the parameter itself
+        (training puts a compute cost on it)."""
+        return self._region_mask(branch).body.ch_mask
+
+    def spatial_margin(self, branch: Branch) -> torch.Tensor | None:
+        """Training only: the principal-minus-redundant spatial logit margin of one
+        branch's last forward pass (None after an eval-mode pass), for mask priors that
+        must not saturate with the mask."""
+        return self._region_mask(branch).last_margin
+
     def forward(self, mri: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         return self.fuse(mri, other).fused
 
     def sparse_channel_counts(self) -> dict[str, list[int]]:
-        """Per branch, per masked layer, how many of the 32 channels are sparse (hard)."""
-        counts = {}
-        for name, rmm in (("mri", self.inf_rmm), ("functional", self.vis_rmm)):
-            logits = rmm.body.ch_mask[0]
-            counts[name] = [
-                int((logits[:, i, 1] > logits[:, i, 0]).sum()) for i in range(logits.shape[1])
-            ]
-        return counts
+        """Per branch, per masked layer, how many of the FEATURES channels are sparse
+        under the inference decision (:func:`~medfuse.model.modules.hard_mask`)."""
+        with torch.no_grad():
+            return {
+                name: [int(n) for n in hard_mask(self.channel_mask_logits(name)[0], dim=-1)[..., 0].sum(0)]
+                for name in self.BRANCHES
+            }

@@ -74,7 +74,11 @@ def hard_mask(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """The inference decision on two-class logits along ``dim``: 1 where class 1
     (principal / sparse) strictly beats class 0, so ties go to class 0; class 1's channel.
     One rule for the spatial and channel masks, the straight-through masks and the
-    compute-cost term, so they cannot drift apart."""
+    compute-cost term, and for the folded inference form, so they cannot drift apart."""
+    if logits.dim() == 0 or logits.shape[dim] != 2:
+        raise ValueError(
+            f"hard_mask needs two-class logits along dim {dim}, got shape {tuple(logits.shape)}"
+        )
     return (logits.narrow(dim, 1, 1) > logits.narrow(dim, 0, 1)).to(logits.dtype)
 
 

@@ -152,14 +152,16 @@ def loss_terms(
     if w.compute_target is not None:
         # Without it the channel masks can go all-dense, the spatial mask then changes
         # nothing, and its logits drift to an arbitrary pattern (seen in the first run).
-        for spa, rmm in ((out.mask_mri, model.inf_rmm), (out.mask_functional, model.vis_rmm)):
-            cost = mask_cost(spa, rmm.body.ch_mask, model.tau, hard=not model.training)
+        masks = dict(zip(model.BRANCHES, (out.mask_mri, out.mask_functional)))
+        for branch, spa in masks.items():
+            cost = mask_cost(spa, model.channel_mask_logits(branch), model.tau,
+                             hard=not model.training)
             budget = budget + (cost - w.compute_target).abs()
-    if w.mask_support > 0 and model.inf_rmm.last_margin is not None:
+    margins = [model.spatial_margin(branch) for branch in model.BRANCHES]
+    if w.mask_support > 0 and all(m is not None for m in margins):
         sup = signal_support(a, b)
         terms["mask_support"] = sum(
-            support_mask_prior(rmm.last_margin, sup, w.support_band)
-            for rmm in (model.inf_rmm, model.vis_rmm)
+            support_mask_prior(m, sup, w.support_band) for m in margins  # type: ignore[arg-type]
         ) / 2
         terms["mask_bg"] = (background_mask_penalty(out.mask_mri, sup)
                             + background_mask_penalty(out.mask_functional, sup)).detach() / 2

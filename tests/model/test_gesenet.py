@@ -1,4 +1,5 @@
-"""GeSeNet structure, determinism and the golden parity test against the authors' checkpoint."""
+"""GeSeNet structure, determinism, its public methods, and the golden parity test against
+the authors' checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.networks import TASKS, sample_luminance, seeded_model, tensor_pair
 from medfuse.model import GeSeNet
 
 
@@ -21,15 +23,22 @@ def test_parameter_count_and_keys() -> None:
     assert "decoder1.bn.running_mean" in sd
 
 
+def test_reference_checkpoint_loads_strictly(reference_checkpoint: Path) -> None:
+    state = torch.load(reference_checkpoint, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state.get("model", state))
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    GeSeNet().load_state_dict(state, strict=True)
+
+
 @pytest.mark.parametrize("size", [(8, 8), (16, 24), (32, 32)])
 def test_shapes_and_range(size: tuple[int, int]) -> None:
-    torch.manual_seed(0)
-    m = GeSeNet().eval()
+    m = seeded_model(0)
     a, b = torch.rand(2, 1, *size), torch.rand(2, 1, *size)
     out = m.fuse(a, b)
     assert out.fused.shape == (2, 1, *size)
     assert out.fused.min() >= 0 and out.fused.max() <= 1
     assert set(torch.unique(out.mask_mri).tolist()) <= {0.0, 1.0}
+    assert out.body_mri.shape == (2, GeSeNet.FEATURES, *size)
 
 
 def test_odd_size_rejected_by_network() -> None:
@@ -38,8 +47,7 @@ def test_odd_size_rejected_by_network() -> None:
 
 
 def test_inference_is_bit_identical_and_draws_no_random_numbers() -> None:
-    torch.manual_seed(0)
-    m = GeSeNet().eval()
+    m = seeded_model(0)
     a, b = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     state = torch.get_rng_state()
     with torch.no_grad():
@@ -62,15 +70,51 @@ def test_sobel_initialisation() -> None:
     assert w[0, 0].tolist() == [[1, 0, -1], [2, 0, -2], [1, 0, -1]]
 
 
-def _load_pair(shared: Path, task: str, mod: str, i: int) -> tuple[np.ndarray, np.ndarray]:
-    from medfuse.prepare.pair import prepare_pair
+def test_body_features_are_the_fuse_bodies() -> None:
+    m = seeded_model(2)
+    a, b = tensor_pair(1, 16, 16, seed=1)
+    with torch.no_grad():
+        out = m.fuse(a, b)
+        bodies = m.body_features(a, b)
+    assert torch.equal(bodies[0], out.body_mri) and torch.equal(bodies[1], out.body_functional)
 
-    s = shared / "reference" / "samples" / task
-    p = prepare_pair(s / "MRI" / f"{i}.png", s / mod / f"{i}.png")
-    return p.mri_y, p.other_y
+
+def test_branch_accessors() -> None:
+    m = seeded_model(2)
+    assert m.BRANCHES == ("mri", "functional")
+    logits = m.channel_mask_logits("mri")
+    assert isinstance(logits, torch.nn.Parameter) and logits.shape == (1, GeSeNet.FEATURES, 4, 2)
+    assert logits is not m.channel_mask_logits("functional")
+    with pytest.raises(ValueError, match="branch must be"):
+        m.channel_mask_logits("pet")  # type: ignore[arg-type]
+    counts = m.sparse_channel_counts()
+    assert set(counts) == {"mri", "functional"}
+    assert all(len(v) == 4 and all(0 <= n <= GeSeNet.FEATURES for n in v) for v in counts.values())
+    # Hand count from the logits: class 1 strictly above class 0.
+    raw = m.channel_mask_logits("functional")[0].detach()
+    assert counts["functional"] == (raw[..., 1] > raw[..., 0]).sum(0).tolist()
 
 
-TASKS = [("MRI_CT", "CT"), ("MRI_PET", "PET"), ("MRI_SPECT", "SPECT")]
+def test_spatial_margin_only_after_training_pass() -> None:
+    m = seeded_model(3)
+    a, b = tensor_pair(1, 16, 16)
+    with torch.no_grad():
+        m.fuse(a, b)
+        assert m.spatial_margin("mri") is None
+        m.train()
+        m.fuse(a, b)
+    margin = m.spatial_margin("functional")
+    assert margin is not None and margin.shape == (1, 1, 16, 16)
+
+
+def test_masked_body_is_the_eval_body() -> None:
+    """masked_body on a pass's own features and mask reproduces that pass's body output."""
+    m = seeded_model(4)
+    a, b = tensor_pair(1, 16, 16, seed=2)
+    with torch.no_grad():
+        out = m.fuse(a, b)
+        e = m.inf_eem(m.inf_conv(a))
+        assert torch.equal(m.masked_body("mri", e, out.mask_mri), out.body_mri)
 
 
 @pytest.mark.parametrize("task,mod", TASKS)
@@ -82,10 +126,11 @@ def test_golden_parity(shared: Path, reference_checkpoint: Path, task: str, mod:
 
     eng = load_model(reference_checkpoint, "cpu")
     par = shared / "reference" / "parity" / task
-    pairs = [_load_pair(shared, task, mod, i) for i in range(1, 6)]
+    pairs = [sample_luminance(shared, task, mod, i) for i in range(1, 6)]
     fused, mm, mf = eng.fuse_luminance(
         np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), with_masks=True
     )
+    assert mm is not None and mf is not None
     for i in range(5):
         ref = np.load(par / f"{i + 1}_fused_y.npy")
         d = np.abs(fused[i] - ref)

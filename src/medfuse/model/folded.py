@@ -1,4 +1,4 @@
-"""Inference-only fast path for GeSeNet: hard masks folded so no convolution runs twice.
+"""GeSeNet's inference form: hard masks folded in, so that no convolution runs twice.
 
 Why this exists: the training graph in :mod:`medfuse.model` is the dense, differentiable
 formulation of the region-mask convolution. Each of its masked layers convolves the
@@ -25,28 +25,27 @@ program (measured 1.6x faster at 256x256 on 2 CPU threads, see docs/performance.
   around the principal pixels. It pays only when those boxes cover little of the image;
   :data:`SPARSE_AUTO_MAX_AREA` is set from the measured break-even.
 
+The network builds this form itself (:meth:`GeSeNet.fold`, which calls :func:`fold`).
 Every weight used here is derived from the model's current parameters and cached per
 model; the cache is rebuilt when any parameter or buffer is replaced or modified in place
 (tensor version counters), so a model being trained, reloaded or moved never runs stale
-folded weights. Training mode never uses this path.
+folded weights. It always computes the eval-mode (hard-mask) function; whoever runs a
+model in training mode must run the model itself (the engine does).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medfuse.model.gesenet import FusionOutput, GeSeNet
-from medfuse.model.modules import EdgeEnhancement, RegionMask
+from medfuse.model.gesenet import Branch, FusionOutput, GeSeNet
+from medfuse.model.modules import EdgeEnhancement, RegionMask, hard_mask
 
 Tensor = torch.Tensor
 SparseMode = Literal["auto", "never", "always"]
@@ -62,6 +61,8 @@ SPARSE_GAP = 16
 #: reference checkpoint's masks (75% and 100% principal, spread over the whole image)
 #: never qualify.
 SPARSE_AUTO_MAX_AREA = 0.3
+#: The keyword options of :class:`FoldedGeSeNet` (and so of :meth:`GeSeNet.fold`).
+FOLD_OPTIONS = ("channels_last", "dtype", "body", "sparse", "sparse_gap", "sparse_max_area")
 
 
 @dataclass
@@ -174,12 +175,12 @@ def _frozen(t: Tensor | None, dtype: torch.dtype, channels_last: bool) -> Tensor
     return t
 
 
-class FastGeSeNet:
+class FoldedGeSeNet:
     """Inference-only view of a :class:`GeSeNet` with hard masks folded into the weights.
 
     Equal to ``model.eval().fuse`` up to float rounding (max abs difference on the fused
     luminance well below 1e-4; spatial masks identical except at exact logit ties).
-    Build it through :func:`fast_inference`, which caches it per model.
+    Build it through :meth:`GeSeNet.fold` (or :func:`fold`), which caches it per model.
 
     Args:
         model: the network whose current weights are folded (any mode; the weights are
@@ -272,13 +273,14 @@ class FastGeSeNet:
         )
         spa = rmm.spa_mask
         body = rmm.body
-        logits = body.ch_mask[0]  # (C, layers, 2)
+        # The one inference rule (ties go dense), per channel and layer: (C, layers).
+        sparse_all = hard_mask(body.ch_mask[0], dim=-1)[..., 0].bool()
         layers: list[_MaskedLayer] = []
         prev_perm: Tensor | None = None
         prev_dense = 0
         perms: list[Tensor] = []
         for i, conv in enumerate(body.body):
-            sparse = logits[:, i, 1] > logits[:, i, 0]  # ties go dense, as in the model
+            sparse = sparse_all[:, i]
             perm = torch.cat([torch.nonzero(~sparse).flatten(), torch.nonzero(sparse).flatten()])
             nd = int((~sparse).sum())
             w = conv.weight[perm]
@@ -356,7 +358,7 @@ class FastGeSeNet:
         t = F.relu_(b.spa3(t))
         logits = F.conv_transpose2d(t, b.spa5_weight, b.spa5_bias, stride=2, padding=1,
                                     output_padding=1)
-        return (logits[:, 1:2] > logits[:, 0:1]).to(e.dtype)
+        return hard_mask(logits, dim=1)
 
     def _body(self, b: _Branch, e: Tensor, spa: Tensor, name: str) -> Tensor:
         all_ones = bool(spa.all())
@@ -574,6 +576,20 @@ class FastGeSeNet:
         _, _, body_v = self._branch_features(self.vis, self._prep(other), "functional")
         return body_i, body_v
 
+    def masked_body(self, branch: Branch, features: Tensor, spa: Tensor) -> Tensor:
+        """Same as :meth:`GeSeNet.masked_body`: one branch's region-mask body on given
+        features and spatial mask, by whichever body path the options choose (recorded
+        in :attr:`last_body_paths`). For tests and the benchmark's sparse sweep."""
+        b = {"mri": self.inf, "functional": self.vis}.get(branch)
+        if b is None:
+            raise ValueError(f"branch must be 'mri' or 'functional', got {branch!r}")
+        return self._body(b, self._prep(features), self._prep(spa), branch)
+
+    def sparse_boxes(self, spa: Tensor) -> tuple[list[tuple[int, int, int, int, int]], float]:
+        """The boxes the box-sparse body would convolve for spatial mask ``spa`` and the
+        share of the image they cover (see ``sparse_max_area``)."""
+        return self._sparse_boxes(self._prep(spa))
+
     __call__ = fuse
 
 
@@ -603,8 +619,13 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, list[Tensor], dict]] =
 )
 
 
-def _model_cache(model: nn.Module) -> dict:
-    """Per-model memo, emptied whenever the model's weights change."""
+def weights_memo(model: nn.Module) -> dict[Any, Any]:
+    """A per-model memo that is emptied whenever the model's weights change.
+
+    Why one memo for everything derived from the weights (folded forms, the engine's
+    reduced-precision verdict): they all go stale together, and one signature check
+    covers them all.
+    """
     sig = _signature(model)
     entry = _CACHE.get(model)
     if entry is None or entry[0] != sig:
@@ -614,95 +635,22 @@ def _model_cache(model: nn.Module) -> dict:
     return entry[2]
 
 
-def fast_inference(model: GeSeNet, **options: object) -> FastGeSeNet | None:
-    """The cached :class:`FastGeSeNet` for ``model`` (built or rebuilt as needed), or None
-    when the model is in training mode (Gumbel masks: only the dense graph applies).
-
-    ``options`` are :class:`FastGeSeNet` keyword arguments; each distinct set is cached.
-    """
-    if model.training:
-        return None
-    memo = _model_cache(model)
-    key = ("fast",) + tuple(sorted(options.items(), key=lambda kv: kv[0]))
-    fast = memo.get(key)
-    if fast is None:
-        fast = FastGeSeNet(model, **options)  # type: ignore[arg-type]
-        memo[key] = fast
-    return fast
+def fold(model: GeSeNet, **options: Any) -> FoldedGeSeNet:
+    """The cached :class:`FoldedGeSeNet` for ``model`` (built, or rebuilt after any
+    change of the weights). ``options`` are :class:`FoldedGeSeNet` keyword arguments;
+    each distinct set is cached separately. :meth:`GeSeNet.fold` calls this."""
+    unknown = sorted(set(options) - set(FOLD_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown fold options {unknown}; expected some of {list(FOLD_OPTIONS)}")
+    memo = weights_memo(model)
+    key = ("folded",) + tuple(sorted(options.items(), key=lambda kv: kv[0]))
+    folded = memo.get(key)
+    if folded is None:
+        folded = FoldedGeSeNet(model, **options)
+        memo[key] = folded
+    return folded
 
 
 def clear_cache() -> None:
-    """Drop every cached fast path (benchmarks use it to time a cold build)."""
+    """Drop every cached folded form (benchmarks use it to time a cold build)."""
     _CACHE.clear()
-
-
-def reduced_precision_check(
-    model: GeSeNet, dtype: torch.dtype, tolerance: float
-) -> tuple[bool, float]:
-    """Whether ``dtype`` keeps the fused luminance within ``tolerance`` (max abs, [0, 1]
-    scale) of float32 on the built-in MRI/PET phantoms, on the model's device; and the
-    error. Cached per model and weights, so retrained weights are checked again.
-
-    Why phantoms: they ship with medfuse, so the check needs no data files, and they hold
-    the anatomy-like edges and flat regions where reduced precision goes wrong first.
-    """
-    import numpy as np
-
-    from medfuse.colour import luminance
-    from medfuse.phantom import brain_phantom
-
-    memo = _model_cache(model)
-    key = ("precision", dtype)
-    if key in memo:
-        return memo[key] <= tolerance, memo[key]
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        pairs = [brain_phantom(256, seed) for seed in (0, 1)]  # 256: the atlas size
-        mri = torch.from_numpy(np.stack([m for m, _ in pairs]))[:, None]
-        pet = torch.from_numpy(np.stack([luminance(p) for _, p in pairs]))[:, None]
-        mri, pet = mri.to(device), pet.to(device)
-        with torch.inference_mode():
-            ref = FastGeSeNet(model).fuse(mri, pet).fused.float()
-            low = FastGeSeNet(model, dtype=dtype).fuse(mri, pet).fused.float()
-            err = float((low - ref).abs().max())
-    finally:
-        model.train(was_training)
-    _model_cache(model)[key] = err
-    return err <= tolerance, err
-
-
-_ALLOCATOR_TUNED: bool | None = None
-
-
-def tune_allocator() -> bool:
-    """Keep large freed blocks inside the process (glibc only); True if in effect.
-
-    Why: glibc serves every allocation of 32 MiB or more (a 128-channel 256x256 float
-    tensor, every 32-channel tensor from 512x512 up) with a fresh ``mmap`` and returns it
-    on free, so each forward pass page-faults through all its large activations again.
-    Measured on the 2-core benchmark machine under load, that doubled the time of a
-    512x512 pair. With ``mmap`` off for the heap and a high trim threshold, freed
-    activations are reused by the next pass. The cost is that the process keeps up to
-    its peak heap (not more), which the peak-RSS figures already include.
-
-    Process-wide and idempotent; set ``MEDFUSE_MALLOC_TUNING=0`` to leave malloc alone.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED is not None:
-        return _ALLOCATOR_TUNED
-    _ALLOCATOR_TUNED = False
-    if os.environ.get("MEDFUSE_MALLOC_TUNING", "1").strip() == "0":
-        return False
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018 - glibc only (not musl)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    _ALLOCATOR_TUNED = bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
-    return _ALLOCATOR_TUNED
