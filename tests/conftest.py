@@ -1,5 +1,6 @@
-"""Shared fixtures: where ../shared is (tests needing it skip cleanly without it), and
-seeded random weights so CLI tests never need bundled or reference weights."""
+"""Shared fixtures: where ../shared is (tests needing it skip cleanly without it), seeded
+random weights so CLI tests never need bundled or reference weights, and a stand-in engine
+(``mean_engine``) for tests about files rather than the network."""
 
 from __future__ import annotations
 
@@ -40,10 +41,16 @@ def reference_checkpoint(shared: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seeded, randomly initialised GeSeNet state dict saved to a temporary file."""
+    """A seeded, randomly initialised GeSeNet state dict saved to a temporary file.
+
+    Tests that run the network use one torch thread: the test machines share two cores
+    between several pytest processes, and torch's default of one thread per core then
+    spends most of its time spinning (10x slower on the small images tests use)."""
     import torch
 
     from medfuse.model import GeSeNet
+
+    torch.set_num_threads(1)
 
     torch.manual_seed(1234)
     path = tmp_path_factory.mktemp("weights") / "random.pt"
@@ -56,6 +63,16 @@ def engine(random_weights: Path):  # type: ignore[no-untyped-def]
     from medfuse.engine import load_model
 
     return load_model(random_weights, "cpu")
+
+
+@pytest.fixture
+def mean_engine():  # type: ignore[no-untyped-def]
+    """Commands run in this test use helpers.engines.MeanEngine instead of loading weights."""
+    from helpers.engines import MeanEngine
+    from medfuse.cli.options import injected_engine
+
+    with injected_engine(MeanEngine):
+        yield
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 class CountsModel:
     """What ``medfuse masks`` asks of ``engine.model``: sparse channels per masked layer."""
 
-    body_channels = 32
+    FEATURES = 32  # channels per masked layer, as GeSeNet.FEATURES
 
     def sparse_channel_counts(self) -> dict[str, list[int]]:
         return {"mri": [1, 2, 3, 4], "other": [4, 3, 2, 1]}
@@ -34,3 +34,8 @@ class MeanEngine:
         if not with_masks:
             return fused, None, None
         return fused, (mri >= other).astype(np.float32), (other > mri).astype(np.float32)
+
+
+def never_loaded() -> MeanEngine:
+    """An engine loader for requests that must be refused before any engine is loaded."""
+    raise AssertionError("the engine was loaded although the request was refused")

@@ -1,6 +1,6 @@
-"""Small synthetic DICOM series and NIfTI volumes with known geometry, for the format tests.
+"""Small synthetic images, DICOM series and NIfTI volumes with known geometry.
 
-No tests here: the builders are imported by tests/test_formats_*.py. Geometry used
+No tests here: the builders are imported by the test modules. Geometry used
 throughout: an axial MRI of 32x32 pixels at 2 mm and 8 slices 3 mm apart, whose voxel
 centres span x, y in [-31, 31] mm and z in [0, 21] mm (RAS), and a bright marker at the
 world point MARKER_RAS that every derived volume shares.
@@ -11,8 +11,12 @@ from __future__ import annotations
 import copy
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from medfuse.io.volume import Volume
 
 MR_SHAPE = (32, 32, 8)  # (columns, rows, slices)
 MR_SPACING = (2.0, 2.0, 3.0)
@@ -24,6 +28,39 @@ MR_AFFINE = np.array(
     [[-2.0, 0, 0, 31.0], [0, -2.0, 0, 31.0], [0, 0, 3.0, 0.0], [0, 0, 0, 1.0]]
 )
 MARKER_RAS = np.array([9.0, -11.0, 9.0])
+#: An oblique affine whose voxel axes are permuted against RAS (for geometry round trips).
+OBLIQUE_PERMUTED = np.array(
+    [[0.0, -2.0, 0.1, 40.0], [0.0, 0.1, 3.0, -20.0], [1.5, 0.0, 0.0, 5.0], [0, 0, 0, 1.0]]
+)
+
+
+def rng_image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Seeded uniform float32 pixels in [0, 1)."""
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def pydicom_sample(name: str) -> Path:
+    """A file bundled inside pydicom (never downloaded: these ship with the wheel); the
+    calling test is skipped when it is missing."""
+    import pytest
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom sample {name} not bundled")
+    return Path(str(path))
+
+
+def image_task(root: Path, n: int = 3, size: int = 32) -> Path:
+    """``root/MRI/p<i>.png`` and ``root/PET/p<i>.png``: built-in phantom pairs (colour PET)."""
+    from medfuse.io.images import write_image
+    from medfuse.phantom import brain_phantom
+
+    for i in range(n):
+        mri, pet = brain_phantom(size, seed=i)
+        write_image(root / "MRI" / f"p{i}.png", mri)
+        write_image(root / "PET" / f"p{i}.png", pet)
+    return root
 
 
 def world_grid(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
@@ -96,6 +133,13 @@ def pet_values(nan_corner: bool = True) -> np.ndarray:
     if nan_corner:
         vals[:2, :2, :] = np.nan
     return vals
+
+
+def pet_volume(affine: np.ndarray = PET_AFFINE, values: np.ndarray | None = None) -> Volume:
+    """The PET as an in-memory NIfTI-like Volume (no file)."""
+    from medfuse.io.volume import Volume
+
+    return Volume(data=pet_values() if values is None else values, affine=affine, format="nifti")
 
 
 def write_nifti(path: Path, values: np.ndarray, affine: np.ndarray) -> Path:

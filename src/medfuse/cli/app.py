@@ -34,7 +34,9 @@ class OneLineErrors(TyperGroup):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `medfuse`: show the help
-                print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+                message = exc.format_message()  # type: ignore[attr-defined]
+                if message.strip():  # typer prints the help itself; no stray blank line
+                    print(message, file=sys.stderr)
                 code = 2
             else:
                 ctx = getattr(exc, "ctx", None)

@@ -1,0 +1,77 @@
+"""The ``medfuse`` application: usage errors are one ``error:`` line on stderr with exit 2,
+``--version``, and a cheap start (no torch for --help)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.cli import run
+from medfuse import __version__
+
+#: (command line, what the one line must mention)
+USAGE_ERRORS = [
+    (["fuse", "a.png", "b.png", "-o", "f.png", "--slice", "abc"], "--slice"),
+    (["fuse", "a.png", "b.png", "-o", "f.png", "--volume", "-1"], "--volume"),
+    (["fuse", "a.png", "b.png", "-o", "f.png", "--bogus"], "--bogus"),
+    (["fuse", "a.png", "b.png"], "--output"),
+    (["fuse", "a.png", "b.png", "-o"], "-o"),
+    (["fuse", "a.png"], "OTHER"),
+    (["batch", "in", "out", "--batch-size", "0"], "--batch-size"),
+    (["batch", "in", "out", "--batch-size", "many"], "--batch-size"),
+    (["batch", "in", "out", "--volume", "-1"], "--volume"),
+    (["batch", "in", "out", "--bogus"], "--bogus"),
+    (["batch", "in", "out", "--slice", "3"], "--slice"),  # batch has no --slice
+    (["batch", "in"], "out_dir"),
+    (["masks", "a.png", "b.png", "-o", "m", "--slice", "abc"], "--slice"),
+    (["masks", "a.png", "b.png", "-o", "m", "--volume", "-1"], "--volume"),
+    (["masks", "a.png", "b.png", "-o", "m", "--bogus"], "--bogus"),
+    (["masks", "a.png", "b.png"], "--output"),
+    (["nosuch"], "nosuch"),
+]
+
+
+@pytest.mark.parametrize("args,needle", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])
+def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
+    r = run(*args)
+    assert r.code == 2, r.text
+    assert r.out == ""
+    lines = r.err_lines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("error: ") and needle.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in r.err and "╭" not in r.err and "Usage:" not in r.err
+
+
+def test_usage_error_through_the_entry_point(tmp_path: Path) -> None:
+    """The installed entry point (not only the test runner) keeps the one-line promise."""
+    code = "import sys; from medfuse.cli import main; sys.argv[0] = 'medfuse'; main()"
+    res = subprocess.run([sys.executable, "-c", code, "fuse", "a.png", "b.png", "-o", "f.png",
+                          "--slice", "abc"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert res.returncode == 2 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: ")
+
+
+def test_version() -> None:
+    r = run("--version")
+    assert r.code == 0 and r.out == f"medfuse {__version__}\n" and r.err == ""
+
+
+def test_bare_command_shows_help() -> None:
+    r = run()
+    assert r.code == 2 and "Usage" in r.out and "fuse" in r.out and r.err == ""
+
+
+def test_help_lists_the_commands() -> None:
+    r = run("--help")
+    assert r.code == 0
+    for command in ("fuse", "batch", "masks", "info", "demo"):
+        assert command in r.out
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from medfuse.cli import app; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

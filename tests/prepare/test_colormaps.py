@@ -1,0 +1,56 @@
+"""medfuse.prepare.colormaps: which grey images are coloured, and how."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medfuse.errors import UsageError
+from medfuse.prepare.colormaps import (
+    COLORMAPS,
+    DEFAULT_COLORMAP,
+    apply_colormap,
+    pseudo_colour,
+    resolve_colormap,
+)
+
+
+def test_resolve_colormap() -> None:
+    assert resolve_colormap("pet") == "rainbow" and resolve_colormap("spect") == "sunset"
+    assert DEFAULT_COLORMAP == {"pet": "rainbow", "spect": "sunset"}
+    assert resolve_colormap("ct") is None and resolve_colormap("pet", "none") is None
+    assert resolve_colormap("ct", "hot") is None  # CT is never coloured
+    assert resolve_colormap(None) is None
+    assert resolve_colormap("pet", "HOT") == "hot"
+    with pytest.raises(UsageError, match="--colormap"):
+        resolve_colormap("pet", "viridis")
+
+
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_maps_are_dark_to_bright(name: str) -> None:
+    ramp = np.linspace(0, 1, 11, dtype=np.float32)
+    rgb = apply_colormap(ramp, name)
+    assert rgb.shape == (11, 3) and rgb.dtype == np.float32
+    assert 0.0 <= rgb.min() and rgb.max() <= 1.0
+    if name != "jet":
+        assert rgb[0].max() == 0.0  # background stays black
+        lum = rgb @ np.array([0.299, 0.587, 0.114])
+        assert lum[-1] > lum[0]
+
+
+def test_apply_colormap_any_shape_and_odd_values() -> None:
+    grey = np.array([[np.nan, -1.0], [2.0, 0.5]], np.float32)
+    rgb = apply_colormap(grey, "hot")
+    assert rgb.shape == (2, 2, 3)
+    np.testing.assert_array_equal(rgb[0, 0], 0.0)  # NaN is background
+    np.testing.assert_array_equal(rgb[0, 1], 0.0)  # clipped below
+    np.testing.assert_array_equal(rgb[1, 0], 1.0)  # clipped above: white
+    with pytest.raises(ValueError, match="unknown colour map"):
+        apply_colormap(grey, "viridis")
+
+
+def test_pseudo_colour() -> None:
+    ramp = np.linspace(0, 1, 5, dtype=np.float32)
+    assert pseudo_colour(ramp, "pet", "none") is ramp
+    assert pseudo_colour(ramp, "ct") is ramp
+    np.testing.assert_array_equal(pseudo_colour(ramp, "spect"), apply_colormap(ramp, "sunset"))
