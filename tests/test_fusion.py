@@ -26,14 +26,16 @@ from helpers.synth import (
     write_mr_series,
     write_nifti,
 )
+from medfuse.batch import (
+    BatchRequest,
+    batch_items,
+    fuse_batch,
+)
 from medfuse.colour import rgb_to_ycbcr
 from medfuse.errors import InputError, UsageError, WeightsError
 from medfuse.fusion import (
-    BatchRequest,
     FuseRequest,
-    batch_items,
     fuse,
-    fuse_batch,
     fuse_files,
     fuse_plan,
     fuse_prepared,

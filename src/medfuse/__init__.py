@@ -13,9 +13,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "fuse": ("medfuse.fusion", "fuse"),
     "fuse_files": ("medfuse.fusion", "fuse_files"),
-    "fuse_batch": ("medfuse.fusion", "fuse_batch"),
+    "fuse_batch": ("medfuse.batch", "fuse_batch"),
     "FuseRequest": ("medfuse.fusion", "FuseRequest"),
-    "BatchRequest": ("medfuse.fusion", "BatchRequest"),
+    "BatchRequest": ("medfuse.batch", "BatchRequest"),
     "FusionResult": ("medfuse.fusion", "FusionResult"),
     "prepare_pair": ("medfuse.prepare.pair", "prepare_pair"),
     "region_masks": ("medfuse.masks", "region_masks"),

@@ -62,7 +62,8 @@ def batch(
 ) -> None:
     """Fuse every pair in a folder (images, DICOM series, NIfTI volumes); keeps going past
     bad pairs, reports them and exits 1 if any failed."""
-    from medfuse.fusion import BatchItem, BatchRequest, FuseRequest, fuse_batch
+    from medfuse.batch import BatchItem, BatchRequest, fuse_batch
+    from medfuse.fusion import FuseRequest
 
     template = FuseRequest(
         Path(), Path(), Path(), volume_index=volume, axis=axis, window=window,

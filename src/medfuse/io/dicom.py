@@ -54,6 +54,8 @@ MAX_VOXELS = 1024**3
 #: Largest coordinate or spacing (mm) taken from a header: 1 km. Larger values (a header
 #: claiming 1e300 mm) are treated as missing geometry rather than overflowing later.
 MAX_MM = 1e6
+#: Largest finite float32: pixels in scanner units (stored * slope + intercept) stay below.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -264,9 +266,10 @@ def _window(ds: Any) -> Window | None:
             v = v[0] if len(v) else None
         try:
             out = float(v)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
-        return out if np.isfinite(out) else None
+        # a window beyond the float32 range is no window (values are float32 throughout)
+        return out if np.isfinite(out) and abs(out) <= FLOAT32_MAX / 2 else None
 
     c = first(ds.get("WindowCenter") or _functional(ds, "FrameVOILUTSequence", "WindowCenter"))
     w = first(ds.get("WindowWidth") or _functional(ds, "FrameVOILUTSequence", "WindowWidth"))
@@ -322,10 +325,24 @@ def scan_folder(folder: Path) -> dict[str, SeriesInfo]:
             # refused, not skipped: skipping it could silently drop a slice of the series.
             ds = _read(p, pixels=False)
             if "Rows" not in ds or "Columns" not in ds:
-                continue
+                if _image_class(ds) or "SOPClassUID" not in ds:
+                    # pydicom parses a cut-off file up to where it ends, without a word
+                    raise InputError(f"{p}: incomplete DICOM file (no image size; truncated "
+                                     "or damaged?)")
+                continue  # a report, RT plan or other object without pixels
             uid = str(ds.get("SeriesInstanceUID", "") or "(no series UID)")
             found.setdefault(uid, SeriesInfo(uid, [])).files.append((p, ds))
     return found
+
+
+def _image_class(ds: Any) -> bool:
+    """Whether the SOP class (dataset or file meta) is an image storage class."""
+    meta = getattr(ds, "file_meta", None)
+    for uid in (ds.get("SOPClassUID"), meta.get("MediaStorageSOPClassUID") if meta else None):
+        with contextlib.suppress(Exception):
+            if uid is not None and "Image Storage" in uid.name:
+                return True
+    return False
 
 
 def choose_series(found: dict[str, SeriesInfo], folder: Path, series: Iterable[str]) -> SeriesInfo:
@@ -433,6 +450,7 @@ def _build(
     if rgb:
         header_window = _rgb_window(ds, pixels)
     else:
+        _check_rescale(pixels, slopes, inters, label)
         if np.ptp(slopes) == 0 and np.ptp(inters) == 0:
             slope, inter = float(slopes[0]), float(inters[0])
         else:
@@ -464,6 +482,22 @@ def _build(
         dicom=_headers_only(ds),
         description=str(ds.get("SeriesDescription", "")),
     )
+
+
+def _check_rescale(pixels: np.ndarray, slopes: np.ndarray, inters: np.ndarray,
+                   label: Path) -> None:
+    """Refuse Rescale Slope/Intercept values that take the stored pixels beyond the float32
+    range (scanner units would be infinite)."""
+    if (slopes == 1.0).all() and (inters == 0.0).all():
+        return
+    if pixels.dtype.kind == "f":
+        finite = pixels[np.isfinite(pixels)]
+        peak = float(np.abs(finite).max(initial=0.0))
+    else:
+        peak = max(abs(float(pixels.min(initial=0))), abs(float(pixels.max(initial=0))))
+    if float(np.abs(slopes).max()) * peak + float(np.abs(inters).max()) > FLOAT32_MAX:
+        raise InputError(f"{label}: Rescale Slope/Intercept take the stored values beyond "
+                         "the float32 range (the header lies about the scaling)")
 
 
 def _headers_only(ds: Any) -> Any:

@@ -213,6 +213,36 @@ def _check_png(path: Path) -> None:
                   f"declares {expected}")
 
 
+def _check_tiff_strips(img: object, path: Path) -> None:
+    """Refuse a TIFF whose strips or tiles lie beyond the end of the file, or (uncompressed)
+    hold fewer bytes than the image size its tags declare: Pillow would read whatever
+    follows in the file (the directory, other pages) as pixels, without a word."""
+    tags = getattr(img, "tag_v2", None)
+    if tags is None:
+        return
+    offsets = tags.get(273) or tags.get(324)  # StripOffsets or TileOffsets
+    counts = tags.get(279) or tags.get(325)  # StripByteCounts or TileByteCounts
+    if not offsets or not counts:
+        return
+    offsets = offsets if isinstance(offsets, tuple) else (offsets,)
+    counts = counts if isinstance(counts, tuple) else (counts,)
+    size = path.stat().st_size
+    if any(int(o) + int(c) > size for o, c in zip(offsets, counts)):
+        raise InputError(f"{path}: corrupt TIFF (image data beyond the end of the file: "
+                         "truncated, or the tags lie)")
+    if int(tags.get(259, 1)) != 1 or 273 not in tags:  # compressed or tiled: the codec checks
+        return
+    bits = tags.get(258, 1)
+    bits = sum(bits) if isinstance(bits, tuple) else int(bits)
+    width, height = img.size  # type: ignore[attr-defined]
+    planes = int(tags.get(277, 1)) if int(tags.get(284, 1)) == 2 else 1
+    per_plane = bits // planes if planes > 1 else bits
+    needed = planes * height * ((width * per_plane + 7) // 8)
+    if sum(int(c) for c in counts) < needed:
+        raise InputError(f"{path}: corrupt TIFF ({sum(int(c) for c in counts)} bytes of image "
+                         f"data where its {width}x{height} tags declare {needed})")
+
+
 def _check_size(path: Path, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise InputError(f"{path}: image header declares {width}x{height} pixels")
@@ -292,6 +322,8 @@ def read_pixels(path: str | Path) -> tuple[np.ndarray, int]:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(p) as img:
                     _check_size(p, *img.size)
+                    if img.format == "TIFF":
+                        _check_tiff_strips(img, p)
                     img.load()
                     arr, depth = _pil_to_array(img, p)
     except (UnidentifiedImageError, Image.DecompressionBombError,
@@ -346,9 +378,11 @@ def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int = 8, force:
         if bit_depth == 16 and data.ndim == 3:
             import cv2
 
-            ok = cv2.imwrite(str(tmp) + suffix, np.ascontiguousarray(data[..., ::-1]))
+            with _c_stderr() as noise:  # libpng reports a failed write on stderr itself
+                ok = cv2.imwrite(str(tmp) + suffix, np.ascontiguousarray(data[..., ::-1]))
             if not ok:
-                raise OSError("OpenCV could not write the 16-bit image")
+                detail = f" ({noise[0]})" if noise else ""
+                raise OSError(f"OpenCV could not write the 16-bit image{detail}")
             Path(str(tmp) + suffix).replace(tmp)
         elif bit_depth == 16:
             Image.fromarray(data).save(tmp, format="PNG" if suffix == ".png" else "TIFF")

@@ -200,6 +200,9 @@ def find_tasks(root: str | Path, split: str | None = None, images_only: bool = F
 
 def _csv_text(csv_path: Path) -> str:
     if not csv_path.is_file():
+        if csv_path.exists():
+            raise UsageError(f"pairs file {csv_path} is not a regular file (a folder, pipe "
+                             "or device)")
         raise UsageError(f"pairs file not found: {csv_path}")
     if csv_path.stat().st_size > MAX_CSV_BYTES:
         raise UsageError(f"{csv_path} is larger than {MAX_CSV_BYTES // 2**20} MiB; "

@@ -15,7 +15,10 @@ with scl_slope = 1/65535, so readers get values in [0, 1] at 16-bit precision.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +37,90 @@ SCANNER_ANAT = 1
 MAX_VOXELS = 1024**3
 
 
-def _check_gzip(path: Path) -> None:
+#: How much more than its header declares a ``.nii.gz`` may decompress to (padding some
+#: writers add) before it is refused: the CRC check reads the whole stream, and a few KB of
+#: gzip must not make it decompress gigabytes.
+GZIP_SLACK = 1 << 20
+#: Largest finite float32: scaled voxels (stored * slope + intercept) must stay below it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_gzip(path: Path, declared: int | None = None) -> None:
     """Decompress a ``.nii.gz`` to its end once, which verifies its CRC and length: nibabel
-    reads only what it needs and never notices a corrupted stream."""
-    import gzip
+    reads only what it needs and never notices a corrupted stream. With ``declared`` (the
+    bytes header and voxels need), a stream that ends before them or runs on far past them
+    is refused as soon as that is known, before nibabel allocates anything."""
     import zlib
 
+    total = 0
     try:
         with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 24):
-                pass
+            while block := fh.read(1 << 24):
+                total += len(block)
+                if declared is not None and total > declared + GZIP_SLACK:
+                    raise InputError(f"{path}: the gzip stream holds more than the "
+                                     f"{declared} bytes its NIfTI header declares")
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: corrupt gzip data ({_first_line(exc)})") from exc
+    if declared is not None and total < declared:
+        raise InputError(f"{path}: header declares {declared} bytes of header and voxels, "
+                         f"the file holds {total} (truncated, or the header lies)")
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _nibabel_quiet() -> Iterator[list[str]]:
+    """Hold back what nibabel logs while it reads a header ("pixdim[1,2,3] should be
+    non-zero; setting 0 dims to 1", "sizeof_hdr should be 348"...), which it otherwise prints
+    as bare lines on stderr; the messages are yielded (filled in on exit) so the caller can
+    warn about them properly once the file has been read."""
+    import logging
+
+    from nibabel import imageglobals
+
+    logger = imageglobals.logger
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = " ".join(record.getMessage().split())
+            if text and text not in messages:
+                messages.append(text)
+
+    keep = Keep()
+    handlers, propagate = list(logger.handlers), logger.propagate
+    for h in handlers:
+        logger.removeHandler(h)
+    logger.addHandler(keep)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(keep)
+        for h in handlers:
+            logger.addHandler(h)
+        logger.propagate = propagate
+
+
+def _declared_bytes(img: Any, path: Path) -> int:
+    """Bytes the header says the file holds up to the end of the voxels (refusing a voxel
+    count beyond MAX_VOXELS first)."""
+    shape = tuple(int(d) for d in img.shape)
+    n_voxels = int(np.prod([max(d, 1) for d in shape], dtype=np.float64))
+    if n_voxels > MAX_VOXELS:
+        raise InputError(f"{path}: header declares {'x'.join(map(str, shape))} voxels, more "
+                         f"than medfuse reads ({MAX_VOXELS // 2**20} M)")
+    try:
+        itemsize = int(img.header.get_data_dtype().itemsize)
+        # the image's header copy has vox_offset reset; the array proxy keeps the file's
+        offset = int(getattr(img.dataobj, "offset", None) or img.header.get_data_offset())
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable NIfTI file ({_first_line(exc)})") from exc
+    return offset + int(np.prod(shape, dtype=np.int64)) * itemsize
 
 
 def _load(path: Path) -> Any:
@@ -60,16 +130,50 @@ def _load(path: Path) -> Any:
         raise UsageError(f"no such file: {path}")
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
-    if gzipped:
-        _check_gzip(path)
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:  # nibabel, gzip and numpy raise many types for a bad file
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable NIfTI file ({text})") from exc
+    with _nibabel_quiet() as notes:
+        try:
+            img = nib.load(str(path))
+        except Exception as exc:  # nibabel, gzip and numpy raise many types for a bad file
+            if gzipped:
+                _check_gzip(path)  # a damaged stream says so more clearly than nibabel
+            raise InputError(f"{path}: not a readable NIfTI file ({_first_line(exc)})") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{path}: not a NIfTI image ({type(img).__name__})")
+    # The header is all that has been read: check what it declares against the file
+    # before nibabel allocates the voxels (a few KB must not claim gigabytes).
+    declared = _declared_bytes(img, path)
+    if gzipped:
+        _check_gzip(path, declared)
+    elif path.stat().st_size < declared:
+        raise InputError(f"{path}: header declares {declared} bytes of header and voxels, "
+                         f"the file holds {path.stat().st_size} (truncated, or the header lies)")
+    for note in notes:
+        warnings.warn(f"{path}: NIfTI header: {note}", stacklevel=3)
     return img
+
+
+def _check_scaling(raw: np.ndarray, slope: float, inter: float, path: Path) -> None:
+    """Refuse voxels that do not fit float32 in scanner units (float64 data beyond +-3.4e38,
+    or a scl_slope/scl_inter that takes the stored values there): medfuse computes in
+    float32, where they would become infinite."""
+    kind = raw.dtype.kind
+    wide = kind == "f" and raw.dtype.itemsize > 4
+    if slope == 1.0 and inter == 0.0 and not wide:
+        return
+    if kind in "iub":
+        info = np.iinfo(raw.dtype) if kind != "b" else np.iinfo(np.uint8)
+        if abs(slope) * max(abs(int(info.min)), abs(int(info.max))) + abs(inter) <= FLOAT32_MAX:
+            return
+        peak = max(abs(float(raw.min(initial=0))), abs(float(raw.max(initial=0))))
+    else:
+        finite = raw[np.isfinite(raw)]
+        peak = float(np.abs(finite).max(initial=0.0))
+    if abs(slope) * peak + abs(inter) > FLOAT32_MAX:
+        if slope == 1.0 and inter == 0.0:
+            raise InputError(f"{path}: voxel values up to {peak:.3g} lie beyond the float32 "
+                             "range medfuse computes in")
+        raise InputError(f"{path}: scl_slope {slope:g} and scl_inter {inter:g} take the stored "
+                         "values beyond the float32 range (the header lies about the scaling)")
 
 
 def _rgb_from_structured(arr: np.ndarray) -> np.ndarray:
@@ -82,16 +186,13 @@ def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
     p = Path(path)
     img = _load(p)
     header = img.header
-    n_voxels = int(np.prod([max(int(d), 1) for d in img.shape], dtype=np.float64))
-    if n_voxels > MAX_VOXELS:
-        raise InputError(f"{p}: header declares {'x'.join(map(str, img.shape))} voxels, more "
-                         f"than medfuse reads ({MAX_VOXELS // 2**20} M)")
     try:
-        raw = img.dataobj.get_unscaled()
-        slope = float(img.dataobj.slope)
-        inter = float(img.dataobj.inter)
+        with _nibabel_quiet():
+            raw = img.dataobj.get_unscaled()
+            slope = float(img.dataobj.slope)
+            inter = float(img.dataobj.inter)
     except Exception as exc:
-        raise InputError(f"{p}: cannot read the voxel data ({exc})") from exc
+        raise InputError(f"{p}: cannot read the voxel data ({_first_line(exc)})") from exc
     if not np.isfinite(slope) or slope == 0:
         slope = 1.0
     if not np.isfinite(inter):
@@ -123,6 +224,7 @@ def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
         slope, inter = 1.0, 0.0
     if raw.dtype.kind not in "biuf":
         raise InputError(f"{p}: unsupported voxel type {raw.dtype} (complex or other)")
+    _check_scaling(raw, slope, inter, p)
     if min(raw.shape[:3]) < 1:
         raise InputError(f"{p}: empty volume of shape {raw.shape}")
     affine = check_affine(img.affine, str(p))
