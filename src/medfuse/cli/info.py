@@ -27,6 +27,9 @@ from medfuse.cli.options import (
 @handle_errors
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo files.")] = Path("medfuse-demo"),
+    study: Annotated[str | None, typer.Option(
+        "--study", help="Instead of the phantom: generate a 2 mm MRI + pet|spect|ct study "
+        "(DICOM and NIfTI, with lesions) and fuse it.")] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -34,7 +37,18 @@ def demo(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fuse a built-in synthetic MRI/PET brain phantom and say where the result is."""
+    """Fuse a built-in synthetic MRI/PET brain phantom (or, with --study, a generated
+    study) and say where the result is."""
+    if study is not None:
+        from medfuse.demo import run_study_demo
+
+        files, device_name, made = run_study_demo(output, study.strip().lower(),
+                                                  engine_loader(weights, device, verbose), force)
+        if verbose:
+            say(made.describe(), quiet)
+        say(f"generated an MRI + {made.kind.upper()} study in {made.directory.resolve()}", quiet)
+        say(f"fused it on {device_name}: " + ", ".join(str(f.resolve()) for f in files), quiet)
+        return
     from medfuse.demo import run_demo
 
     fused, device_name = run_demo(output, engine_loader(weights, device, verbose), force)
