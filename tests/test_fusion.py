@@ -241,7 +241,9 @@ def test_fuse_batch_isolates_failures(tmp_path: Path) -> None:
     assert [(it.name, it.status) for it in report.items] == [
         ("p0", "fused"), ("p1", "fused"), ("p2", "fused"), ("MRI/lonely.png", "failed")]
     assert loads == [1]  # loaded once
-    assert seen[-1] == ("MRI/lonely.png", 4, 4)
+    assert seen[-1][1:] == (4, 4) and {s[0] for s in seen} == {"p0", "p1", "p2", "MRI/lonely.png"}
+    for name in ("p0", "p1", "p2"):  # each fused pair has its provenance record
+        assert (tmp_path / "out" / f"{name}.json").is_file()
     assert report.count("fused") == 3 and len(report.failed) == 1
     assert "2D pair" in report.items[0].plan
     again = fuse_batch(BatchRequest(src, tmp_path / "out", skip_existing=True), never)
@@ -261,7 +263,8 @@ def test_unexpected_exception_is_one_line_failure(tmp_path: Path) -> None:
     report = fuse_batch(BatchRequest(src, tmp_path / "out"), Surprise)
     assert [it.status for it in report.items] == ["fused", "failed", "fused"]
     assert report.items[1].error == "ValueError: a bad surprise"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p2.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["p0.png", "p2.png"]
+    assert not (tmp_path / "out" / "p1.json").exists()  # no record for a failed pair
 
 
 def test_batch_items_outputs_and_format(tmp_path: Path) -> None:
@@ -290,7 +293,8 @@ def test_batch_volumes_to_dicom(tmp_path: Path) -> None:
     report = fuse_batch(BatchRequest(src, tmp_path / "out", format="dicom", template=template),
                         MeanEngine)
     assert [it.status for it in report.items] == ["fused", "fused"], report.items
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case1", "case2"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["case1", "case2"]
+    assert (tmp_path / "out" / "case1.json").is_file()  # the record beside each series
     assert len(list((tmp_path / "out" / "case1").iterdir())) == MR_SHAPE[2]
 
 
@@ -373,3 +377,109 @@ def test_device_validation() -> None:
         with pytest.raises(UsageError, match="CUDA is not available"):
             select_device("cuda:0")
 
+
+
+# -- defaults that keep anatomy readable (SUV, floor, transparency) -------------------------
+
+
+def test_no_colour_over_air_or_low_uptake(tmp_path: Path) -> None:
+    """A DICOM PET in SUV fused to NIfTI: wherever the PET is at or below SUV 1.5 (air, the
+    field of view's edge) the written voxel is the MRI's grey exactly (R = G = B = the MRI's
+    8-bit level); where it is above, there is colour."""
+    import nibabel as nib
+
+    from helpers.functional import write_pt_series
+    from medfuse.io.images import to_uint
+
+    mr = write_mr_series(tmp_path / "mr")
+    pt = write_pt_series(tmp_path / "pt")
+    report = fuse_files(FuseRequest(mr, pt, tmp_path / "f.nii.gz"), MeanEngine)
+    plan = report.plan
+    assert plan.in_suv and plan.floor_text() == "SUV 1.5"
+    rgb = np.asarray(nib.load(tmp_path / "f.nii.gz").dataobj)
+    from medfuse.io.geometry import stack_view
+
+    r = stack_view(rgb["R"], plan.mri.affine, plan.axis)[0]
+    g = stack_view(rgb["G"], plan.mri.affine, plan.axis)[0]
+    b = stack_view(rgb["B"], plan.mri.affine, plan.axis)[0]
+    mri_levels = to_uint(plan.mri_slab(0, len(plan)), 8)
+    below = plan.other_planes(0, len(plan))[1]
+    assert below is not None and below.any() and (~below).any()
+    np.testing.assert_array_equal(r[below], mri_levels[below])
+    np.testing.assert_array_equal(g[below], mri_levels[below])
+    np.testing.assert_array_equal(b[below], mri_levels[below])
+    coloured = (r != g) | (g != b)
+    assert coloured[~below].mean() > 0.9 and not coloured[below].any()
+
+
+def test_png_pairs_are_unchanged_by_the_new_rules(tmp_path: Path) -> None:
+    """Ordinary-image pairs (the Harvard atlas case) take none of the new rules: the file
+    fuse_files writes is byte for byte what the array path (no plan, no floor) gives."""
+    mri, pet = brain_phantom(64)
+    a = write_image(tmp_path / "a.png", mri)
+    b = write_image(tmp_path / "b.png", pet)
+    fuse_files(FuseRequest(a, b, tmp_path / "files.png"), MeanEngine)
+    direct = fuse(a, b, MeanEngine())
+    write_image(tmp_path / "direct.png", direct.image)
+    assert (tmp_path / "files.png").read_bytes() == (tmp_path / "direct.png").read_bytes()
+    grey = write_image(tmp_path / "g.png", pet.mean(axis=-1))
+    report = fuse_files(FuseRequest(a, grey, tmp_path / "gp.png", modality="pet"), MeanEngine)
+    assert report.plan.floor is None and report.plan.suv is None
+
+
+def test_triptych_preview(volumes: tuple[Path, Path], tmp_path: Path) -> None:
+    mr, pet = volumes
+    req = FuseRequest(mr, pet, tmp_path / "f.nii.gz", modality="pet",
+                      preview=tmp_path / "qc.png", preview_style="triptych")
+    report = fuse_files(req, MeanEngine)
+    img, _ = read_pixels(report.preview)  # type: ignore[arg-type]
+    assert img.shape == (3 * 32, 6 * 32, 3)  # MRI | PET | fused rows, 6 of the 8 slices
+    assert report.provenance["outputs"]["preview_style"] == "triptych"
+    with pytest.raises(UsageError, match="--preview-style 'strip'"):
+        fuse_files(FuseRequest(mr, pet, tmp_path / "g.nii.gz", preview=tmp_path / "p.png",
+                               preview_style="strip"), never)
+
+
+# -- the new checks and options through the command line ------------------------------------
+
+
+def test_cli_input_checks(tmp_path: Path, mean_engine: None) -> None:
+    from helpers.cli import run
+    from helpers.synth import pydicom_sample
+
+    ct_first = write_mr_series(tmp_path / "ct", modality="CT")
+    pet = write_nifti(tmp_path / "pet.nii.gz", pet_values(), PET_AFFINE)
+    r = run("fuse", ct_first, pet, "-o", tmp_path / "a.nii.gz", "-m", "pet")
+    assert r.code == 2 and "is a CT (DICOM Modality CT)" in r.err and "--allow-non-mr" in r.err
+    assert not (tmp_path / "a.nii.gz").exists() and not (tmp_path / "a.json").exists()
+    r = run("fuse", ct_first, pet, "-o", tmp_path / "a.nii.gz", "-m", "pet", "--allow-non-mr")
+    assert r.code == 0, r.text
+    mr = pydicom_sample("MR_small.dcm")
+    r = run("fuse", mr, mr, "-o", tmp_path / "b.png")
+    assert r.code == 2 and "is an MR image (DICOM Modality MR)" in r.err
+    assert "treated as PET" not in r.err
+    r = run("fuse", write_mr_series(tmp_path / "mr"), pet, "-o", tmp_path / "c.nii.gz",
+            "-m", "pet", "--window", "bone")
+    assert r.code == 2 and "--window bone is a CT preset" in r.err
+    r = run("fuse", write_mr_series(tmp_path / "mr2"), pet, "-o", tmp_path / "c.nii.gz",
+            "-m", "pet", "--floor", "high")
+    assert r.code == 2 and "--floor 'high'" in r.err
+
+
+def test_cli_verbose_prints_every_decision(tmp_path: Path, mean_engine: None) -> None:
+    from helpers.cli import run
+    from helpers.functional import write_pt_series
+
+    mr, pt = write_mr_series(tmp_path / "mr"), write_pt_series(tmp_path / "pt")
+    r = run("fuse", mr, pt, "-o", tmp_path / "f.nii.gz", "-v", "--floor", "2",
+            "--colormap", "hot-iron")
+    assert r.code == 0, r.text
+    lines = r.err_lines()
+    assert lines[0].startswith("8 axial slice(s); modality pet; colour map hot-iron")
+    assert any(ln.startswith("SUV (body weight) factor") for ln in lines)
+    assert "transparent at or below SUV 2 (--floor, in SUV)" in lines
+    assert any(ln.startswith("misregistration score 1.00") for ln in lines)
+    assert any("hybrid scanner" in ln for ln in lines)
+    assert lines[-1] == f"provenance record: {tmp_path / 'f.json'}"
+    r = run("fuse", mr, pt, "-o", tmp_path / "g.nii.gz", "-v", "--floor", "none")
+    assert r.code == 0 and "transparent at or below" not in r.err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medfuse.io.images import to_uint
-from medfuse.render import OPPOSITE, labelled_grid, montage, overlay
+from medfuse.render import OPPOSITE, labelled_grid, montage, overlay, triptych
 
 # -- overlay ------------------------------------------------------------------------------------
 
@@ -177,3 +177,30 @@ def test_labelled_grid_row_labels_and_errors() -> None:
         labelled_grid(tiles, ["MRI"], ["a", "b"])
     with pytest.raises(ValueError, match=r"tile \(0, 0\) must be grey"):
         labelled_grid([[np.zeros((4, 4, 2))]], ["MRI"])
+
+
+# -- triptych ------------------------------------------------------------------------------------
+
+
+def test_triptych_rows_are_mri_other_fused() -> None:
+    mri = [np.full((4, 5), v, np.float32) for v in (0.1, 0.2)]
+    other = [np.full((4, 5, 3), v, np.float32) for v in (0.3, 0.4)]
+    fused = [np.full((4, 5, 3), v, np.float32) for v in (0.5, 0.6)]
+    got = triptych(mri, other, fused)
+    assert got.shape == (12, 10, 3)
+    for row, values in enumerate(((0.1, 0.2), (0.3, 0.4), (0.5, 0.6))):
+        for col, v in enumerate(values):
+            np.testing.assert_allclose(got[row * 4:(row + 1) * 4, col * 5:(col + 1) * 5], v)
+    with pytest.raises(ValueError, match="as many MRI, other and fused"):
+        triptych(mri, other[:1], fused)
+    with pytest.raises(ValueError, match="slice labels"):
+        triptych(mri, other, fused, ["1"])
+
+
+def test_triptych_labels_name_row_and_slice() -> None:
+    tiles = [np.zeros((64, 64), np.float32)] * 2
+    plain = to_uint(triptych(tiles, tiles, tiles), 8)
+    labelled = to_uint(triptych(tiles, tiles, tiles, ["40", "41"], orientation=("L", "P")), 8)
+    assert labelled.shape == plain.shape
+    assert (labelled[:12, :40] > 0).any()  # "MRI 40" in the first tile's corner
+    assert (labelled[128:140, :50] > 0).any()  # "fused 40" in the third row

@@ -9,12 +9,13 @@ callbacks.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -119,15 +120,20 @@ def prepared_slices(
     todo = [0] if plan.two_d else sorted(set(range(len(plan)) if indices is None else indices))
     name = plan.mri.label
     for chunk in _chunks(todo, batch_size):
-        mri_parts, other_parts = [], []
+        mri_parts, other_parts, below_parts = [], [], []
         for start, stop in _runs(chunk):
             mri_parts.append(plan.mri_slab(start, stop))
-            other_parts.append(plan.other_slab(start, stop))
+            planes, below = plan.other_planes(start, stop)
+            other_parts.append(planes)
+            below_parts.append(below)
         mri = np.concatenate(mri_parts) if len(mri_parts) > 1 else mri_parts[0]
         other = np.concatenate(other_parts) if len(other_parts) > 1 else other_parts[0]
+        transparent = (None if below_parts[0] is None else
+                       np.concatenate(below_parts) if len(below_parts) > 1 else below_parts[0])
         yield [
             (index, split_pair(mri[n], other[n], plan.modality,
-                               name if plan.two_d else f"{name}[{index}]"))
+                               name if plan.two_d else f"{name}[{index}]",
+                               None if transparent is None else transparent[n]))
             for n, index in enumerate(chunk)
         ]
 
@@ -173,17 +179,32 @@ class FuseRequest:
     preview: Path | None = None
     anonymize: bool = False
     force: bool = False
+    #: ``--preview-style``: ``montage`` (fused slices) or ``triptych`` (MRI | other | fused).
+    preview_style: str = "montage"
+    #: Fuse a first input whose DICOM Modality is not MR (``--allow-non-mr``).
+    allow_non_mr: bool = False
+    #: Transparency floor of the other image (``--floor``): a number in its window's units
+    #: (SUV for a PET in SUV), ``none`` to colour everything, None for the default.
+    floor: str | None = None
+    #: ``--register``: none (default), rigid or affine.
+    register: str | None = None
+    #: ``--save-transform``: where to write the registration's ITK transform (.tfm).
+    save_transform: Path | None = None
 
 
 @dataclass
 class FuseReport:
-    """What a request produced."""
+    """What a request produced; ``record`` is the provenance record beside the output and
+    ``provenance`` its content."""
 
     outputs: list[Path]
     plan: FusionPlan
     slices: list[int]
     preview: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    record: Path | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    transform: Path | None = None
 
 
 def read_pair(mri: Path, other: Path, series: tuple[str, ...] = (),
@@ -213,17 +234,32 @@ def read_pair_plan(
     series: tuple[str, ...] = (),
     volume_index: int | None = None,
     resize: bool = False,
+    allow_non_mr: bool = False,
+    floor: str | None = None,
+    register: str | None = None,
+    timings: dict[str, float] | None = None,
+    after_read: Callable[[], None] | None = None,
 ) -> tuple[FusionPlan, list[int] | None]:
     """Read a pair and plan it. Returns the plan and, when ``slice_index`` picks one slice
     of two volumes, that slice (a slice of a volume beside a 2D image is cut here, so the
-    plan is then 2D)."""
+    plan is then 2D). ``timings``, when given, receives the seconds spent reading and
+    planning (registration included); ``after_read`` is called once both inputs have been
+    read, before planning (``fuse_files`` checks its outputs there: after the inputs, whose
+    errors say more, and before a registration that may take a while)."""
     from medfuse.prepare.windowing import parse_window
 
     other_w = parse_window(window, "--window")
     mri_w = parse_window(mri_window, "--mri-window")
+    floor_value, transparency = parse_floor(floor)
     if slice_index is not None and slice_index < 0:
         raise UsageError(f"--slice {slice_index}: slice numbers start at 0")
+    started = time.perf_counter()
     mri_vol, other_vol = read_pair(Path(mri), Path(other), series, volume_index)
+    if timings is not None:
+        timings["read"] = time.perf_counter() - started
+    if after_read is not None:
+        after_read()
+    started = time.perf_counter()
     fixed: list[int] | None = None
     if slice_index is not None:
         if mri_vol.is_2d and not other_vol.is_2d:
@@ -235,11 +271,34 @@ def read_pair_plan(
                 raise UsageError(f"--slice {slice_index}: both inputs are single slices (slice 0)")
         else:
             fixed = [slice_index]
-    plan = plan_fusion(mri_vol, other_vol, axis, modality, colormap, mri_w, other_w, resize)
+    plan = plan_fusion(mri_vol, other_vol, axis, modality, colormap, mri_w, other_w, resize,
+                       allow_non_mr=allow_non_mr, floor=floor_value, transparency=transparency,
+                       register=register)
+    if timings is not None:
+        timings["plan"] = time.perf_counter() - started
+        if plan.registration is not None:
+            timings["register"] = plan.registration.seconds
     if fixed is not None and fixed[0] >= len(plan):
         raise UsageError(f"--slice {fixed[0]}: {mri_vol.label} has {plan.axis} slices 0 to "
                          f"{len(plan) - 1}")
     return plan, fixed
+
+
+def parse_floor(spec: str | None) -> tuple[float | None, bool]:
+    """``--floor``: a number, ``none`` (no transparency) or nothing (the default floor)."""
+    if spec is None or not str(spec).strip():
+        return None, True
+    text = str(spec).strip().lower()
+    if text == "none":
+        return None, False
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--floor {spec!r}: expected a number (in the window's units, SUV "
+                         "for a PET in SUV) or none") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"--floor {spec!r}: expected a finite number or none")
+    return value, True
 
 
 def _check_request(request: FuseRequest, fmt: str) -> None:
@@ -253,6 +312,44 @@ def _check_request(request: FuseRequest, fmt: str) -> None:
         raise UsageError("--anonymize applies to DICOM output only")
     if request.slice_index is not None and request.slices:
         raise UsageError("give --slice N or --slices SPEC, not both")
+    from medfuse.io.sinks import PREVIEW_STYLES
+    from medfuse.registration import METHODS
+
+    style = (request.preview_style or "montage").strip().lower()
+    if style not in PREVIEW_STYLES:
+        raise UsageError(f"--preview-style {request.preview_style!r}: expected one of "
+                         f"{', '.join(PREVIEW_STYLES)}")
+    method = (request.register or "none").strip().lower()
+    if method not in METHODS:
+        raise UsageError(f"--register {request.register!r}: expected one of {', '.join(METHODS)}")
+    parse_floor(request.floor)
+    if request.save_transform is not None:
+        if method == "none":
+            raise UsageError("--save-transform needs --register rigid or affine")
+        if request.save_transform.suffix.lower() not in (".tfm", ".txt"):
+            raise UsageError(f"--save-transform {request.save_transform.name}: give an ITK "
+                             "text transform name ending in .tfm")
+    from medfuse.provenance import record_path
+
+    record = record_path(request.output)
+    for label, path in (("--preview", request.preview), ("--save-transform", request.save_transform)):
+        if path is not None and _same_path(path, record):
+            raise UsageError(f"{label} {path} is the provenance record of the output; give "
+                             "another name")
+    if (request.save_transform is not None and request.preview is not None
+            and _same_path(request.save_transform, request.preview)):
+        raise UsageError("--save-transform and --preview name the same file")
+    if request.save_transform is not None and _same_path(request.save_transform, request.output):
+        raise UsageError(f"--save-transform {request.save_transform} is the output itself")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (resolved where possible: a symlink loop or a name
+    too long compares as written, and the output policy reports it later)."""
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return a.absolute() == b.absolute()
 
 
 def _make_sink(request: FuseRequest, fmt: str, plan: FusionPlan, indices: list[int],
@@ -272,21 +369,45 @@ def _make_sink(request: FuseRequest, fmt: str, plan: FusionPlan, indices: list[i
                      request.anonymize, request.force, inputs, single, description)
 
 
+def _request_record(request: FuseRequest) -> dict[str, Any]:
+    """The request as plain JSON values (paths as given)."""
+    import dataclasses
+
+    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(request).items()}
+
+
 def fuse_files(
     request: FuseRequest,
     engine_loader: Callable[[], Engine],
     progress: Callable[[int, int], None] | None = None,
 ) -> FuseReport:
-    """Read, plan, fuse and write one pair of image, DICOM or NIfTI inputs.
+    """Read, plan, fuse and write one pair of image, DICOM or NIfTI inputs, and the
+    provenance record beside the output (:mod:`medfuse.provenance`).
 
     The engine is loaded only after every input and option has been checked, so mistakes
-    fail fast without importing torch; outputs appear only when complete. Warnings raised
-    while planning (a guessed modality, a doubtful registration) are returned in the report.
+    fail fast without importing torch; outputs appear only when complete, the record last
+    (every output it names exists). Warnings raised while planning (a guessed modality, a
+    doubtful registration) are returned in the report and kept in the record.
     """
+    from medfuse.io.geometry import patient_orientation, slice_plane
+    from medfuse.io.outputs import atomic_output, check_output
     from medfuse.io.sinks import Montage, output_format
+    from medfuse.provenance import build_record, describe_inputs, record_path, write_record
 
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
     fmt = output_format(request.output, request.format)
     _check_request(request, fmt)
+    inputs = (request.mri, request.other)
+    record = record_path(request.output)
+
+    def check_extra_outputs() -> None:
+        check_output(record, request.force, inputs, label="provenance record")
+        if request.save_transform is not None:
+            check_output(request.save_transform, request.force, inputs,
+                         label="--save-transform")
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan, fixed = read_pair_plan(
@@ -294,6 +415,8 @@ def fuse_files(
             slice_index=request.slice_index, colormap=request.colormap, window=request.window,
             mri_window=request.mri_window, series=tuple(request.series),
             volume_index=request.volume_index, resize=request.resize,
+            allow_non_mr=request.allow_non_mr, floor=request.floor, register=request.register,
+            timings=timings, after_read=check_extra_outputs,
         )
     notes = [str(w.message) for w in caught]
     n = 1 if plan.two_d else len(plan)
@@ -301,26 +424,61 @@ def fuse_files(
     single = plan.two_d or request.slice_index is not None
     if fmt == "nifti" and not plan.two_d and len(indices) != n:
         raise UsageError("NIfTI output holds the whole volume; drop --slice or write PNG/DICOM")
-    inputs = (request.mri, request.other)
-    montage = (Montage(request.preview, indices, request.force, inputs)
-               if request.preview is not None else None)
+    montage = None
+    if request.preview is not None:
+        orientation = None
+        if plan.mri.has_geometry and plan.mri.format != "image":
+            orientation = patient_orientation(slice_plane(plan.mri_stack.affine, indices[0]))
+        montage = Montage(request.preview, indices, request.force, inputs,
+                          labels=not plan.two_d, orientation=orientation,
+                          style=(request.preview_style or "montage").strip().lower(),
+                          other_name=plan.modality.upper())
     sink = _make_sink(request, fmt, plan, indices, single)
     try:
+        tick = time.perf_counter()
         engine = engine_loader()
+        timings["engine_load"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         done = 0
-        for index, result in fuse_plan(plan, engine, indices, stretch=request.stretch):
-            sink.add(index, result.image)
-            if montage is not None:
-                montage.add(index, result.image)
-            done += 1
-            if progress is not None:
-                progress(done, len(indices))
+        size = getattr(engine, "batch_size", None) or DEFAULT_BATCH
+        for chunk in prepared_slices(plan, indices, size):
+            results = fuse_prepared([p for _, p in chunk], engine, False, request.stretch)
+            for (index, pair), result in zip(chunk, results):
+                sink.add(index, result.image)
+                if montage is not None:
+                    montage.add(index, result.image, pair.mri_y, pair.other_image)
+                done += 1
+                if progress is not None:
+                    progress(done, len(indices))
+        timings["fuse_and_write"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         outputs = sink.commit()
+        timings["commit"] = time.perf_counter() - tick
     except BaseException:
         sink.abort()
         raise
     preview = montage.write() if montage is not None else None
-    return FuseReport(outputs, plan, indices, preview, notes)
+    transform = None
+    if request.save_transform is not None and plan.registration is not None:
+        with atomic_output(request.save_transform, request.force, inputs) as tmp:
+            tmp.write_text(plan.registration.itk_transform)
+        transform = request.save_transform
+    tick = time.perf_counter()
+    described = describe_inputs(plan, request.mri, request.other, tuple(request.series),
+                                request.volume_index)
+    timings["hash_inputs"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started
+    content = build_record(
+        plan=plan, request=_request_record(request), inputs=described,
+        outputs={"format": fmt, "paths": [str(p) for p in outputs], "slices": indices,
+                 "preview": str(preview) if preview is not None else None,
+                 "preview_style": request.preview_style if preview is not None else None,
+                 "transform": str(transform) if transform is not None else None,
+                 "colour": plan.colour, "record": str(record)},
+        engine=engine, warnings=notes, timings=timings,
+    )
+    write_record(record, content, request.force, inputs)
+    return FuseReport(outputs, plan, indices, preview, notes, record, content, transform)
 
 
 __all__ = [
@@ -331,6 +489,7 @@ __all__ = [
     "fuse_files",
     "fuse_plan",
     "fuse_prepared",
+    "parse_floor",
     "prepared_slices",
     "read_pair",
     "read_pair_plan",

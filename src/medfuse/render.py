@@ -186,6 +186,39 @@ def _annotate(grid: np.ndarray, sizes: list[tuple[int, ...]], cols: int,
     return np.asarray(img, dtype=np.float32) / np.float32(255.0)
 
 
+def triptych(
+    mri: Sequence[np.ndarray],
+    other: Sequence[np.ndarray],
+    fused: Sequence[np.ndarray],
+    slice_labels: Sequence[str] | None = None,
+    tile: int = TILE,
+    *,
+    orientation: tuple[str, str] | None = None,
+    other_name: str = "other",
+) -> np.ndarray:
+    """Three rows for the same slices: MRI, the other image, the fused result (one column
+    per slice), the QC picture of ``--preview-style triptych``: a misplaced PET or a wrong
+    window shows at a glance when the inputs sit right above the result.
+
+    Each tile is named by its row and, with ``slice_labels``, its slice (``MRI 40``,
+    ``PET 40``, ``fused 40``); ``orientation`` letters as in :func:`montage`. Returns
+    float32 RGB (or grey when every tile is grey) in [0, 1].
+    """
+    n = len(fused)
+    if n == 0 or len(mri) != n or len(other) != n:
+        raise ValueError(f"triptych needs as many MRI, other and fused tiles, got "
+                         f"{len(mri)}, {len(other)} and {n}")
+    if slice_labels is not None and len(slice_labels) != n:
+        raise ValueError(f"triptych got {len(slice_labels)} slice labels for {n} slices")
+    names = ("MRI", other_name, "fused")
+    labels = None
+    if slice_labels is not None:
+        labels = [f"{name} {s}" for name in names for s in slice_labels]
+    elif orientation is not None:
+        labels = [name if c == 0 else "" for name in names for c in range(n)]
+    return montage([*mri, *other, *fused], labels, tile, columns=n, orientation=orientation)
+
+
 def labelled_grid(
     rows: Sequence[Sequence[np.ndarray | None]],
     columns: Sequence[str],
@@ -265,4 +298,5 @@ __all__ = [
     "labelled_grid",
     "montage",
     "overlay",
+    "triptych",
 ]

@@ -37,8 +37,8 @@ class ModalityFacts:
 TABLE: dict[str, ModalityFacts] = {
     "mri": ModalityFacts("mri", ("MR",), "MRI", None, "p0.5..p99.5 of the voxels"),
     "ct": ModalityFacts("ct", ("CT",), "CT", None, "brain preset (40, 80 HU)"),
-    "pet": ModalityFacts("pet", ("PT",), "PET", "rainbow", "min..p99.9 of the voxels"),
-    "spect": ModalityFacts("spect", ("NM", "ST"), "SPECT", "sunset", "min..p99.9 of the voxels"),
+    "pet": ModalityFacts("pet", ("PT",), "PET", "rainbow", "SUV 0-12 from DICOM, else 0 to 1.6x the grey-matter level"),
+    "spect": ModalityFacts("spect", ("NM", "ST"), "SPECT", "sunset", "0 to 1.25x the grey-matter level"),
 }
 
 MODALITIES: tuple[str, ...] = tuple(TABLE)

@@ -313,7 +313,7 @@ def test_volume_to_png_slices(tmp_path: Path, volumes: tuple[Path, Path], mean_e
     r = run("fuse", mr, pet, "-o", tmp_path / "png" / "f.png", "--slices", "1,4:6",
             "--axis", "coronal")
     assert r.code == 0, r.text
-    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    names = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
     assert names == ["f_0001.png", "f_0004.png", "f_0005.png"]
     # coronal: 8 rows (z) of 32 columns; the guessed PET is pseudo-coloured
     assert read_pixels(tmp_path / "png" / "f_0004.png")[0].shape == (8, 32, 3)

@@ -212,3 +212,45 @@ def test_series_output_refuses_existing_and_inputs(tmp_path: Path) -> None:
         write_dicom_series(tmp_path / "half", broken())
     assert not (tmp_path / "half").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------------------- facts
+
+
+def test_suv_facts_of_a_pet_series(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from helpers.functional import write_pt_series
+    from medfuse.io.dicom import SuvFacts, dicom_identity
+
+    vol = read(write_pt_series(tmp_path / "pt"))
+    facts = vol.extra["suv_facts"]
+    assert isinstance(facts, SuvFacts)
+    assert (facts.units, facts.weight_kg, facts.dose_bq, facts.half_life_s) == (
+        "BQML", 70.0, 3.7e8, 6586.2)
+    assert facts.injection == dt.datetime(2024, 5, 1, 10, 0) and facts.injection_time_only
+    assert facts.series_time == dt.datetime(2024, 5, 1, 11, 0)
+    assert facts.acquisition_time == dt.datetime(2024, 5, 1, 11, 0, 30)
+    assert facts.decay_correction == "START" and facts.corrected_image == ("ATTN", "DECY")
+    assert facts.as_dict()["injection"] == "2024-05-01T10:00:00"
+    ident = dicom_identity(vol.dicom)
+    assert ident["modality"] == "PT" and ident["patient_id"] == "ID-42"
+    assert ident["frame_of_reference"] and ident["series_uid"]
+    assert "suv_facts" not in read(write_mr_series(tmp_path / "mr")).extra  # MR: no facts
+
+
+def test_suv_facts_earliest_acquisition_and_datetime_forms(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from helpers.functional import write_pt_series
+
+    def per_slice(ds):  # type: ignore[no-untyped-def]
+        k = int(ds.InstanceNumber)
+        ds.AcquisitionTime = f"1101{k:02d}.5"
+        info = ds.RadiopharmaceuticalInformationSequence[0]
+        info.RadiopharmaceuticalStartDateTime = "20240501095930.25+0100"
+
+    facts = read(write_pt_series(tmp_path / "pt", edit=per_slice)).extra["suv_facts"]
+    assert facts.acquisition_time == dt.datetime(2024, 5, 1, 11, 1, 1, 500000)  # the earliest
+    assert facts.injection == dt.datetime(2024, 5, 1, 9, 59, 30, 250000)
+    assert not facts.injection_time_only

@@ -129,3 +129,38 @@ def test_montage(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--preview"):
         Montage(tmp_path / "p.nii", [0], False, ())
     assert Montage(tmp_path / "q.png", [0, 1], False, ()).write() is None  # no tile: nothing
+
+
+def test_montage_labels_orientation_and_small_tiles(tmp_path: Path) -> None:
+    """Slice numbers and orientation letters are drawn on tiles of 64 px and more, and left
+    off smaller tiles (where they would hide the image)."""
+    big = Montage(tmp_path / "big.png", [0, 5], False, (), labels=True, orientation=("L", "P"))
+    plain = Montage(tmp_path / "plain.png", [0, 5], False, ())
+    for m in (big, plain):
+        for i in (0, 5):
+            m.add(i, grey(0.5, (80, 80)))
+    a, b = read_pixels(big.write())[0], read_pixels(plain.write())[0]  # type: ignore[arg-type]
+    assert a.shape == b.shape == (80, 160)
+    assert (a != b).any() and (a[38:42, 70:80] != 0.5).any()  # "L" at the right edge
+    small = Montage(tmp_path / "small.png", [0], False, (), labels=True, orientation=("L", "P"))
+    small.add(0, grey(0.5, (32, 32)))
+    written = read_pixels(small.write())[0]  # type: ignore[arg-type]
+    assert (written == np.float32(128 / 255)).all()  # nothing drawn
+
+
+def test_triptych_montage(tmp_path: Path) -> None:
+    m = Montage(tmp_path / "t.png", list(range(10)), False, (), style="triptych",
+                other_name="PET")
+    assert len(m.wanted) == 6
+    for i in range(10):
+        m.add(i, grey(0.9, (16, 20)), mri=grey(0.1, (16, 20)),
+              other=np.full((16, 20, 3), (1.0, 0.5, 0.0), np.float32))
+    img = read_pixels(m.write())[0]  # type: ignore[arg-type]
+    assert img.shape == (3 * 16, 6 * 20, 3)
+    np.testing.assert_allclose(img[:16, :, 0], round(0.1 * 255) / 255)  # MRI row
+    np.testing.assert_allclose(img[16:32, :, 0], 1.0)  # PET row (orange)
+    np.testing.assert_allclose(img[32:, :, 0], round(0.9 * 255) / 255)  # fused row
+    with pytest.raises(ValueError, match="needs the MRI and other"):
+        m.add(sorted(m.wanted)[0], grey(0.9, (16, 20)))
+    with pytest.raises(UsageError, match="--preview-style"):
+        Montage(tmp_path / "u.png", [0], False, (), style="strip")

@@ -54,3 +54,26 @@ def test_pseudo_colour() -> None:
     assert pseudo_colour(ramp, "pet", "none") is ramp
     assert pseudo_colour(ramp, "ct") is ramp
     np.testing.assert_array_equal(pseudo_colour(ramp, "spect"), apply_colormap(ramp, "sunset"))
+
+
+@pytest.mark.parametrize("name", ["pet", "hot-iron", "hot-metal-blue", "pet-20-step"])
+def test_dicom_palettes_are_the_standard_ones(name: str) -> None:
+    """The DICOM standard palettes come from pydicom's palette files: at the 256 entries
+    they equal pydicom's own lookup (apply_color_lut), scaled to [0, 1]."""
+    import pydicom
+    from pydicom.data import get_palette_files
+    from pydicom.pixels import apply_color_lut
+
+    from medfuse.prepare.colormaps import DICOM_PALETTES
+
+    ds = pydicom.dcmread(get_palette_files(DICOM_PALETTES[name])[0])
+    expected = apply_color_lut(np.arange(256, dtype=np.uint8), ds).astype(np.float32) / 255
+    got = apply_colormap(np.arange(256, dtype=np.float32) / 255, name)
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # float32 interpolation
+    assert resolve_colormap("pet", name.upper().replace("-", "_")) == name  # HOT_IRON works
+
+
+def test_pet_palette_reference_values() -> None:
+    """DICOM PS3.6 PET palette: black, then blue-violet at the middle, white at the top."""
+    rgb = apply_colormap(np.array([0.0, 128 / 255, 1.0], np.float32), "pet")
+    np.testing.assert_allclose(rgb * 255, [[0, 0, 0], [128, 0, 255], [255, 255, 255]], atol=0.5)

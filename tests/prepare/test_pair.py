@@ -132,3 +132,26 @@ def test_resize_to() -> None:
     up = resize_to(np.full((4, 4, 3), 0.5, np.float32), (8, 8))
     assert up.shape == (8, 8, 3)
     np.testing.assert_allclose(up, 0.5, atol=1e-6)
+
+
+def test_transparent_pixels_show_the_mri_exactly() -> None:
+    """Where the other image is at or below its floor, the fused pixel is the MRI's grey:
+    its luminance, neutral chroma, whatever the network said and whatever colour the map
+    gave (jet's low end is dark blue, not black); elsewhere the chroma rule is untouched."""
+    from medfuse.prepare.colormaps import apply_colormap
+
+    mri = rng_image((8, 8), 6)
+    activity = rng_image((8, 8), 7)
+    below = activity < 0.3
+    other = apply_colormap(activity, "jet")
+    pair = split_pair(mri, other, "pet", transparent=below)
+    fused_y = rng_image((8, 8), 8)  # what a network might say
+    rgb = colourise(fused_y, pair)
+    np.testing.assert_array_equal(rgb[below], np.repeat(mri[below][:, None], 3, -1))
+    plain = colourise(fused_y, split_pair(mri, other, "pet"))
+    np.testing.assert_array_equal(rgb[~below], plain[~below])
+    assert np.abs(plain[below] - mri[below][:, None]).max() > 0.05  # it did matter
+    grey = split_pair(mri, activity, "pet", transparent=below)  # --colormap none
+    out = colourise(fused_y, grey)
+    np.testing.assert_array_equal(out[below], mri[below])
+    np.testing.assert_array_equal(out[~below], fused_y[~below])

@@ -79,10 +79,13 @@ def test_poor_overlap_warns(mri: Volume) -> None:
     shifted = PET_AFFINE.copy()
     shifted[0, 3] += 45.0
     with pytest.warns(RegistrationWarning, match="co-registered"):
-        plan_fusion(mri, pet_volume(shifted), modality="pet")
+        plan = plan_fusion(mri, pet_volume(shifted), modality="pet")
+    assert plan.misregistration is not None and plan.misregistration.warned
     with warnings.catch_warnings():
         warnings.simplefilter("error", RegistrationWarning)
-        plan_fusion(mri, pet_volume(), modality="pet")  # aligned: no warning
+        plan = plan_fusion(mri, pet_volume(), modality="pet")  # aligned: no warning
+    assert plan.misregistration is not None and plan.misregistration.score == pytest.approx(1.0)
+    assert "misregistration score 1.00" in plan.describe()
 
 
 def test_missing_geometry(mri: Volume) -> None:
@@ -196,3 +199,234 @@ def test_parse_slices() -> None:
                         ("1:2:3:4", "cannot read")):
         with pytest.raises(UsageError, match=needle):
             parse_slices(bad, 10)
+
+
+# -- input checks ---------------------------------------------------------------------------
+
+
+def test_first_input_must_be_an_mri(tmp_path: Path) -> None:
+    ct = read(write_mr_series(tmp_path / "ct", modality="CT"))
+    with pytest.raises(UsageError, match=r"first input must be the MRI.*is a CT \(DICOM "
+                       r"Modality CT\).*--allow-non-mr"):
+        plan_fusion(ct, pet_volume(), modality="pet")
+    plan = plan_fusion(ct, pet_volume(), modality="pet", allow_non_mr=True)
+    assert plan.modality == "pet"
+    nifti_mri = Volume(data=ct.data, affine=ct.affine)  # no Modality stated: taken as given
+    plan_fusion(nifti_mri, pet_volume(), modality="pet")
+
+
+def test_mr_as_the_other_image_is_named_and_refused(mri: Volume, tmp_path: Path) -> None:
+    other_mr = read(write_mr_series(tmp_path / "mr2"))
+    with pytest.raises(UsageError, match=r"is an MR image \(DICOM Modality MR\).*--modality"):
+        plan_fusion(mri, other_mr)
+    plan = plan_fusion(mri, other_mr, modality="pet")
+    assert plan.modality == "pet" and plan.modality_source == "--modality"
+    ot = read(write_mr_series(tmp_path / "ot", modality="OT"))
+    with pytest.warns(ModalityWarning, match="DICOM Modality OT is none of CT, PT, NM; "
+                      "treated as PET"):
+        plan = plan_fusion(mri, ot)
+    assert plan.modality == "pet" and "OT" in plan.modality_source
+
+
+def test_pydicom_mr_small_as_second_input(tmp_path: Path) -> None:
+    """The issue's example: MR_small.dcm as the second input said 'modality not stated;
+    treated as PET' although its Modality is MR."""
+    from helpers.synth import pydicom_sample
+
+    mr = read(pydicom_sample("MR_small.dcm"))
+    with pytest.raises(UsageError, match="MR_small.dcm is an MR image"):
+        plan_fusion(mr, read(pydicom_sample("MR_small.dcm")))
+
+
+def test_patient_and_frame_of_reference(tmp_path: Path) -> None:
+    from helpers.functional import write_pt_series
+
+    mri = read(write_mr_series(tmp_path / "mr"))
+    same = read(write_pt_series(tmp_path / "pt"))  # one template: one frame of reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RegistrationWarning)
+        plan = plan_fusion(mri, same)
+    assert plan.checks["frame_of_reference"]["same"] is True
+    assert plan.checks["patient_id"] == {"mri": "ID-42", "other": "ID-42", "same": True}
+    assert any("hybrid scanner" in line for line in plan.info)
+
+    def elsewhere(ds):  # type: ignore[no-untyped-def]
+        ds.PatientID = "ID-7"
+        ds.FrameOfReferenceUID = "1.2.3.4"
+
+    other = read(write_pt_series(tmp_path / "pt2", edit=elsewhere))
+    with pytest.warns(RegistrationWarning) as caught:
+        plan = plan_fusion(mri, other)
+    text = " ".join(str(w.message) for w in caught)
+    assert "different Patient IDs ('ID-42' and 'ID-7')" in text
+    assert "different Frame of Reference UIDs" in text
+    assert plan.checks["patient_id"]["same"] is False and not plan.info
+
+
+def test_2d_slices_82_mm_apart_warn_with_resize() -> None:
+    """pydicom's MR_small (z = 6.6 mm) and CT_small (z = -75.7 mm): different patients and
+    slices 82 mm apart; --resize puts them on one grid, and both facts are warned."""
+    from helpers.synth import pydicom_sample
+
+    mr, ct = read(pydicom_sample("MR_small.dcm")), read(pydicom_sample("CT_small.dcm"))
+    with pytest.warns(RegistrationWarning) as caught:
+        plan = plan_fusion(mr, ct, resize=True)
+    text = " ".join(str(w.message) for w in caught)
+    assert "82 mm apart" in text and "different Patient IDs" in text
+    assert plan.misregistration is not None
+    assert plan.misregistration.plane_distance_mm == pytest.approx(82.34, abs=0.01)
+    with warnings.catch_warnings():  # the same slice twice: no distance warning
+        warnings.simplefilter("error", RegistrationWarning)
+        plan = plan_fusion(mr, read(pydicom_sample("MR_small.dcm")), modality="ct")
+    assert plan.misregistration is not None
+    assert plan.misregistration.plane_distance_mm == pytest.approx(0.0)
+
+
+# -- windows, SUV and the transparency floor ------------------------------------------------
+
+
+def test_pet_in_suv_gets_the_fixed_window(tmp_path: Path) -> None:
+    from helpers.functional import SUV_FACTOR, write_pt_series
+
+    mri = read(write_mr_series(tmp_path / "mr"))
+    plan = plan_fusion(mri, read(write_pt_series(tmp_path / "pt")))
+    assert plan.in_suv and plan.suv is not None
+    assert plan.suv.factor == pytest.approx(SUV_FACTOR, rel=1e-6)
+    assert plan.other_window.low == 0.0
+    assert plan.other_window.high * SUV_FACTOR == pytest.approx(12.0)
+    assert plan.floor is not None and plan.floor * SUV_FACTOR == pytest.approx(1.5)
+    assert plan.floor_text() == "SUV 1.5"
+    text = plan.describe()
+    assert "SUV 0 to 12" in text and "transparent at or below SUV 1.5" in text
+    # an explicit window and floor are in SUV too
+    explicit = plan_fusion(mri, plan.other, other_window=Window(3.0, 6.0, "explicit"), floor=2.0)
+    assert explicit.other_window.high * SUV_FACTOR == pytest.approx(6.0)
+    assert explicit.floor is not None and explicit.floor * SUV_FACTOR == pytest.approx(2.0)
+    assert explicit.floor_source == "--floor, in SUV"
+
+
+def test_pet_without_suv_facts_says_why(tmp_path: Path) -> None:
+    from helpers.functional import write_pt_series
+
+    def no_weight(ds):  # type: ignore[no-untyped-def]
+        del ds.PatientWeight
+
+    mri = read(write_mr_series(tmp_path / "mr"))
+    plan = plan_fusion(mri, read(write_pt_series(tmp_path / "pt", edit=no_weight)))
+    assert plan.suv is not None and not plan.in_suv
+    assert "PatientWeight missing" in plan.suv.reason
+    assert plan.other_window.source.startswith("PET default: 0 to 1.6 x grey-matter level")
+    assert "no SUV: PatientWeight" in plan.describe()
+    nifti = plan_fusion(mri, pet_volume(), modality="pet")
+    assert nifti.suv is not None and "NIFTI states no SUV facts" in nifti.suv.reason
+
+
+@pytest.mark.parametrize("modality", ["pet", "spect"])
+def test_ct_presets_refused_for_functional_images(mri: Volume, modality: str) -> None:
+    from medfuse.prepare.windowing import parse_window
+
+    with pytest.raises(UsageError, match=f"--window bone is a CT preset.*{modality.upper()}"):
+        plan_fusion(mri, pet_volume(), modality=modality, other_window=parse_window("bone"))
+
+
+def test_transparency_floor_marks_air_low_uptake_and_no_data(mri: Volume) -> None:
+    plan = plan_fusion(mri, pet_volume(), modality="pet")
+    assert plan.floor is not None and plan.floor == pytest.approx(
+        plan.other_window.low + 0.125 * plan.other_window.width)
+    planes, below = plan.other_planes(0, len(plan))
+    assert below is not None and below.shape == planes.shape[:3]
+    values = plan.other_values(0, len(plan))
+    np.testing.assert_array_equal(below, ~(values > plan.floor))
+    assert below[~np.isfinite(values)].all()  # outside the PET's field of view: transparent
+    assert not below[values > plan.floor].any()
+    assert "transparent at or below" in plan.describe()
+    none = plan_fusion(mri, pet_volume(), modality="pet", transparency=False)
+    assert none.floor is None and none.other_planes(0, 1)[1] is None
+    assert none.floor_source == "--floor none"
+    ct = plan_fusion(mri, pet_volume(), modality="ct")
+    assert ct.floor is None  # CT is never coloured: nothing to make transparent
+
+
+def test_ordinary_images_keep_the_atlas_rules() -> None:
+    """PNG pairs: no SUV, no floor, no brain window; the window is the image's own."""
+    grey = image_volume(np.random.default_rng(0).random((16, 16), dtype=np.float32))
+    colour = image_volume(np.random.default_rng(1).random((16, 16, 3), dtype=np.float32))
+    plan = plan_fusion(grey, colour)
+    assert plan.floor is None and plan.suv is None and plan.other_planes(0, 1)[1] is None
+    grey_pet = plan_fusion(grey, grey, modality="pet")
+    assert grey_pet.floor is None and grey_pet.other_window.source == "image [0, 1]"
+
+
+# -- on generated studies (medfuse.studies) -------------------------------------------------
+
+
+def _study(tmp_path: Path, kind: str, shift: tuple[float, float, float] | None = None,
+           resolution: float = 3, anatomy: str = "phantom"):  # type: ignore[no-untyped-def]
+    from medfuse.studies import Rigid, generate_study
+
+    misalign = Rigid(translation_mm=shift) if shift else None
+    name = f"{kind}_{anatomy}_{resolution:g}_{'x'.join(map(str, shift or ()))}"
+    return generate_study(kind, tmp_path / name, resolution=resolution, anatomy=anatomy,
+                          misalign=misalign, seed=1)
+
+
+@pytest.mark.parametrize("kind", ["pet", "spect", "ct"])
+def test_misregistration_score_on_generated_studies(tmp_path: Path, kind: str) -> None:
+    """Registered studies score 1.0 and are not warned about; the same studies shifted 60 mm
+    (along x, y or z) score below the threshold and are (docs/formats.md has the numbers)."""
+    from medfuse.registration import MISREGISTRATION_WARN
+
+    study = _study(tmp_path, kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RegistrationWarning)
+        plan = plan_fusion(read(study.mri_path), read(study.other_path), modality=kind)
+    assert plan.misregistration is not None and plan.misregistration.score is not None
+    assert plan.misregistration.score > 0.97
+    for shift in ((60.0, 0.0, 0.0), (0.0, 60.0, 0.0), (0.0, 0.0, -60.0)):
+        moved = _study(tmp_path, kind, shift)
+        with pytest.warns(RegistrationWarning, match="does not look registered"):
+            plan = plan_fusion(read(moved.mri_path), read(moved.other_path), modality=kind)
+        assert plan.misregistration is not None and plan.misregistration.score is not None
+        assert plan.misregistration.score < MISREGISTRATION_WARN - 0.1
+
+
+def _cortex_levels(plan, study, label: int = 4) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Mean and 95th percentile of the windowed other image over grey matter (``label``)."""
+    import nibabel as nib
+
+    from medfuse.io.geometry import resample_slab
+    from medfuse.prepare.windowing import apply_window
+
+    labels = np.asarray(nib.load(study.path("labels")).dataobj)
+    o, mri = plan.other, plan.mri
+    vals = resample_slab(o.data, o.affine, mri.affine, 0, mri.shape[0], mri.shape[1:])
+    windowed = apply_window(vals * o.slope + o.inter, plan.other_window)[labels == label]
+    return float(windowed.mean()), float(np.percentile(windowed, 95))
+
+
+def test_default_window_leaves_cortex_below_the_top(tmp_path: Path) -> None:
+    """On a generated head (phantom, 3 mm), the grey-matter-level window puts PET cortex in
+    the middle of the colour map (mean 0.54, 95th percentile 0.69 measured); the old
+    min..p99.9 window put it at the top (0.74, 0.95). SPECT cortex sits higher by design
+    (0.71, 0.87) but is not saturated, and the perfusion defect stays far below it."""
+    from medfuse.prepare.windowing import percentile_window
+
+    study = _study(tmp_path, "pet")
+    plan = plan_fusion(read(study.mri_path), read(study.other_path), modality="pet")
+    mean, p95 = _cortex_levels(plan, study)
+    assert 0.4 < mean < 0.65 and p95 < 0.8
+    old = dataclasses_replace(plan, other_window=percentile_window(plan.other.data, None, 99.9))
+    old_mean, old_p95 = _cortex_levels(old, study)
+    assert old_p95 > 0.9 and old_mean > mean + 0.1
+    spect = _study(tmp_path, "spect")
+    plan = plan_fusion(read(spect.mri_path), read(spect.other_path), modality="spect")
+    mean, p95 = _cortex_levels(plan, spect)
+    assert 0.6 < mean < 0.8 and p95 < 0.9
+    defect = _cortex_levels(plan, spect, label=11)[0]
+    assert defect < mean - 0.2
+
+
+def dataclasses_replace(plan, **change):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(plan, **change)

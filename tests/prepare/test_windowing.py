@@ -1,18 +1,31 @@
-"""medfuse.prepare.windowing: scanner units to [0, 1], presets, defaults by modality."""
+"""medfuse.prepare.windowing: scanner units to [0, 1], presets, defaults by modality, SUV
+and the transparency floor."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import numpy as np
 import pytest
 
 from medfuse.errors import InputError, UsageError
+from medfuse.io.dicom import SuvFacts
 from medfuse.prepare.windowing import (
+    FLOOR_FRACTION,
+    GM_MULTIPLE,
     PRESETS,
+    SUV_WINDOW,
     Window,
     apply_window,
+    brain_window,
+    check_functional_window,
+    default_floor,
     default_window,
     parse_window,
     sample_lattice,
+    suv_factor,
+    suv_window,
+    window_in_suv,
 )
 
 
@@ -60,18 +73,111 @@ def test_default_windows() -> None:
     pet = rng.random((20, 20, 10)).astype(np.float32)
     pet[0] = np.nan
     w = default_window(pet, "pet")
-    assert w.low == pytest.approx(float(np.nanmin(pet))) and w.high < 1.0
+    assert w.low == 0.0 and w.source.startswith("PET default: 0 to 1.6 x grey-matter level")
     assert default_window(mri, "ct").source.startswith("CT default")
     with pytest.raises(InputError, match="no finite"):
         default_window(np.full((4, 4, 4), np.nan), "mri")
 
 
+def tissue_volume(gm: float = 7.5, wm: float = 2.5, seed: int = 0) -> np.ndarray:
+    """A head-like activity volume: 60% air (0), 10% CSF/skull (0.3), 15% white matter,
+    15% grey matter, 10% noise, plus a few hot voxels (a 2x cortex lesion)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(4, size=(40, 40, 40), p=[0.6, 0.1, 0.15, 0.15])
+    means = np.array([0.0, 0.3, wm, gm])
+    vol = means[labels] * (1 + 0.1 * rng.standard_normal(labels.shape))
+    vol[:2, :2, :2] = 2 * gm
+    return vol.astype(np.float32)
+
+
+@pytest.mark.parametrize("modality", ["pet", "spect"])
+def test_brain_window_keeps_cortex_below_the_top(modality: str) -> None:
+    """The grey-matter level is typical cortex, so cortex sits at 0.5-0.8 of the colour map
+    and its brightest 1% stays below the top (the old min..p99.9 put cortex at the top);
+    white matter stays in the lower third and the level does not depend on how much air
+    surrounds the head."""
+    vol = tissue_volume()
+    w = brain_window(vol, modality)
+    gm = (vol > 5) & (vol < 11)
+    windowed = apply_window(vol, w)
+    assert 0.45 < float(windowed[gm].mean()) < 0.8
+    assert float(np.percentile(windowed[gm], 99)) < 0.97
+    wm = (vol > 1.5) & (vol < 3.5)
+    assert float(windowed[wm].mean()) < 0.3
+    padded = np.zeros((80, 80, 80), np.float32)
+    padded[:40, :40, :40] = vol
+    assert brain_window(padded, modality).high == pytest.approx(w.high, rel=0.03)
+    assert w.high == pytest.approx(GM_MULTIPLE[modality] * float(np.percentile(
+        vol[vol > 0.3 * np.percentile(vol, 99.5)], 90)), rel=0.05)
+
+
+def test_brain_window_falls_back_for_nothing_positive() -> None:
+    w = brain_window(np.full((4, 4, 4), -3.0, np.float32), "pet")
+    assert w.source.startswith("percentiles")
+
+
 def test_default_window_uses_slope_and_flat_volumes() -> None:
     stored = np.arange(1000, dtype=np.int16).reshape(10, 10, 10)
     w = default_window(stored, "pet", slope=2.0, inter=5.0)
-    assert w.low == pytest.approx(5.0)
+    # values 5..2003: brain above 0.3 x p99.5 = 598, its p90 = 1863, top 1.6 x 1863
+    assert w.low == 0.0 and w.high == pytest.approx(1.6 * 1863, rel=0.01)
     flat = default_window(np.full((4, 4, 4), 7.0), "mri")
     assert flat.width == pytest.approx(1.0) and flat.low == pytest.approx(7.0)
+
+
+def test_floor_and_ct_presets() -> None:
+    w = Window.from_range(0.0, 12.0, "t")
+    assert default_floor(w) == pytest.approx(FLOOR_FRACTION * 12) == pytest.approx(1.5)
+    check_functional_window(parse_window("40,80"), "pet", "x")
+    check_functional_window(parse_window("bone"), "ct", "x")
+    for modality in ("pet", "spect"):
+        with pytest.raises(UsageError, match="--window bone is a CT preset.*SPECT|--window bone is a CT preset.*PET"):
+            check_functional_window(parse_window("bone"), modality, "x.nii")
+
+
+def fdg(**change: object) -> SuvFacts:
+    facts = dict(units="BQML", weight_kg=70.0, dose_bq=3.7e8, half_life_s=6586.2,
+                 injection=dt.datetime(2024, 5, 1, 10, 0, 0),
+                 series_time=dt.datetime(2024, 5, 1, 11, 0, 0),
+                 acquisition_time=dt.datetime(2024, 5, 1, 11, 0, 30), decay_correction="START")
+    facts.update(change)
+    return SuvFacts(**facts)  # type: ignore[arg-type]
+
+
+def test_suv_factor_hand_computed() -> None:
+    """70 kg, 370 MBq F-18 injected 60 min before the series: decay 2^(-3600/6586.2) =
+    0.68463, factor 70000 / (3.7e8 x 0.68463) = 2.7634e-4 ml/Bq, so 27 kBq/ml is SUV 7.461."""
+    d = suv_factor(fdg())
+    assert d.available and d.decay == pytest.approx(0.684633, rel=1e-5)
+    assert d.factor == pytest.approx(2.76337e-4, rel=1e-5)
+    assert 27000 * d.factor == pytest.approx(7.461, rel=1e-3)
+    assert "series time" in d.reason and "60.0 min" in d.reason
+    w = suv_window(d.factor)  # type: ignore[arg-type]
+    assert w.low == 0.0 and w.high * d.factor == pytest.approx(SUV_WINDOW[1])
+    explicit = window_in_suv(Window(4.0, 8.0, "explicit"), d.factor)  # type: ignore[arg-type]
+    assert explicit.high * d.factor == pytest.approx(8.0) and "in SUV" in explicit.source
+    # a series time after the first acquisition (rewritten on reprocessing): acquisition
+    late = suv_factor(fdg(series_time=dt.datetime(2024, 5, 1, 14, 0)))
+    assert "earliest acquisition" in late.reason and late.elapsed_s == pytest.approx(3630)
+    admin = suv_factor(fdg(decay_correction="ADMIN"))
+    assert admin.factor == pytest.approx(70000 / 3.7e8) and admin.decay == 1.0
+    assert suv_factor(fdg(units="GML")).factor == 1.0
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"units": "CNTS"}, "Units CNTS"),
+    ({"units": None}, "Units not stated"),
+    ({"weight_kg": None}, "PatientWeight"),
+    ({"dose_bq": None, "half_life_s": None}, "RadionuclideTotalDose, RadionuclideHalfLife"),
+    ({"decay_correction": "NONE"}, "DecayCorrection NONE"),
+    ({"injection": None}, "RadiopharmaceuticalStartTime"),
+    ({"series_time": None, "acquisition_time": None}, "no SeriesTime"),
+    ({"injection": dt.datetime(2024, 5, 1, 12, 0)}, "check the times"),
+])
+def test_suv_refused_with_the_reason(change: dict[str, object], needle: str) -> None:
+    d = suv_factor(fdg(**change))
+    assert not d.available and d.factor is None and needle in d.reason
+    assert suv_factor(None).reason.startswith("not a DICOM PET")
 
 
 def test_sample_lattice_is_bounded() -> None:

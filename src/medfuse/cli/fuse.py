@@ -9,18 +9,22 @@ import typer
 
 from medfuse.cli.app import app
 from medfuse.cli.options import (
+    AllowNonMrOpt,
     AnonymizeOpt,
     AxisOpt,
     BitDepthOpt,
     ColormapOpt,
     DebugOpt,
     DeviceOpt,
+    FloorOpt,
     ForceOpt,
     ModalityOpt,
     MriWindowOpt,
     OutputFileOpt,
     QuietOpt,
+    RegisterOpt,
     ResizeOpt,
+    SaveTransformOpt,
     SeriesOpt,
     SliceOpt,
     SlicesOpt,
@@ -42,7 +46,14 @@ FormatOpt = Annotated[
     typer.Option("--format", help="Output format png, nifti or dicom (default: from the output suffix)."),
 ]
 PreviewOpt = Annotated[
-    Path | None, typer.Option("--preview", help="Also write a montage of the fused slices (PNG).")
+    Path | None,
+    typer.Option("--preview", help="Also write a QC picture (PNG): a montage of fused slices "
+                 "with slice numbers and orientation letters."),
+]
+PreviewStyleOpt = Annotated[
+    str,
+    typer.Option("--preview-style", help="montage (default) or triptych: MRI | other | fused "
+                 "rows for the same slices."),
 ]
 
 
@@ -66,6 +77,11 @@ def fuse(
     colormap: ColormapOpt = None,
     fmt: FormatOpt = None,
     preview: PreviewOpt = None,
+    preview_style: PreviewStyleOpt = "montage",
+    floor: FloorOpt = None,
+    register: RegisterOpt = None,
+    save_transform: SaveTransformOpt = None,
+    allow_non_mr: AllowNonMrOpt = False,
     anonymize: AnonymizeOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -74,7 +90,9 @@ def fuse(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fuse one registered pair: two images, two slices, or two volumes (DICOM/NIfTI)."""
+    """Fuse one registered pair: two images, two slices, or two volumes (DICOM/NIfTI).
+
+    A provenance record (JSON) is written beside the output."""
     from medfuse.fusion import FuseRequest, fuse_files
 
     request = FuseRequest(
@@ -82,6 +100,8 @@ def fuse(
         volume_index=volume, axis=axis, slice_index=slice_, slices=slices, window=window,
         mri_window=mri_window, colormap=colormap, modality=modality, resize=resize,
         stretch=stretch, bit_depth=bit_depth, preview=preview, anonymize=anonymize, force=force,
+        preview_style=preview_style, floor=floor, register=register,
+        save_transform=save_transform, allow_non_mr=allow_non_mr,
     )
     with progress_bar("fusing slices", None, not quiet) as update:
         report = fuse_files(request, engine_loader(weights, device, verbose),
@@ -89,7 +109,10 @@ def fuse(
     if not quiet:
         show_warnings(report.warnings)
     if verbose:
-        console.print(report.plan.describe(), soft_wrap=True, markup=False)
+        for line in [*report.plan.describe_lines(), *report.plan.info]:
+            console.print(line, soft_wrap=True, markup=False)
+        if report.record is not None:
+            console.print(f"provenance record: {report.record}", soft_wrap=True, markup=False)
     outs = report.outputs
     if len(outs) > 3:
         say(f"{outs[0].parent}: {len(outs)} files ({outs[0].name} ... {outs[-1].name})", quiet)
@@ -97,3 +120,5 @@ def fuse(
         say(str(p), quiet)
     if report.preview is not None:
         say(str(report.preview), quiet)
+    if report.transform is not None:
+        say(str(report.transform), quiet)

@@ -76,8 +76,10 @@ SlicesOpt = Annotated[
 ]
 WindowOpt = Annotated[
     str | None,
-    typer.Option("--window", help="Window of the other image: CENTRE,WIDTH or brain, bone, "
-                 "soft-tissue (CT). Default: DICOM header, else CT brain / PET-SPECT min..p99.9."),
+    typer.Option("--window", help="Window of the other image: CENTRE,WIDTH (in SUV for a "
+                 "PET in SUV) or the CT presets brain, bone, soft-tissue. Default: PET in SUV "
+                 "0-12, else the DICOM header, else CT brain / PET-SPECT 0 to a multiple of "
+                 "the grey-matter level."),
 ]
 MriWindowOpt = Annotated[
     str | None,
@@ -87,7 +89,29 @@ MriWindowOpt = Annotated[
 ColormapOpt = Annotated[
     str | None,
     typer.Option("--colormap", help="Colour map for a grey PET/SPECT image: rainbow (PET "
-                 "default), sunset (SPECT default), hot, jet, gray, or none to fuse it as grey."),
+                 "default), sunset (SPECT default), hot, jet, gray, the DICOM palettes pet, "
+                 "hot-iron, hot-metal-blue, pet-20-step, or none to fuse it as grey."),
+]
+FloorOpt = Annotated[
+    str | None,
+    typer.Option("--floor", help="PET/SPECT volumes: values at or below this are not "
+                 "coloured (the MRI shows); in the window's units (SUV for a PET in SUV), or "
+                 "none. Default: 1/8 of the way up the window (SUV 1.5)."),
+]
+AllowNonMrOpt = Annotated[
+    bool,
+    typer.Option("--allow-non-mr", help="Fuse a first input whose DICOM Modality is not MR."),
+]
+RegisterOpt = Annotated[
+    str | None,
+    typer.Option("--register", help="Register the other volume onto the MRI first: none "
+                 "(default), rigid or affine (Mattes mutual information; needs SimpleITK: "
+                 'pip install "medfuse[register]").'),
+]
+SaveTransformOpt = Annotated[
+    Path | None,
+    typer.Option("--save-transform", help="With --register: write the ITK transform (.tfm; "
+                 "fixed = MRI, moving = other)."),
 ]
 AnonymizeOpt = Annotated[
     bool,

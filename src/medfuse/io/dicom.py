@@ -114,8 +114,8 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
         text = str(exc)
         try:
             name = ts.name if ts is not None else "unknown transfer syntax"
-            compressed = ts is not None and ts.is_compressed
-        except ValueError:  # a UID that is not a transfer syntax at all
+            compressed = ts is not None and bool(ts.is_compressed)
+        except Exception:  # not a transfer syntax at all (unknown, multi-valued, damaged)
             name, compressed = f"invalid transfer syntax {ts}", False
         if compressed and (
             "missing" in text or "plugin" in text or "support" in text or "decod" in text.lower()
@@ -145,7 +145,7 @@ def _check_declared_size(ds: Any, path: Path) -> None:
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    except (TypeError, ValueError) as exc:
+    except _HEADER_ERRORS as exc:
         raise InputError(f"{path}: unreadable image size in the header ({_first_line(exc)})") from exc
     if min(rows, cols, frames, samples) < 1:
         raise InputError(f"{path}: header declares {cols}x{rows} pixels, {frames} frame(s)")
@@ -513,6 +513,134 @@ def _headers_only(ds: Any) -> Any:
     return keep
 
 
+# ----------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class SuvFacts:
+    """What a PET series states that SUV (body weight) needs, read as it is: no judgement
+    here (``medfuse.prepare.windowing.suv_factor`` decides whether it suffices). Times are
+    naive datetimes in the scanner's local time, as DICOM stores them."""
+
+    units: str | None = None  # Units (0054,1001): BQML, GML, CNTS ...
+    weight_kg: float | None = None  # PatientWeight (0010,1030)
+    dose_bq: float | None = None  # RadionuclideTotalDose (0018,1074)
+    half_life_s: float | None = None  # RadionuclideHalfLife (0018,1075)
+    injection: _dt.datetime | None = None  # RadiopharmaceuticalStart(Date)Time
+    #: RadiopharmaceuticalStartTime alone (no date) was combined with the series date.
+    injection_time_only: bool = False
+    series_time: _dt.datetime | None = None  # SeriesDate + SeriesTime
+    acquisition_time: _dt.datetime | None = None  # earliest AcquisitionDate/Time of the slices
+    decay_correction: str | None = None  # DecayCorrection (0054,1102): START, ADMIN, NONE
+    corrected_image: tuple[str, ...] = ()  # CorrectedImage (0028,0051)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (datetimes as ISO text), for the provenance record."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            out[key] = value.isoformat() if isinstance(value, _dt.datetime) else (
+                list(value) if isinstance(value, tuple) else value)
+        return out
+
+
+def _text(ds: Any, key: str) -> str | None:
+    value = ds.get(key) if ds is not None else None
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def _parse_dt(date: str | None, time: str | None) -> _dt.datetime | None:
+    """DICOM DA + TM (``YYYYMMDD``, ``HHMMSS.ffffff`` or shorter) -> datetime, None when
+    either is missing or unreadable."""
+    if not date or not time:
+        return None
+    try:
+        day = _dt.datetime.strptime(date.strip()[:8], "%Y%m%d")
+        t = time.strip().replace(":", "")
+        whole, _, frac = t.partition(".")
+        whole = whole.ljust(6, "0")
+        seconds = int(whole[4:6]) + (float(f"0.{frac}") if frac.isdigit() else 0.0)
+        return day + _dt.timedelta(hours=int(whole[0:2]), minutes=int(whole[2:4]),
+                                   seconds=seconds)
+    except (ValueError, IndexError):
+        return None
+
+
+def _parse_datetime(value: str | None) -> _dt.datetime | None:
+    """DICOM DT (``YYYYMMDDHHMMSS.ffffff&ZZXX``, the offset ignored) -> datetime."""
+    if not value or len(value.strip()) < 8:
+        return None
+    text = value.strip().split("+")[0].split("-")[0]
+    return _parse_dt(text[:8], text[8:] or "000000")
+
+
+def suv_facts(datasets: Iterable[Any]) -> SuvFacts | None:
+    """The SUV-relevant attributes of a PET series (None for any other modality); the
+    acquisition time is the earliest over all ``datasets`` (the slices' headers), as the
+    QIBA FDG-PET profile asks when the series time is unusable."""
+    items = list(datasets)
+    if not items:
+        return None
+    ds = items[0]
+    if str(ds.get("Modality", "")).strip().upper() != "PT":
+        return None
+    info = None
+    seq = ds.get("RadiopharmaceuticalInformationSequence")
+    if seq is not None and len(seq):
+        info = seq[0]
+    series_date = _text(ds, "SeriesDate")
+    injection = _parse_datetime(_text(info, "RadiopharmaceuticalStartDateTime"))
+    time_only = False
+    if injection is None:
+        injection = _parse_dt(series_date or _text(ds, "AcquisitionDate"),
+                              _text(info, "RadiopharmaceuticalStartTime"))
+        time_only = injection is not None
+    acquired = [t for t in (
+        _parse_dt(_text(d, "AcquisitionDate") or series_date, _text(d, "AcquisitionTime"))
+        for d in items) if t is not None]
+    corrected = ds.get("CorrectedImage")
+    if corrected is not None and isinstance(corrected, (str, bytes)):
+        corrected = [corrected]
+    return SuvFacts(
+        units=(_text(ds, "Units") or "").upper() or None,
+        weight_kg=_positive(ds.get("PatientWeight")),
+        dose_bq=_positive(info.get("RadionuclideTotalDose")) if info is not None else None,
+        half_life_s=_positive(info.get("RadionuclideHalfLife")) if info is not None else None,
+        injection=injection,
+        injection_time_only=time_only,
+        series_time=_parse_dt(series_date, _text(ds, "SeriesTime")),
+        acquisition_time=min(acquired) if acquired else None,
+        decay_correction=(_text(ds, "DecayCorrection") or "").upper() or None,
+        corrected_image=tuple(str(c).strip().upper() for c in (corrected or ())),
+    )
+
+
+def dicom_identity(ds: Any) -> dict[str, str | None]:
+    """Who and where a DICOM input is: Modality code, Patient ID, Frame of Reference, Study
+    and Series UIDs (None when absent), for the pair checks and the provenance record."""
+    keys = {"modality": "Modality", "patient_id": "PatientID",
+            "frame_of_reference": "FrameOfReferenceUID", "study_uid": "StudyInstanceUID",
+            "series_uid": "SeriesInstanceUID"}
+    return {name: _text(ds, key) for name, key in keys.items()}
+
+
+def _with_facts(volume: Volume, datasets: Iterable[Any]) -> Volume:
+    facts = suv_facts(datasets)
+    if facts is not None:
+        volume.extra["suv_facts"] = facts
+    return volume
+
+
 def _read_file(path: Path) -> Volume:
     ds = _read(path, pixels=True)
     arr = _decode(ds, path)
@@ -550,7 +678,7 @@ def _read_file(path: Path) -> Volume:
     order = [s.frame for s in ordered]
     if order != sorted(order):
         arr = arr[order]
-    return _build(arr, ordered, ds, iop, step, path)
+    return _with_facts(_build(arr, ordered, ds, iop, step, path), [ds])
 
 
 def _read_series(folder: Path, series: Iterable[str]) -> Volume:
@@ -591,17 +719,31 @@ def _read_series(folder: Path, series: Iterable[str]) -> Volume:
         pixels[n] = arr
     assert pixels is not None
     ref = next(ds for p, ds in info.files if p == ordered[0].path)
-    return _build(pixels, ordered, ref, iop, step, folder)
+    return _with_facts(_build(pixels, ordered, ref, iop, step, folder),
+                       [ref, *(ds for _, ds in info.files if ds is not ref)])
+
+
+#: What pydicom and the header arithmetic raise for a damaged header (a value of the wrong
+#: type or multiplicity, an unknown VR met when an element is first accessed...).
+_HEADER_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError,
+                  NotImplementedError, OverflowError, EOFError, UnicodeError)
 
 
 def read_dicom(path: str | Path, series: Iterable[str] = ()) -> Volume:
-    """Read a DICOM file (single- or multi-frame) or a folder holding a series."""
+    """Read a DICOM file (single- or multi-frame) or a folder holding a series.
+
+    pydicom converts element values lazily, on first access, so a damaged header can fail
+    anywhere it is read: those failures become one InputError naming the path."""
     p = Path(path)
     if not p.exists():
         raise UsageError(f"no such file or folder: {p}")
-    if p.is_dir():
-        return _read_series(p, series)
-    return _read_file(p)
+    try:
+        if p.is_dir():
+            return _read_series(p, series)
+        return _read_file(p)
+    except _HEADER_ERRORS as exc:
+        raise InputError(f"{p}: damaged DICOM header ({type(exc).__name__}: "
+                         f"{_first_line(exc)})") from exc
 
 
 # ----------------------------------------------------------------------------- writing
@@ -811,11 +953,14 @@ __all__ = [
     "SC_IMAGE_STORAGE",
     "SeriesInfo",
     "SeriesTemplate",
+    "SuvFacts",
     "build_dataset",
     "choose_series",
+    "dicom_identity",
     "looks_like_dicom",
     "read_dicom",
     "scan_folder",
+    "suv_facts",
     "write_dicom_file",
     "write_dicom_series",
 ]

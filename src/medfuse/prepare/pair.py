@@ -38,22 +38,28 @@ class PreparedPair:
     #: The other plane as it is shown (after window and colour map): grey (H, W) or RGB
     #: (H, W, 3) in [0, 1]; what metrics compare the fused image with.
     other_image: np.ndarray | None = None
+    #: (H, W) bool: where the other image is at or below its transparency floor (or has no
+    #: data); there the fused pixel is the MRI's, uncoloured. None: nothing is transparent
+    #: (ordinary images, CT).
+    transparent: np.ndarray | None = None
 
     @property
     def colour(self) -> bool:
         return bool(self.chroma)
 
 
-def split_pair(mri: np.ndarray, other: np.ndarray, modality: str, name: str = "") -> PreparedPair:
+def split_pair(mri: np.ndarray, other: np.ndarray, modality: str, name: str = "",
+               transparent: np.ndarray | None = None) -> PreparedPair:
     """Split planes already checked by the plan: the other's luminance and, for PET/SPECT
-    colour, its chroma (CT has no colour meaning, so a colour CT's chroma is dropped)."""
+    colour, its chroma (CT has no colour meaning, so a colour CT's chroma is dropped).
+    ``transparent`` marks the pixels at or below the other's floor (see :func:`colourise`)."""
     if other.ndim == 3:
         y, cb, cr = rgb_to_ycbcr(other)
         chroma = [] if modality == "ct" else [(cb.astype(np.float32), cr.astype(np.float32))]
     else:
         y, chroma = other, []
     return PreparedPair(mri.astype(np.float32), y.astype(np.float32), chroma, modality, name,
-                        other)
+                        other, transparent)
 
 
 def _as_plane(x: Volume | np.ndarray | str | Path, label: str) -> tuple[np.ndarray, str]:
@@ -138,11 +144,25 @@ def prepare_pair(
 
 def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
     """Apply the tau chroma rule over both sources (the grey MRI contributes neutral
-    chroma, so with one colour source its chroma passes through); grey stays grey."""
+    chroma, so with one colour source its chroma passes through); grey stays grey.
+
+    Where ``pair.transparent`` is set, the other image is at or below its floor: the pixel
+    takes the MRI's luminance and neutral chroma, so it shows the MRI exactly as it is. This
+    is done here, after the network, rather than by blanking the other's colour beforehand,
+    because a colour map whose low end is not black (jet) would otherwise still tint air
+    through the luminance it gives the network, and because the network's fused luminance
+    over air is not exactly the MRI's.
+    """
+    if pair.transparent is not None:
+        fused_y = np.where(pair.transparent, pair.mri_y, fused_y)
     if not pair.colour:
         return np.clip(fused_y, 0.0, 1.0).astype(np.float32)
     neutral = np.full_like(fused_y, TAU)
-    sources = [(neutral, neutral), *pair.chroma]
+    chroma = pair.chroma
+    if pair.transparent is not None:
+        chroma = [(np.where(pair.transparent, TAU, cb), np.where(pair.transparent, TAU, cr))
+                  for cb, cr in chroma]
+    sources = [(neutral, neutral), *chroma]
     cb = fuse_chroma([c[0] for c in sources])
     cr = fuse_chroma([c[1] for c in sources])
     return ycbcr_to_rgb(fused_y, cb, cr).astype(np.float32)

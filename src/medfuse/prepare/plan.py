@@ -1,23 +1,27 @@
 """The plan: every decision about a pair, made once, before any slice is fused.
 
 From two :class:`~medfuse.io.volume.Volume` objects (a PNG is a one-slice volume) the plan
-decides the other image's modality, the grey-MRI rule, both windows, the slicing axis,
-whether and how the other volume is put on the MRI grid, and the colour map. Nothing
-downstream re-checks or re-decides: slabs are cut from the plan, split into luminance and
-chroma (:mod:`medfuse.prepare.pair`) and fused (:mod:`medfuse.fusion`).
+decides the other image's modality, the grey-MRI rule, both windows (SUV for a PET that
+states it), the transparency floor, the slicing axis, whether and how the other volume is put
+on the MRI grid (registering it first when asked), and the colour map; it checks that the
+first input is an MRI, that both show one patient, and scores how well the other image sits
+on the MRI. Nothing downstream re-checks or re-decides: slabs are cut from the plan, split
+into luminance and chroma (:mod:`medfuse.prepare.pair`) and fused (:mod:`medfuse.fusion`).
 
-medfuse does **not** register images: the two inputs must already be co-registered. Their
-affines are only used to place the other volume's voxels on the MRI grid (exactly right for
-co-registered volumes stored on different grids, e.g. PET at 2 mm beside MRI at 1 mm), to
-refuse pairs that do not overlap in space at all, and to warn when the heads' bounding boxes
-barely overlap, which suggests the pair was never co-registered.
+Without ``register``, medfuse does not register images: the affines place the other
+volume's voxels on the MRI grid (exactly right for co-registered volumes stored on different
+grids, e.g. PET at 2 mm beside MRI at 1 mm), pairs that do not overlap in space at all are
+refused, and the misregistration score (:mod:`medfuse.registration`) warns about pairs that
+do not look registered.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,31 +31,59 @@ from medfuse.io.geometry import (
     resample_slab,
     same_grid,
     stack_view,
+    voxel_sizes,
     world_box,
 )
 from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
 from medfuse.prepare.colormaps import pseudo_colour, resolve_colormap
 from medfuse.prepare.pair import MIN_SIDE, resize_to, size_mismatch
-from medfuse.prepare.windowing import Window, apply_window, default_window, sample_lattice
-from medfuse.vocabulary import OTHER_MODALITIES, parse_modality
+from medfuse.prepare.windowing import (
+    FLOOR_FRACTION,
+    SuvDecision,
+    Window,
+    apply_window,
+    check_functional_window,
+    default_floor,
+    default_window,
+    sample_lattice,
+    suv_factor,
+    suv_window,
+    window_in_suv,
+)
+from medfuse.registration import (
+    PLANE_DISTANCE_WARN_MM,
+    SCORE_VOXELS,
+    MisregistrationScore,
+    MisregistrationWarning,
+    RegistrationResult,
+    containment,
+)
+from medfuse.vocabulary import FUNCTIONAL, OTHER_MODALITIES, modality_from_dicom, parse_modality
 
 #: Below this many HU somewhere in the volume, a grey second image of unknown modality is CT
 #: (air is -1000 HU); activity maps (PET/SPECT) are never this negative.
 CT_AIR_THRESHOLD = -500.0
-#: Heads whose bounding boxes overlap less than this (fraction of the smaller box) trigger
-#: the "were these co-registered?" warning.
-REGISTRATION_OVERLAP_WARN = 0.5
-#: Windowed intensity above which a voxel counts as "head" (foreground) for that check.
+#: Windowed intensity above which a pixel of an ordinary image (or a colour volume) counts
+#: as content for the misregistration score; such images carry no units to set a floor in.
 FOREGROUND_LEVEL = 0.1
+#: What each DICOM Modality code is, in words, for messages.
+_CODE_WORDS = {"MR": "an MR image", "CT": "a CT", "PT": "a PET", "NM": "a nuclear medicine "
+               "(SPECT) image", "ST": "a SPECT", "OT": "an 'other' (OT) image",
+               "SC": "a secondary capture"}
 
 
-class RegistrationWarning(UserWarning):
-    """The affines suggest the two inputs were never co-registered."""
+class RegistrationWarning(MisregistrationWarning):
+    """The inputs do not look co-registered (low misregistration score, slices far apart,
+    different patients or frames of reference, no geometry)."""
 
 
 class ModalityWarning(UserWarning):
     """A modality was guessed; ``--modality`` states it."""
+
+
+def _code_words(code: str) -> str:
+    return _CODE_WORDS.get(code.upper(), f"a {code} image")
 
 
 @dataclass
@@ -72,6 +104,22 @@ class FusionPlan:
     notes: list[str] = field(default_factory=list)
     #: 2D pairs of different sizes: resample the other plane onto the MRI's (``--resize``).
     resize: bool = False
+    #: Transparency floor of the other image in its scanner units (Bq/ml, counts): at or
+    #: below it, the fused pixel is the MRI's. None: nothing is transparent (ordinary
+    #: images, colour inputs, CT).
+    floor: float | None = None
+    floor_source: str = ""
+    #: Whether (and how) a PET is shown in SUV; None when SUV does not apply.
+    suv: SuvDecision | None = None
+    modality_source: str = ""
+    colormap_source: str = ""
+    misregistration: MisregistrationScore | None = None
+    registration: RegistrationResult | None = None
+    #: Facts that are no warning but worth saying with -v (a hybrid scanner's shared frame
+    #: of reference, for one).
+    info: list[str] = field(default_factory=list)
+    #: Patient ID and Frame of Reference of both inputs, and whether they agree.
+    checks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def colour(self) -> bool:
@@ -85,14 +133,19 @@ class FusionPlan:
     def plane_shape(self) -> tuple[int, int]:
         return self.mri_stack.plane_shape
 
+    @property
+    def in_suv(self) -> bool:
+        return self.suv is not None and self.suv.available
+
     # -- per-slab data -------------------------------------------------------------------
     def mri_slab(self, start: int, stop: int) -> np.ndarray:
         """MRI slices ``start:stop`` windowed to [0, 1] float32."""
         vals = self.mri_stack.values(start, stop)
         return apply_window(vals, self.mri_window, out=vals)
 
-    def other_slab(self, start: int, stop: int) -> np.ndarray:
-        """Second-image slices on the MRI grid, windowed to [0, 1] and pseudo-coloured."""
+    def other_values(self, start: int, stop: int) -> np.ndarray:
+        """Second-image slices ``start:stop`` on the MRI grid in scanner units (NaN where it
+        has no data), before any window; 2D planes of another size are not yet resized."""
         if self.resampled:
             o = self.other
             vals = resample_slab(o.data, o.affine, self.mri_stack.affine, start, stop,
@@ -101,26 +154,104 @@ class FusionPlan:
                 vals *= np.float32(o.slope)
             if o.inter != 0.0:
                 vals += np.float32(o.inter)
-        else:
-            vals = self.other_stack.values(start, stop)
+            return vals
+        return self.other_stack.values(start, stop)
+
+    def other_planes(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Second-image slices on the MRI grid, windowed to [0, 1] and pseudo-coloured, and
+        where they are transparent (at or below the floor, or without data; None when the
+        plan has no floor)."""
+        vals = self.other_values(start, stop)
+        below = None
+        if self.floor is not None and vals.ndim == 3:
+            below = ~(vals > np.float32(self.floor))  # NaN (no data) is transparent too
         vals = apply_window(vals, self.other_window, out=vals)
         if self.resize and vals.shape[1:3] != self.plane_shape:
             vals = np.stack([resize_to(v, self.plane_shape) for v in vals])
+            if below is not None:
+                below = np.stack([resize_to(b.astype(np.float32), self.plane_shape) >= 0.5
+                                  for b in below])
         if vals.ndim == 3 and self.colour:
             vals = pseudo_colour(vals, self.modality, self.colormap)
-        return vals
+        return vals, below
+
+    def other_slab(self, start: int, stop: int) -> np.ndarray:
+        """Second-image slices on the MRI grid, windowed to [0, 1] and pseudo-coloured."""
+        return self.other_planes(start, stop)[0]
+
+    def floor_text(self) -> str:
+        """The floor in the units a user gives it in (SUV for a PET in SUV)."""
+        if self.floor is None:
+            return "none"
+        if self.in_suv:
+            assert self.suv is not None and self.suv.factor is not None
+            return f"SUV {self.floor * self.suv.factor:.3g}"
+        return f"{self.floor:.4g}"
 
     def describe(self) -> str:
-        """One line naming every decision, for ``-v``."""
+        """One line naming every decision (the batch report keeps it)."""
+        return "; ".join(self.describe_lines())
+
+    def describe_lines(self) -> list[str]:
+        """Every decision, the core ones in the first line, for ``-v``."""
         what = "2D pair" if self.two_d else f"{len(self)} {self.axis} slice(s)"
-        return (
+        parts = [
             f"{what}; modality {self.modality}; colour map {self.colormap or 'none'}; "
             f"MRI window {self.mri_window.describe()}; other window "
             f"{self.other_window.describe()}"
             + ("; other volume resampled onto the MRI grid (trilinear)" if self.resampled else "")
             + ("; other image resized onto the MRI grid" if self.resize
                and self.other_stack.plane_shape != self.plane_shape else "")
-        )
+        ]
+        if self.suv is not None:
+            parts.append(f"SUV (body weight) factor {self.suv.factor:.6g} ml/Bq ({self.suv.reason})"
+                         if self.suv.available else f"no SUV: {self.suv.reason}")
+        if self.floor is not None:
+            parts.append(f"transparent at or below {self.floor_text()} ({self.floor_source})")
+        if self.registration is not None:
+            parts.append(self.registration.describe())
+        if self.misregistration is not None:
+            parts.append(self.misregistration.describe())
+        return parts
+
+    def decisions(self) -> dict[str, Any]:
+        """Every decision with its source, JSON-ready (the provenance record's core)."""
+
+        def window(w: Window) -> dict[str, Any]:
+            return {"centre": w.centre, "width": w.width, "low": w.low, "high": w.high,
+                    "source": w.source}
+
+        other_w = window(self.other_window)
+        if self.in_suv:
+            assert self.suv is not None and self.suv.factor is not None
+            other_w["suv"] = {"low": self.other_window.low * self.suv.factor,
+                              "high": self.other_window.high * self.suv.factor}
+        return {
+            "modality": {"value": self.modality, "source": self.modality_source},
+            "axis": self.axis,
+            "slices_in_plan": 1 if self.two_d else len(self),
+            "two_d": self.two_d,
+            "mri_window": window(self.mri_window),
+            "other_window": other_w,
+            "suv": self.suv.as_dict() if self.suv is not None else None,
+            "transparency_floor": None if self.floor is None else {
+                "value": self.floor, "as_given": self.floor_text(), "source": self.floor_source},
+            "colormap": {"name": self.colormap, "source": self.colormap_source},
+            "grid": {
+                "resampled": self.resampled,
+                "interpolation": "trilinear" if self.resampled else None,
+                "resized_2d": bool(self.resize and self.other_stack.plane_shape
+                                   != self.plane_shape),
+                "mri_plane_shape": list(self.plane_shape),
+            },
+            "registration": (self.registration.as_dict() if self.registration is not None
+                             else {"method": "none"}),
+            "misregistration": (self.misregistration.as_dict()
+                                if self.misregistration is not None else None),
+            "checks": self.checks,
+            "notes": list(self.notes),
+            "info": list(self.info),
+        }
 
 
 def _as_grey_mri(mri: Volume) -> Volume:
@@ -139,25 +270,59 @@ def _as_grey_mri(mri: Volume) -> Volume:
     return dataclasses.replace(mri, data=grey)
 
 
-def guess_modality(other: Volume, stated: str | None) -> tuple[str, str | None]:
-    """The second input's modality, and a note when it had to be guessed.
+def check_first_input(mri: Volume, allow_non_mr: bool = False) -> None:
+    """Refuse a first input whose DICOM Modality is not MR (a CT or PET given first would be
+    fused as if it were the MRI, with the MRI's window and no colour), unless
+    ``allow_non_mr``. Inputs that state no modality (NIfTI, images) are taken as given."""
+    code = str(mri.dicom.get("Modality", "") or "").strip() if mri.dicom is not None else ""
+    if not code or code.upper() == "MR" or allow_non_mr:
+        return
+    raise UsageError(
+        f"the first input must be the MRI, but {mri.label} is {_code_words(code)} (DICOM "
+        f"Modality {code}); swap the inputs, or give --allow-non-mr to fuse it as the MRI"
+    )
 
-    Order: ``--modality``, then the DICOM Modality, then: colour -> PET pseudo-colour; grey
-    with air-like values (below -500) -> CT; other grey -> PET.
+
+def decide_modality(other: Volume, stated: str | None) -> tuple[str, str, str | None]:
+    """The second input's modality, where that came from, and a warning when it was guessed.
+
+    Order: ``--modality``; then the DICOM Modality (CT, PT = pet, NM/ST = spect; MR is
+    refused: two MRIs are not a pair medfuse fuses); then for ordinary images the core rule
+    (grey = CT, colour = PET); then a guess: colour -> PET, grey with air-like values (below
+    -500) -> CT, other grey -> PET.
     """
     if stated is not None:
-        return parse_modality(stated), None
+        return parse_modality(stated), "--modality", None
+    code = str(other.dicom.get("Modality", "") or "").strip() if other.dicom is not None else ""
     if other.modality in OTHER_MODALITIES:
-        return other.modality, None  # type: ignore[return-value]
+        return other.modality, f"DICOM Modality {code or other.modality}", None  # type: ignore[return-value]
+    if other.modality == "mri" or modality_from_dicom(code) == "mri":
+        raise UsageError(
+            f"{other.label} is an MR image (DICOM Modality {code or 'MR'}); the second input "
+            "must be a CT, PET or SPECT (give --modality ct|pet|spect to fuse it as one)"
+        )
     if other.format == "image":
-        return ("pet" if other.is_rgb else "ct"), None  # the core rule for ordinary images
+        mod = "pet" if other.is_rgb else "ct"
+        return mod, "ordinary image: grey = CT, colour = PET", None
+    said = (f"DICOM Modality {code} is none of CT, PT, NM" if code else "modality not stated")
     if other.is_rgb:
-        return "pet", f"{other.label}: modality not stated; colour, so treated as PET (use --modality)"
+        note = f"{other.label}: {said}; colour, so treated as PET (use --modality)"
+        return "pet", note, note
     sample = sample_lattice(other.data).astype(np.float64) * other.slope + other.inter
     finite = sample[np.isfinite(sample)]
     if finite.size and float(finite.min()) < CT_AIR_THRESHOLD:
-        return "ct", f"{other.label}: modality not stated; values below {CT_AIR_THRESHOLD:g} look like CT (use --modality)"
-    return "pet", f"{other.label}: modality not stated; treated as PET (use --modality pet|spect|ct)"
+        note = (f"{other.label}: {said}; values below {CT_AIR_THRESHOLD:g} look like CT "
+                "(use --modality)")
+        return "ct", note, note
+    note = f"{other.label}: {said}; treated as PET (use --modality pet|spect|ct)"
+    return "pet", note, note
+
+
+def guess_modality(other: Volume, stated: str | None) -> tuple[str, str | None]:
+    """The second input's modality, and a note when it had to be guessed
+    (:func:`decide_modality` without the source)."""
+    mod, _, note = decide_modality(other, stated)
+    return mod, note
 
 
 def choose_window(volume: Volume, explicit: Window | None, modality: str | None) -> Window:
@@ -175,6 +340,86 @@ def choose_window(volume: Volume, explicit: Window | None, modality: str | None)
         raise InputError(f"{volume.label} {exc}") from None
 
 
+def _grey_functional(other: Volume, modality: str) -> bool:
+    """A grey PET/SPECT volume from DICOM or NIfTI: where SUV, brain windows and the
+    transparency floor apply (ordinary images keep the atlas behaviour byte for byte)."""
+    return modality in FUNCTIONAL and not other.is_rgb and other.format != "image"
+
+
+def decide_suv(other: Volume, modality: str) -> SuvDecision | None:
+    """Whether a grey PET volume is shown in SUV (None for anything else)."""
+    if modality != "pet" or not _grey_functional(other, modality):
+        return None
+    if other.format != "dicom":
+        return SuvDecision(None, f"{other.format.upper()} states no SUV facts (Units, weight, "
+                           "dose, times): DICOM PET only")
+    return suv_factor(other.extra.get("suv_facts"))
+
+
+def choose_other_window(other: Volume, explicit: Window | None, modality: str,
+                        suv: SuvDecision | None) -> Window:
+    """The other image's window: explicit (in SUV for a PET in SUV; CT presets refused for
+    PET/SPECT), else the fixed SUV window, else the file's own, else the modality default."""
+    check_functional_window(explicit, modality, other.label)
+    if other.is_rgb or other.format == "image":
+        return choose_window(other, explicit, modality)
+    if suv is not None and suv.factor is not None:
+        return window_in_suv(explicit, suv.factor) if explicit else suv_window(suv.factor)
+    return choose_window(other, explicit, modality)
+
+
+def decide_floor(other: Volume, modality: str, window: Window, suv: SuvDecision | None,
+                 floor: float | None, transparency: bool) -> tuple[float | None, str]:
+    """The transparency floor in scanner units and its source (None: no transparency)."""
+    if not _grey_functional(other, modality):
+        return None, ""
+    if not transparency:
+        return None, "--floor none"
+    factor = suv.factor if suv is not None and suv.factor is not None else None
+    if floor is not None:
+        if not math.isfinite(floor):
+            raise UsageError(f"--floor {floor}: give a number (or none)")
+        return (floor / factor, "--floor, in SUV") if factor else (floor, "--floor")
+    return default_floor(window), f"default: {FLOOR_FRACTION:g} of the window above its low end"
+
+
+def identity_checks(mri: Volume, other: Volume, registered: bool
+                    ) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Patient ID and Frame of Reference of two DICOM inputs: (warnings, -v notes, record).
+
+    A different Patient ID is a warning (two patients' images cannot be registered); the
+    same Frame of Reference UID means one hybrid scanner (PET/CT, PET/MR) registered the
+    pair by acquisition, a -v note; different ones mean separate scanners, a warning unless
+    medfuse registers the pair."""
+    from medfuse.io.dicom import dicom_identity
+
+    a = dicom_identity(mri.dicom) if mri.dicom is not None else {}
+    b = dicom_identity(other.dicom) if other.dicom is not None else {}
+    warn: list[str] = []
+    info: list[str] = []
+    record: dict[str, Any] = {}
+    for key, name in (("patient_id", "Patient ID"), ("frame_of_reference", "Frame of Reference UID")):
+        x, y = a.get(key), b.get(key)
+        same = None if not (x and y) else x == y
+        record[key] = {"mri": x, "other": y, "same": same}
+        if same is None:
+            continue
+        if key == "patient_id" and not same:
+            warn.append(f"the inputs have different Patient IDs ({x!r} and {y!r}): are they "
+                        "one patient's images?")
+        elif key == "frame_of_reference" and same:
+            info.append("both inputs share one Frame of Reference UID: the pair was registered "
+                        "by acquisition (one hybrid scanner), so their affines align them")
+        elif key == "frame_of_reference" and registered:
+            info.append("different Frames of Reference (separate scanners); medfuse registered "
+                        "the pair (--register)")
+        elif key == "frame_of_reference":
+            warn.append(f"the inputs have different {name}s (separate scanners): they are "
+                        "aligned only if someone co-registered them (see the misregistration "
+                        "score; --register rigid registers them)")
+    return warn, info, record
+
+
 def take_slice(volume: Volume, axis: str, index: int) -> Volume:
     """One slice of a volume (as a one-voxel-thick volume with the right affine)."""
     view, aff = stack_view(volume.data, volume.affine, axis)
@@ -186,27 +431,10 @@ def take_slice(volume: Volume, axis: str, index: int) -> Volume:
     return dataclasses.replace(volume, data=view[index : index + 1], affine=shifted)
 
 
-def _foreground_box(volume: Volume, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
-    """World bounding box of the voxels brighter than FOREGROUND_LEVEL after windowing,
-    found on a sparse lattice (cheap, and precise enough to spot a missing registration)."""
-    data = volume.data[..., 0] if volume.is_rgb else volume.data
-    total = int(np.prod(data.shape[:3]))
-    step = max(1, int(np.ceil((total / 200_000) ** (1 / 3))))
-    sample = np.asarray(data[::step, ::step, ::step], dtype=np.float32) * volume.slope + volume.inter
-    mask = apply_window(sample, window) > FOREGROUND_LEVEL
-    if not mask.any():
-        return None
-    idx = np.argwhere(mask).astype(np.float64) * step
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-    pts = (volume.affine @ corners.T)[:3].T
-    return pts.min(axis=0), pts.max(axis=0)
-
-
-def check_grids(mri: Volume, other: Volume, mri_window: Window, other_window: Window) -> bool:
-    """Decide whether the second volume must be resampled onto the MRI grid (True), refuse
-    pairs that cannot be put on one grid, and warn about likely missing registration."""
+def check_grids(mri: Volume, other: Volume) -> bool:
+    """Decide whether the second volume must be resampled onto the MRI grid (True), and
+    refuse pairs that cannot be put on one grid (how well they are registered is the
+    misregistration score's business, :func:`score_pair`)."""
     if same_grid(mri.shape, mri.affine, other.shape, other.affine):
         return False
     if not (mri.has_geometry and other.has_geometry):
@@ -228,18 +456,109 @@ def check_grids(mri: Volume, other: Volume, mri_window: Window, other_window: Wi
     if fov <= 0:
         raise InputError(
             f"{mri.label} and {other.label} do not overlap in space (their affines place them "
-            "apart); medfuse does not register images: co-register them first"
+            "apart); medfuse does not register images unless asked: co-register them first "
+            "(or try --register rigid)"
         )
-    heads = (_foreground_box(mri, mri_window), _foreground_box(other, other_window))
-    if heads[0] is not None and heads[1] is not None:
-        overlap = box_overlap(heads[0], heads[1])
-        if overlap < REGISTRATION_OVERLAP_WARN:
-            warnings.warn(
-                f"the heads in {mri.label} and {other.label} overlap by only {overlap:.0%} "
-                "of the smaller one: were they co-registered? medfuse does not register images",
-                RegistrationWarning, stacklevel=2,
-            )
     return True
+
+
+def _other_level(plan: FusionPlan) -> float:
+    """Windowed level above which the other image is "coloured" for the score: its floor
+    (PET/SPECT volumes), its window floor (CT volumes: 0), FOREGROUND_LEVEL for ordinary
+    images and colour inputs, which carry no units."""
+    if plan.other.is_rgb or plan.other.format == "image":
+        return FOREGROUND_LEVEL
+    if plan.floor is not None:
+        w = plan.other_window
+        return (plan.floor - w.low) / w.width
+    return 0.0
+
+
+def _plane_distance(plan: FusionPlan) -> float | None:
+    """2D pairs with geometry: distance (mm) of the other slice's centre from the MRI's
+    slice plane."""
+    if not plan.two_d or not (plan.mri.has_geometry and plan.other.has_geometry):
+        return None
+    if plan.mri.format == "image" or plan.other.format == "image":
+        return None
+    a, b = plan.mri_stack.affine, plan.other_stack.affine
+    normal = np.cross(a[:3, 1], a[:3, 2])
+    normal /= np.linalg.norm(normal)
+    r, c = plan.mri_stack.plane_shape
+    ro, co = plan.other_stack.plane_shape
+    p = a @ np.array([0.0, (r - 1) / 2, (c - 1) / 2, 1.0])
+    q = b @ np.array([0.0, (ro - 1) / 2, (co - 1) / 2, 1.0])
+    return float(abs((q - p)[:3] @ normal))
+
+
+def score_pair(plan: FusionPlan) -> MisregistrationScore:
+    """The misregistration score of a planned pair (see :mod:`medfuse.registration`),
+    computed on a coarse copy of the MRI grid (at most SCORE_VOXELS voxels)."""
+    from medfuse.colour import luminance
+
+    stack = plan.mri_stack
+    n, rows, cols = len(stack), *stack.plane_shape
+    if n > 1:
+        step = max(1, math.ceil((n * rows * cols / SCORE_VOXELS) ** (1 / 3)))
+        k = step
+    else:
+        step = max(1, math.ceil((rows * cols / SCORE_VOXELS) ** 0.5))
+        k = 1
+    mri_w = apply_window(np.asarray(stack.data[::k, ::step, ::step], np.float32)
+                         * np.float32(plan.mri.slope) + np.float32(plan.mri.inter),
+                         plan.mri_window)
+    coarse = stack.affine @ np.diag([k, step, step, 1.0])
+    level = _other_level(plan)
+    o = plan.other
+    if plan.resampled:
+        vals = resample_slab(o.data, o.affine, coarse, 0, mri_w.shape[0], mri_w.shape[1:3])
+        vals = vals * np.float32(o.slope) + np.float32(o.inter)
+        other_w = apply_window(vals, plan.other_window)
+    elif plan.resize and plan.other_stack.plane_shape != plan.plane_shape:
+        other_w = apply_window(plan.other_stack.values(0, 1), plan.other_window)
+        other_w = np.stack([resize_to(v, plan.plane_shape) for v in other_w])
+        other_w = other_w[:, ::step, ::step]
+    else:
+        other_w = apply_window(np.asarray(plan.other_stack.data[::k, ::step, ::step],
+                                          np.float32) * np.float32(o.slope)
+                               + np.float32(o.inter), plan.other_window)
+    if other_w.ndim == 4:
+        other_w = luminance(other_w)
+    coloured = other_w > level
+    total = None
+    if plan.resampled:
+        # everything the other image colours, wherever it lies, in voxels of the coarse grid
+        step_o = max(1, math.ceil((math.prod(o.shape) / 1_000_000) ** (1 / 3)))
+        sample = np.asarray(o.data[::step_o, ::step_o, ::step_o], np.float32)
+        sample = apply_window(sample * np.float32(o.slope) + np.float32(o.inter),
+                              plan.other_window)
+        count = float(((luminance(sample) if sample.ndim == 4 else sample) > level).sum())
+        volume = abs(float(np.linalg.det(o.affine[:3, :3]))) * step_o ** 3
+        total = count * volume / abs(float(np.linalg.det(coarse[:3, :3])))
+    spacing = tuple(float(v) for v in voxel_sizes(coarse))
+    score, detail = containment(mri_w, coloured, spacing, total)
+    return MisregistrationScore(score=score, detail=detail, plane_distance_mm=_plane_distance(plan))
+
+
+def _warn_score(plan: FusionPlan) -> None:
+    m = plan.misregistration
+    if m is None or not m.warned:
+        return
+    if m.plane_distance_mm is not None and m.plane_distance_mm > PLANE_DISTANCE_WARN_MM:
+        warnings.warn(
+            f"the slices of {plan.mri.label} and {plan.other.label} lie "
+            f"{m.plane_distance_mm:.0f} mm apart (more than {PLANE_DISTANCE_WARN_MM:g} mm): "
+            "they show different anatomy",
+            RegistrationWarning, stacklevel=3,
+        )
+    if m.score is not None and m.score < m.threshold:
+        warnings.warn(
+            f"the pair does not look registered: only {m.score:.0%} of the coloured part of "
+            f"{plan.other.label} lies on the head in {plan.mri.label} (misregistration score "
+            f"{m.score:.2f}, below {m.threshold:g}); were they co-registered? "
+            "(--register rigid registers them)",
+            RegistrationWarning, stacklevel=3,
+        )
 
 
 def plan_fusion(
@@ -251,12 +570,22 @@ def plan_fusion(
     mri_window: Window | None = None,
     other_window: Window | None = None,
     resize: bool = False,
+    *,
+    allow_non_mr: bool = False,
+    floor: float | None = None,
+    transparency: bool = True,
+    register: str | None = None,
 ) -> FusionPlan:
-    """Check a pair and decide windows, grid, modality and colour map, before any fusion.
+    """Check a pair and decide windows, floor, grid, modality and colour map, before any
+    fusion.
 
     ``resize`` lets 2D pairs of different sizes through (the other plane is resampled onto
     the MRI's); volumes are always put on the MRI grid through their affines instead.
+    ``floor`` overrides the transparency floor (in SUV for a PET in SUV, else scanner units),
+    ``transparency=False`` colours every voxel; ``register`` = ``rigid`` or ``affine``
+    registers the other volume onto the MRI first (SimpleITK).
     """
+    check_first_input(mri, allow_non_mr)
     mri = _as_grey_mri(mri)
     if mri.is_2d != other.is_2d:
         flat, deep = (mri, other) if mri.is_2d else (other, mri)
@@ -265,14 +594,37 @@ def plan_fusion(
             f"({'x'.join(map(str, deep.shape))}); give --slice N to fuse one slice of it"
         )
     two_d = mri.is_2d
-    mod, note = guess_modality(other, modality)
+    method = (register or "none").strip().lower()
+    if method not in ("none", "rigid", "affine"):
+        raise UsageError(f"--register {register!r}: expected none, rigid or affine")
+    if method != "none" and two_d:
+        raise UsageError("--register works on volumes; these inputs are single slices")
+    mod, mod_source, note = decide_modality(other, modality)
     notes = [note] if note else []
     if note:
         warnings.warn(note, ModalityWarning, stacklevel=2)
     chosen_axis = mri.default_axis(axis)
     mw = choose_window(mri, mri_window, "mri")
-    ow = choose_window(other, other_window, mod)
+    suv = decide_suv(other, mod)
+    ow = choose_other_window(other, other_window, mod, suv)
+    floor_value, floor_source = decide_floor(other, mod, ow, suv, floor, transparency)
     cmap = resolve_colormap(mod, colormap) if not other.is_rgb else None
+    if other.is_rgb:
+        cmap_source = "colour input: used as it is"
+    elif colormap is not None:
+        cmap_source = "--colormap"
+    else:
+        cmap_source = f"{mod} default" if cmap else f"{mod}: never coloured"
+    registration = None
+    if method != "none":
+        from medfuse.registration import register as run_registration
+
+        registration = run_registration(mri, other, method)
+        other = dataclasses.replace(
+            other, affine=np.linalg.inv(registration.matrix_ras) @ np.asarray(other.affine))
+    warn, info, checks = identity_checks(mri, other, registration is not None)
+    for w in warn:
+        warnings.warn(w, RegistrationWarning, stacklevel=2)
     mri_stack = mri.stack(chosen_axis)
     if two_d:
         other_axis = other.default_axis(chosen_axis)
@@ -282,7 +634,7 @@ def plan_fusion(
             raise size_mismatch(mri_stack.plane_shape, other_stack.plane_shape, mri.label,
                                 other.label)
     else:
-        resampled = check_grids(mri, other, mw, ow)
+        resampled = check_grids(mri, other)
         other_stack = mri_stack if resampled else other.stack(chosen_axis)
     for vol, stack in ((mri, mri_stack), (other, other_stack)):
         if min(stack.plane_shape) < MIN_SIDE:
@@ -292,11 +644,32 @@ def plan_fusion(
                 f"{stack.plane_shape[1]}x{stack.plane_shape[0]} pixels; medfuse needs "
                 f"{MIN_SIDE}x{MIN_SIDE} or more{hint}"
             )
-    return FusionPlan(
+    plan = FusionPlan(
         mri=mri, other=other, axis=chosen_axis, mri_stack=mri_stack, other_stack=other_stack,
         mri_window=mw, other_window=ow, modality=mod, colormap=cmap, resampled=resampled,
-        two_d=two_d, notes=notes, resize=resize and two_d,
+        two_d=two_d, notes=notes, resize=resize and two_d, floor=floor_value,
+        floor_source=floor_source, suv=suv, modality_source=mod_source,
+        colormap_source=cmap_source, registration=registration, info=info, checks=checks,
     )
+    plan.misregistration = score_pair(plan)
+    if registration is not None:
+        registration.score_before = _score_before(plan, registration)
+    _warn_score(plan)
+    return plan
+
+
+def _score_before(plan: FusionPlan, registration: RegistrationResult) -> float | None:
+    """The score the pair had before registration (the other's original affine)."""
+    original = dataclasses.replace(
+        plan.other, affine=registration.matrix_ras @ np.asarray(plan.other.affine))
+    try:
+        resampled = check_grids(plan.mri, original)
+    except InputError:
+        return 0.0
+    before = dataclasses.replace(plan, other=original, resampled=resampled,
+                                 other_stack=plan.mri_stack if resampled
+                                 else original.stack(plan.axis))
+    return score_pair(before).score
 
 
 def parse_slices(spec: str | None, n: int, option: str = "--slices") -> list[int]:
@@ -340,13 +713,21 @@ def parse_slices(spec: str | None, n: int, option: str = "--slices") -> list[int
 
 __all__ = [
     "CT_AIR_THRESHOLD",
+    "FOREGROUND_LEVEL",
     "FusionPlan",
     "ModalityWarning",
     "RegistrationWarning",
+    "check_first_input",
     "check_grids",
+    "choose_other_window",
     "choose_window",
+    "decide_floor",
+    "decide_modality",
+    "decide_suv",
     "guess_modality",
+    "identity_checks",
     "parse_slices",
     "plan_fusion",
+    "score_pair",
     "take_slice",
 ]

@@ -5,14 +5,20 @@ that range first, once per volume (never per slice, so neighbouring slices stay 
 
 Order of precedence, per input:
 
-1. an explicit window (``--window C,W`` or a preset name);
-2. the window stored in the DICOM header (Window Center / Window Width, first value);
-3. a default by modality:
+1. an explicit window (``--window C,W`` or a preset name; for a PET in SUV, C and W are SUV);
+2. for a PET whose DICOM states what SUV needs: the fixed SUV window (:data:`SUV_WINDOW`,
+   SUV 0 to 12), so one colour means one uptake in every patient;
+3. the window stored in the DICOM header (Window Center / Width, first value);
+4. a default by modality:
    * CT: the ``brain`` preset (centre 40 HU, width 80 HU), as the Harvard atlas CT slices
      the network learnt from look;
    * MRI and anything unknown: the 0.5th to 99.5th percentile of the finite voxels;
-   * PET/SPECT: from the lowest finite voxel (usually 0) to the 99.9th percentile, so a few
-     hot voxels do not compress all other activity into the dark end.
+   * PET/SPECT without SUV: 0 to a multiple of the *grey-matter level* (:func:`brain_window`),
+     never a top percentile of all voxels: in a head PET the top 0.1% of voxels *is* the
+     cortex, so ``min..p99.9`` put normal grey matter at the very top of the colour map.
+
+Below the window sits the *transparency floor* (:func:`default_floor`): other-image values
+at or below it are not coloured at all, the fused pixel shows the MRI there.
 
 Percentiles are taken over at most about a million voxels sampled on a regular lattice, so
 a 512x512x300 volume is never copied whole. NaN and infinite voxels are ignored when
@@ -22,11 +28,15 @@ choosing the window and become 0 (background) after it: they are never propagate
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medfuse.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from medfuse.io.dicom import SuvFacts
 
 #: CT presets in Hounsfield units: name -> (centre, width).
 PRESETS: dict[str, tuple[float, float]] = {
@@ -34,12 +44,33 @@ PRESETS: dict[str, tuple[float, float]] = {
     "soft-tissue": (50.0, 400.0),
     "bone": (400.0, 1800.0),
 }
-#: Percentile pairs used when no window is given or stored, by modality.
+#: Percentile pairs used when no window is given or stored, by modality (the MRI rule;
+#: PET and SPECT use :func:`brain_window`, and fall back to these only for images without
+#: anything brain-like in them).
 PERCENTILES: dict[str, tuple[float | None, float]] = {
     "mri": (0.5, 99.5),
     "pet": (None, 99.9),  # None: the lowest finite value
     "spect": (None, 99.9),
 }
+#: The fixed window of a PET in SUV (body weight): SUV 0 to 12. Normal grey matter
+#: (SUV 6-10, mean about 7.5 at 60 min FDG) sits at 0.5-0.8 of the colour map, white matter
+#: (2-3) in its lower fifth, and hot lesions (8-15) reach the top; fixed, so one colour means
+#: one uptake in every patient.
+SUV_WINDOW = (0.0, 12.0)
+#: Voxels above this fraction of the 99.5th percentile are "brain" for the grey-matter level.
+BRAIN_FRACTION = 0.3
+#: Percentile of the brain voxels taken as the grey-matter level G.
+GM_PERCENTILE = 90.0
+#: Window top as a multiple of G, by modality. PET 1.6: the cortex mean lands at about 0.55
+#: of the colour map, like SUV 7.5 in the SUV window, and lesions up to 1.6x cortex remain
+#: distinguishable. SPECT 1.25: perfusion is read *relative* to normal cortex, so the cortex
+#: sits high (about 0.75) and a defect at 20-40% of cortex falls to 0.15-0.3, far apart.
+GM_MULTIPLE = {"pet": 1.6, "spect": 1.25}
+#: Default transparency floor, as a fraction of the window above its low end: SUV 1.5 in the
+#: SUV window (air, CSF 0.2-0.5, skull 0.5 and most scalp stay uncoloured, white matter at 2-3
+#: is coloured); about 20% of cortex for PET and 16% for SPECT without SUV (CSF at 10% of
+#: cortex is uncoloured, a perfusion defect at 20-40% still shows).
+FLOOR_FRACTION = 0.125
 #: Upper bound on the voxels examined to choose a percentile window.
 SAMPLE_VOXELS = 1_000_000
 
@@ -123,6 +154,38 @@ def percentile_window(
     return Window.from_range(low, high, f"{source} {lo_name}-p{high_pct:g}")
 
 
+def brain_window(
+    data: np.ndarray,
+    modality: str,
+    slope: float = 1.0,
+    inter: float = 0.0,
+) -> Window:
+    """0 to ``GM_MULTIPLE[modality]`` times the grey-matter level of a PET/SPECT volume
+    without SUV.
+
+    The grey-matter level G is the 90th percentile of the "brain" voxels, those above
+    ``BRAIN_FRACTION`` (30%) of the 99.5th percentile of all finite voxels: air, CSF and
+    skull fall below, white matter and cortex above, and the 90th percentile of that set is
+    typical cortex whatever share of the field of view the head fills. A percentile of *all*
+    voxels depends on that share and, in a head, lands on the cortex itself. Volumes with
+    nothing positive fall back to the lowest value to the 99.9th percentile.
+    """
+    sample = sample_lattice(data).astype(np.float64) * slope + inter
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        raise InputError("holds no finite voxels (all NaN or infinite)")
+    top = float(np.percentile(sample, 99.5))
+    brain = sample[sample > BRAIN_FRACTION * top] if top > 0 else sample[:0]
+    if brain.size == 0:
+        return percentile_window(data, None, 99.9, slope, inter)
+    level = float(np.percentile(brain, GM_PERCENTILE))
+    multiple = GM_MULTIPLE.get(modality, GM_MULTIPLE["pet"])
+    high = multiple * level
+    # Activity starts at 0: negative values are reconstruction noise around empty space.
+    return Window.from_range(0.0, high, f"{modality.upper()} default: 0 to {multiple:g} x "
+                             f"grey-matter level {level:.4g}")
+
+
 def default_window(
     data: np.ndarray,
     modality: str | None,
@@ -133,8 +196,109 @@ def default_window(
     if modality == "ct":
         c, w = PRESETS["brain"]
         return Window(c, w, "CT default: preset brain")
+    if modality in GM_MULTIPLE:
+        return brain_window(data, modality, slope, inter)
     low, high = PERCENTILES.get(modality or "mri", PERCENTILES["mri"])
     return percentile_window(data, low, high, slope, inter)
+
+
+def default_floor(window: Window) -> float:
+    """The transparency floor that goes with a window: ``FLOOR_FRACTION`` of the way up."""
+    return window.low + FLOOR_FRACTION * window.width
+
+
+def check_functional_window(window: Window | None, modality: str, label: str) -> None:
+    """Refuse a CT preset for a PET or SPECT image: presets are Hounsfield units, which mean
+    nothing for activity (``--window bone`` would put every PET voxel below the floor)."""
+    if window is not None and window.source.startswith("preset ") and modality in GM_MULTIPLE:
+        name = window.source.split(" ", 1)[1]
+        raise UsageError(
+            f"--window {name} is a CT preset (Hounsfield units) but {label} is "
+            f"{modality.upper()}: give --window CENTRE,WIDTH in its own units "
+            "(SUV when the PET states it), or leave the default"
+        )
+
+
+@dataclass(frozen=True)
+class SuvDecision:
+    """Whether a PET is shown in SUV (body weight), the factor from Bq/ml to SUV, and why.
+
+    ``factor`` is ``weight [g] / decay-corrected dose [Bq]``: SUV = value x factor. When SUV
+    is not possible, ``factor`` is None and ``reason`` says what was missing."""
+
+    factor: float | None
+    reason: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    decay: float | None = None  # 2^(-dt / T1/2) applied to the dose
+    elapsed_s: float | None = None  # injection to the decay-correction reference time
+
+    @property
+    def available(self) -> bool:
+        return self.factor is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"available": self.available, "factor": self.factor, "reason": self.reason,
+                "decay_factor": self.decay, "elapsed_s": self.elapsed_s, "facts": self.facts}
+
+
+def suv_factor(facts: SuvFacts | None) -> SuvDecision:
+    """SUVbw = C [Bq/ml] x weight [g] / (dose [Bq] x 2^(-dt / T1/2)), dt from injection to the
+    decay-correction reference (QIBA FDG-PET profile).
+
+    DecayCorrection START: the reference is the series start (SeriesDate/Time), or the
+    earliest slice acquisition when the series time is later than that (some scanners
+    rewrite the series time on reprocessing); ADMIN: the images are already corrected to the
+    injection, dt = 0. Units GML are SUV already (factor 1). Anything else (Units CNTS,
+    DecayCorrection NONE, a missing weight, dose, half-life or time) gives no SUV.
+    """
+    if facts is None:
+        return SuvDecision(None, "not a DICOM PET series (no Units, weight or dose)")
+    record = facts.as_dict()
+    if facts.units == "GML":
+        return SuvDecision(1.0, "Units GML: the values are SUV (body weight) already", record)
+    if facts.units != "BQML":
+        return SuvDecision(None, f"Units {facts.units or 'not stated'} (SUV needs BQML)", record)
+    missing = [name for name, v in (("PatientWeight", facts.weight_kg),
+                                    ("RadionuclideTotalDose", facts.dose_bq),
+                                    ("RadionuclideHalfLife", facts.half_life_s)) if v is None]
+    if missing:
+        return SuvDecision(None, f"{', '.join(missing)} missing or not positive", record)
+    assert facts.weight_kg is not None and facts.dose_bq is not None
+    assert facts.half_life_s is not None
+    mode = facts.decay_correction or "not stated"
+    if mode == "ADMIN":
+        return SuvDecision(facts.weight_kg * 1000.0 / facts.dose_bq,
+                           "DecayCorrection ADMIN: dose taken as injected", record, 1.0, 0.0)
+    if mode != "START":
+        return SuvDecision(None, f"DecayCorrection {mode} (SUV needs START or ADMIN)", record)
+    if facts.injection is None:
+        return SuvDecision(None, "no RadiopharmaceuticalStartTime", record)
+    reference = facts.series_time
+    source = "series time"
+    if reference is None or (facts.acquisition_time is not None
+                             and reference > facts.acquisition_time):
+        reference, source = facts.acquisition_time, "earliest acquisition time"
+    if reference is None:
+        return SuvDecision(None, "no SeriesTime or AcquisitionTime", record)
+    elapsed = (reference - facts.injection).total_seconds()
+    if elapsed < 0 or elapsed > 24 * 3600:
+        return SuvDecision(None, f"injection to scan time is {elapsed / 60:.0f} min "
+                           "(not between 0 and 24 h; check the times)", record)
+    decay = 2.0 ** (-elapsed / facts.half_life_s)
+    factor = facts.weight_kg * 1000.0 / (facts.dose_bq * decay)
+    return SuvDecision(factor, f"DecayCorrection START to the {source}, "
+                       f"{elapsed / 60:.1f} min after injection", record, decay, elapsed)
+
+
+def suv_window(factor: float) -> Window:
+    """:data:`SUV_WINDOW` in the volume's own units (Bq/ml), so no voxel is rescaled."""
+    lo, hi = SUV_WINDOW
+    return Window.from_range(lo / factor, hi / factor, f"PET default: SUV {lo:g} to {hi:g}")
+
+
+def window_in_suv(window: Window, factor: float) -> Window:
+    """An explicit window given in SUV, in the volume's Bq/ml."""
+    return Window(window.centre / factor, window.width / factor, f"{window.source}, in SUV")
 
 
 def apply_window(values: np.ndarray, window: Window, out: np.ndarray | None = None) -> np.ndarray:
@@ -149,12 +313,22 @@ def apply_window(values: np.ndarray, window: Window, out: np.ndarray | None = No
 
 
 __all__ = [
+    "FLOOR_FRACTION",
+    "GM_MULTIPLE",
     "PERCENTILES",
     "PRESETS",
+    "SUV_WINDOW",
+    "SuvDecision",
     "Window",
     "apply_window",
+    "brain_window",
+    "check_functional_window",
+    "default_floor",
     "default_window",
     "parse_window",
     "percentile_window",
     "sample_lattice",
+    "suv_factor",
+    "suv_window",
+    "window_in_suv",
 ]
