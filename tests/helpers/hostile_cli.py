@@ -128,15 +128,41 @@ def invoke(*args: Any, env: dict[str, str | None] | None = None,
                 sys.stderr.flush()
 
         with _console_handlers_to(_Late()):
-            res = _runner.invoke(app, argv, env=env, catch_exceptions=True)
-    stderr = res.stderr + "".join(fd2)
-    exc = res.exception
-    if exc is not None and not isinstance(exc, SystemExit):
+            code, stdout, stderr, exc = _run_cli(argv, env)
+    stderr += "".join(fd2)
+    if exc is not None:
         import traceback
 
         stderr += "Traceback (escaped the CLI)\n" + "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return Outcome(res.exit_code, res.stdout, stderr, exc)
+    return Outcome(code, stdout, stderr, exc)
+
+
+_command: list[Any] = []
+
+
+def _run_cli(argv: list[str], env: dict[str, str | None] | None
+             ) -> tuple[int, str, str, BaseException | None]:
+    """What typer's CliRunner.invoke does, with the click command built once (typer rebuilds
+    it from the annotations on every invoke, which is most of the cost of a refused case)."""
+    import typer.main
+
+    if not _command:
+        _command.append(typer.main.get_command(app))
+    code, exc = 0, None
+    with _runner.isolation(env=env) as (out, err, _):
+        try:
+            _command[0].main(args=argv, prog_name="medfuse")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except Exception as e:  # escaped every handler: the test fails on it
+            code, exc = 1, e
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout = out.getvalue().decode("utf-8", "replace")
+            stderr = err.getvalue().decode("utf-8", "replace")
+    return code, stdout, stderr, exc
 
 
 def from_process(cp: subprocess.CompletedProcess[str]) -> Outcome:
@@ -175,6 +201,18 @@ def leftovers(root: Path) -> list[str]:
     for dirpath, dirs, files in os.walk(root, followlinks=False):
         found += [str(Path(dirpath) / n) for n in dirs + files if n.startswith(STAGING)]
     return found
+
+
+#: Batch's record of attempts (medfuse.ledger), written even when every pair fails.
+LEDGER_PREFIX = "medfuse-ledger"
+
+
+def written(folder: Path) -> list[Path]:
+    """Files written under ``folder``, leaving out batch's ledger of attempts."""
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not p.name.startswith(LEDGER_PREFIX))
 
 
 def valid_image(path: Path) -> np.ndarray:
@@ -365,4 +403,5 @@ __all__ = [
     "tree_state",
     "valid_image",
     "valid_output",
+    "written",
 ]

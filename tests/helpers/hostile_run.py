@@ -9,13 +9,19 @@ is imported, what the test asks for through the environment:
   ``real``: the engine medfuse loads itself (``--weights`` then matters);
 * ``HOSTILE_TERM_ON_SAVE=N``: the process sends itself SIGTERM right after the Nth image or
   DICOM file has been written to its staged (temporary) name: a termination mid-write,
-  deterministically.
+  deterministically;
+* ``HOSTILE_TERM_ON_DISCARD=N``: SIGTERM right after the Nth staged path leaves the list of
+  paths the SIGTERM handler removes (before the path itself is removed);
+* ``HOSTILE_MANY=FILE``: run every command of FILE (one JSON argv list a line) in turn in
+  this one process (start-up is most of a child's cost), each one's stderr ended by
+  ``SEPARATOR`` and its exit code (see :func:`run_many`).
 
 No tests here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +30,8 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 
 CHILD = "import sys; sys.path.insert(0, sys.argv.pop(1)); from helpers.hostile_run import main; main()"
+#: Ends each command's stderr when one child runs several (``HOSTILE_MANY``), with its code.
+SEPARATOR = "@@hostile-exit="
 
 
 def _term_after_saves(n: int) -> None:
@@ -48,6 +56,25 @@ def _term_after_saves(n: int) -> None:
     pydicom.Dataset.save_as = wrap(pydicom.Dataset.save_as)  # type: ignore[method-assign]
 
 
+def _term_after_discards(n: int) -> None:
+    """SIGTERM right after the Nth staged path is dropped from the cleanup list: the moment
+    between "no longer registered" and "removed" (a race a real SIGTERM can hit)."""
+    import signal
+
+    from medfuse.io import outputs
+
+    original = outputs._Cleanup.discard.__func__  # type: ignore[attr-defined]
+    count = [0]
+
+    def discard(cls, path):  # type: ignore[no-untyped-def]
+        original(cls, path)
+        count[0] += 1
+        if count[0] == n:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    outputs._Cleanup.discard = classmethod(discard)  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     import resource
     import signal
@@ -59,16 +86,35 @@ def main() -> None:
     term = os.environ.get("HOSTILE_TERM_ON_SAVE")
     if term:
         _term_after_saves(int(term))
+    term = os.environ.get("HOSTILE_TERM_ON_DISCARD")
+    if term:
+        _term_after_discards(int(term))
     from medfuse.cli import app
+
+    many = os.environ.get("HOSTILE_MANY")
+    commands = [json.loads(line) for line in open(many)] if many else [None]
+
+    def run_one(argv: list[str] | None) -> None:
+        try:
+            app(args=argv, prog_name="medfuse")
+        except SystemExit as exc:
+            if not many:
+                raise
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.stdout.flush()
+            sys.stderr.write(f"{SEPARATOR}{code}\n")
+            sys.stderr.flush()
 
     if os.environ.get("HOSTILE_ENGINE", "mean") == "mean":
         from helpers.engines import MeanEngine
         from medfuse.cli.options import injected_engine
 
         with injected_engine(MeanEngine):
-            app(prog_name="medfuse")
+            for argv in commands:
+                run_one(argv)
     else:
-        app(prog_name="medfuse")
+        for argv in commands:
+            run_one(argv)
 
 
 def command(*args: str | os.PathLike[str]) -> list[str]:
@@ -84,6 +130,35 @@ def run(*args: str | os.PathLike[str], timeout: float = 60, env: dict[str, str] 
                           env=full, cwd=cwd)
 
 
+def run_many(commands: list[list[str | os.PathLike[str]]], timeout: float = 120,
+             env: dict[str, str] | None = None, workdir: Path | None = None
+             ) -> list[tuple[int, str]]:
+    """Run several ``medfuse`` commands in one child; returns (exit code, stderr) of each.
+    (stdout is shared and not split; the hostile tests look at stderr and the files.)"""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False,
+                                     dir=workdir) as fh:
+        for argv in commands:
+            fh.write(json.dumps([str(a) for a in argv]) + "\n")
+    try:
+        cp = run(env={**(env or {}), "HOSTILE_MANY": fh.name}, timeout=timeout)
+    finally:
+        os.unlink(fh.name)
+    parts = cp.stderr.split(SEPARATOR)
+    results = []
+    for n in range(len(commands)):
+        if n + 1 < len(parts):
+            code_text, _, _ = parts[n + 1].partition("\n")
+            text = parts[n]
+            if n:
+                text = text.split("\n", 1)[1] if "\n" in text else ""
+            results.append((int(code_text), text))
+        else:
+            results.append((cp.returncode, parts[n] if n < len(parts) else ""))
+    return results
+
+
 def start(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
           cwd: str | os.PathLike[str] | None = None) -> subprocess.Popen[str]:
     """Start ``medfuse ARGS`` in a child process (for tests that signal it)."""
@@ -92,4 +167,4 @@ def start(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
                             text=True, env=full, cwd=cwd)
 
 
-__all__ = ["CHILD", "TESTS", "command", "main", "run", "start"]
+__all__ = ["CHILD", "SEPARATOR", "TESTS", "command", "main", "run", "run_many", "start"]

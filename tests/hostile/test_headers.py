@@ -282,7 +282,7 @@ def test_series_of_bombs_is_refused(box: Box, n: int) -> None:
     mri = hf.dicom_series(box.inp / "mri", n, edit)
     box.snap()
     with memory_guard():
-        res = invoke("fuse", mri, mri, "-o", box.out / "f.nii.gz")
+        res = invoke("fuse", mri, mri, "-o", box.out / "f.nii.gz", "--modality", "ct")
     box.refused(res, 1, "more than medfuse reads", absent=(box.out,))
 
 

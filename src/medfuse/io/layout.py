@@ -216,8 +216,10 @@ def _csv_text(csv_path: Path) -> str:
 
 
 def safe_output_name(name: str) -> str | None:
-    """``name`` if it is a relative path that stays inside the output folder, else None."""
-    if not name or "\x00" in name:
+    """``name`` if it is a relative path that stays inside the output folder, else None.
+    Control characters (NUL, newline, ESC...) are refused too: a file name holding them
+    breaks every listing that prints it and can carry terminal escape sequences."""
+    if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
         return None
     p = PurePath(name.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or name.startswith(("/", "~")):
@@ -255,7 +257,7 @@ def read_pairs_csv(csv_path: Path, base: Path) -> tuple[list[Pair], list[tuple[s
             safe = safe_output_name(out)
             if safe is None:
                 problems.append((entry, f"out {out!r} must be a relative path inside the "
-                                 "output folder"))
+                                 "output folder, without control characters"))
                 continue
             out = safe
             if out in seen_out:

@@ -1,0 +1,61 @@
+"""Family 12 (slow): a small run of benchmarks/fault_injection.py: batch over phantom pairs
+with ~10% bad ones, SIGKILLed at random (seeded) moments and run again until done, then
+SIGTERMed at random moments; every good output must be byte-identical to an undisturbed
+serial run, nothing lost, partial or extra, and no staged file may survive a SIGTERM.
+
+Two ways of running again are tried: ``--skip-existing`` (which looks at the fused images
+only) and ``--resume`` (which also redoes a pair whose provenance record is missing and
+removes what a killed run left staged)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
+
+SKIP_EXISTING_GAPS = (
+    "batch --skip-existing after a SIGKILL: a pair killed between its image and its "
+    "provenance record (OUT/NAME.json) is skipped for good without its record, and staged "
+    ".medfuse-slices.*.part folders of the killed run stay; --resume handles both (use it to "
+    "restart; or let --skip-existing also require the record and sweep staging)")
+
+
+def _run(tmp_path: Path, restart: str) -> dict:  # type: ignore[type-arg]
+    report = tmp_path / f"{restart}.json"
+    cp = subprocess.run(
+        [sys.executable, str(SCRIPT), "--pairs", "40", "--kills", "4", "--terms", "3",
+         "--engine", "mean", "--seed", "1", "--restart", restart,
+         "--workdir", str(tmp_path / restart), "--json", str(report)],
+        capture_output=True, text=True, timeout=600)
+    assert report.exists(), cp.stdout + cp.stderr
+    print(cp.stdout)
+    return json.loads(report.read_text())
+
+
+def _check_core(r: dict) -> None:  # type: ignore[type-arg]
+    assert r["pairs"] == 40 and r["bad"] >= 1
+    assert r["kills"] >= 1, "no run was killed: the kill moments missed every run"
+    assert r["lost"] == 0 and r["corrupt"] == 0 and r["partial"] == 0, r
+    assert r["extra"] == 0 and r["bad_written"] == 0 and r["records_broken"] == 0, r
+    assert r["staging_left_after_terms"] == 0, r
+    assert r["peak_rss_mib_all_pairs"] < 1.5 * r["peak_rss_mib_quarter"] + 50, r
+
+
+@pytest.mark.slow
+def test_fault_injection_resume(tmp_path: Path) -> None:
+    r = _run(tmp_path, "resume")
+    _check_core(r)
+    assert r["records_missing"] == 0 and r["staging_left_at_end"] == 0, r
+
+
+@pytest.mark.slow
+def test_fault_injection_skip_existing(tmp_path: Path) -> None:
+    r = _run(tmp_path, "skip-existing")
+    _check_core(r)
+    if r["records_missing"] or r["staging_left_at_end"]:
+        pytest.xfail(SKIP_EXISTING_GAPS)

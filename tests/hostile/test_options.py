@@ -1,0 +1,242 @@
+"""Family 11: every option with bad values, on every command: a bad value is a usage error
+(exit 2) in one ``error:`` line that names the option, found before anything is written.
+
+Cases that show a bug are marked ``xfail(strict=True)`` with the bug as the reason (they
+turn into failures the day the bug is fixed, so the marker gets removed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import hostile_files as hf
+from helpers.hostile_cli import Box, invoke
+
+BATCH_OPTIONS_BUG = (
+    "fusion.py fuse_batch / cli/batch.py: the shared options (--window, --mri-window, "
+    "--bit-depth, --modality, --colormap, --axis) are checked inside each pair, so a bad value "
+    "fails every pair (N lines, exit 1) or is ignored when no pair uses it; validate the "
+    "template FuseRequest once before the loop (UsageError, exit 2)")
+AXIS_BUG = (
+    "prepare/plan.py: --axis is validated only for volumes, so --axis diagonal with two 2D "
+    "images is silently accepted; call check_axis(axis) whenever an axis is given")
+TRAIN_RANGE_BUG = (
+    "cli/train.py: numeric options without range checks: --lr nan/-1 reach torch "
+    "('ValueError: Invalid learning rate', exit 1), --lr inf, --tau 0, --gamma nan train "
+    "to NaN weights, a reversed or NaN --support-band, --threads -1 (RuntimeError), "
+    "--stop-after/--max-minutes < 0 are accepted; give them min/max in typer or check them "
+    "in TrainConfig before the data is read (UsageError naming the option, exit 2)")
+WINDOW_RANGE_BUG = (
+    "prepare/windowing.py parse_window accepts a finite CENTRE,WIDTH whose float32 image "
+    "overflows (1e300,1e300) or underflows (width 1e-300): apply_window then prints raw "
+    "RuntimeWarnings and writes garbage; require |centre|, width within float32 range and "
+    "width >= 1e-30 (or compute in float64)")
+COLORMAP_BUG = (
+    "prepare/plan.py: --colormap is validated only when a grey PET/SPECT is coloured, so "
+    "--colormap nope beside a colour PET is silently accepted; validate the name whenever "
+    "it is given")
+EVAL_AXIS_BUG = "evaluation: eval --axis x is accepted (never validated when pairs are 2D)"
+
+
+class _Inputs(dict):  # type: ignore[type-arg]
+    """Valid inputs for every command, each made when first asked for; the bad value is the
+    only thing wrong."""
+
+    def __init__(self, box: Box) -> None:
+        super().__init__()
+        self.box = box
+
+    def __missing__(self, key: str) -> Path:
+        b = self.box
+        if key == "mri":
+            p = b.png("mri.png", size=32)
+        elif key == "pet":
+            p = b.png("pet.png", colour=True, size=32)
+        elif key == "vol":
+            p = b.put("vol.nii.gz", hf.nifti_bytes(gz=True))
+        elif key == "vol4d":
+            p = b.put("vol4d.nii.gz", hf.nifti_bytes(hf.nifti_volume((16, 16, 4, 2)), gz=True))
+        elif key == "series":
+            p = hf.dicom_series(b.inp / "series", 3)
+        else:
+            b.png("task/MRI/a.png", size=32)
+            b.png("task/PET/a.png", colour=True, size=32)
+            p = b.inp / "task"
+        self[key] = p
+        return p
+
+
+@pytest.fixture
+def files(box: Box) -> dict[str, Path]:
+    return _Inputs(box)
+
+
+def _args(box: Box, f: dict[str, Path], ctx: str, extra: list[str]) -> list[Any]:
+    out = box.out
+    table: dict[str, Any] = {
+        "img": lambda: ["fuse", f["mri"], f["pet"], "-o", out / "f.png"],
+        "vol": lambda: ["fuse", f["vol"], f["vol"], "-o", out / "f.png", "--modality", "ct"],
+        "vol4d": lambda: ["fuse", f["vol4d"], f["vol4d"], "-o", out / "f.nii.gz",
+                          "--modality", "ct"],
+        "series": lambda: ["fuse", f["series"], f["series"], "-o", out / "f.nii.gz",
+                           "--modality", "ct"],
+        "batch": lambda: ["batch", f["task"], out],
+        "masks": lambda: ["masks", f["mri"], f["pet"], "-o", out / "masks"],
+        "eval": lambda: ["eval", f["task"], "--method", "average"],
+        "evalbare": lambda: ["eval", f["task"]],
+        "train": lambda: ["train", "--data", box.inp / "nodata", "--out", out / "run",
+                          "--device", "cpu"],
+        "semantic": lambda: ["train-semantic", "--data", box.inp / "nodata", "--out",
+                             out / "sem", "--device", "cpu"],
+        "demo": lambda: ["demo", "-o", out / "demo"],
+        "info": lambda: ["info"],
+        "none": lambda: [],
+    }
+    args = table[ctx]() + extra
+    box.snap()
+    return args
+
+
+# (id, context, extra args, match in the error line, xfail reason)
+CASES: list[tuple[str, str, list[str], str | None, str | None]] = [
+    # fuse, ordinary images
+    ("slice-abc", "img", ["--slice", "abc"], "--slice", None),
+    ("slice-negative", "img", ["--slice", "-1"], "--slice", None),
+    ("slice-of-2d", "img", ["--slice", "1"], "--slice", None),
+    ("slice-float", "img", ["--slice", "1.5"], "--slice", None),
+    ("slice-huge-int", "img", ["--slice", "99999999999999999999999"], "--slice", None),
+    ("volume-negative", "img", ["--volume", "-1"], "--volume", None),
+    ("volume-abc", "img", ["--volume", "abc"], "--volume", None),
+    ("unknown-option", "img", ["--bogus"], "--bogus", None),
+    ("unknown-short-option", "img", ["-z"], "-z", None),
+    ("extra-argument", "img", ["extra"], "extra", None),
+    ("window-word", "img", ["--window", "nonsense"], "--window", None),
+    ("window-one-number", "img", ["--window", "40"], "--window", None),
+    ("window-three-numbers", "img", ["--window", "1,2,3"], "--window", None),
+    ("window-negative-width", "img", ["--window", "40,-5"], "--window", None),
+    ("window-zero-width", "img", ["--window", "40,0"], "--window", None),
+    ("window-nan", "img", ["--window", "nan,80"], "--window", None),
+    ("window-inf", "img", ["--window", "40,inf"], "--window", None),
+    ("mri-window-word", "img", ["--mri-window", "x"], "--mri-window", None),
+    ("colormap-unknown-colour-pet", "img", ["--colormap", "nope"], "--colormap", COLORMAP_BUG),
+    ("colormap-unknown", "vol", ["--colormap", "nope"], "--colormap", None),
+    ("modality-unknown", "img", ["--modality", "xyz"], "--modality", None),
+    ("modality-mri", "img", ["--modality", "mri"], "--modality", None),
+    ("bit-depth-12", "img", ["--bit-depth", "12"], "--bit-depth", None),
+    ("bit-depth-0", "img", ["--bit-depth", "0"], "--bit-depth", None),
+    ("bit-depth-abc", "img", ["--bit-depth", "abc"], "--bit-depth", None),
+    ("axis-diagonal-2d", "img", ["--axis", "diagonal"], "--axis", AXIS_BUG),
+    ("format-unknown", "img", ["--format", "xyz"], "--format", None),
+    ("format-nifti-for-png", "img", ["--format", "nifti"], "--format", None),
+    ("anonymize-png", "img", ["--anonymize"], "--anonymize", None),
+    ("preview-not-an-image", "img", ["--preview", "p.txt"], "--preview", None),
+    ("flag-with-value", "img", ["--resize=abc"], "--resize", None),
+    ("device-unknown", "img", ["--device", "quantum"], "--device", None),
+    ("device-cuda-index", "img", ["--device", "cuda:abc"], "--device", None),
+    # fuse, volumes
+    ("slice-out-of-range", "vol", ["--slice", "999"], "--slice", None),
+    ("slices-reversed", "vol", ["--slices", "3:1"], "--slices", None),
+    ("slices-word", "vol", ["--slices", "abc"], "--slices", None),
+    ("slices-empty-range", "vol", ["--slices", "0:0"], "--slices", None),
+    ("slices-zero-step", "vol", ["--slices", "1:2:0"], "--slices", None),
+    ("slices-out-of-range", "vol", ["--slices", "999"], "--slices", None),
+    ("slices-negative", "vol", ["--slices", "-1"], "--slices", None),
+    ("slice-and-slices", "vol", ["--slice", "1", "--slices", "2"], "--slices", None),
+    ("axis-diagonal", "vol", ["--axis", "diagonal"], "diagonal", None),
+    ("window-overflows-float32", "vol", ["--window", "1e300,1e300"], "--window",
+     WINDOW_RANGE_BUG),
+    ("window-width-underflows", "vol", ["--window", "0,1e-300"], "--window", WINDOW_RANGE_BUG),
+    ("slices-with-nifti-output", "vol4d", ["--volume", "0", "--slices", "1"], "--slices", None),
+    ("volume-missing-for-4d", "vol4d", [], "--volume", None),
+    ("volume-out-of-range", "vol4d", ["--volume", "9"], "--volume", None),
+    ("series-unknown", "series", ["--series", "1.2.3.4"], "--series", None),
+    # missing pieces
+    ("missing-output", "none", ["fuse", "a.png", "b.png"], "--output", None),
+    ("missing-argument", "none", ["fuse", "a.png"], "other", None),
+    ("output-without-value", "none", ["fuse", "a.png", "b.png", "-o"], "-o", None),
+    ("unknown-command", "none", ["nosuchcommand"], "nosuchcommand", None),
+    ("unknown-global-option", "none", ["--bogus"], "--bogus", None),
+    # batch
+    ("batch-size-zero", "batch", ["--batch-size", "0"], "--batch-size", None),
+    ("batch-size-negative", "batch", ["--batch-size", "-1"], "--batch-size", None),
+    ("batch-size-abc", "batch", ["--batch-size", "abc"], "--batch-size", None),
+    ("batch-format-unknown", "batch", ["--format", "xyz"], "--format", None),
+    ("batch-pairs-missing", "batch", ["--pairs", "nope.csv"], "nope.csv", None),
+    ("batch-volume-negative", "batch", ["--volume", "-1"], "--volume", None),
+    ("batch-window-word", "batch", ["--window", "nonsense"], "--window", BATCH_OPTIONS_BUG),
+    ("batch-mri-window-word", "batch", ["--mri-window", "bad"], "--mri-window",
+     BATCH_OPTIONS_BUG),
+    ("batch-bit-depth-12", "batch", ["--bit-depth", "12"], "--bit-depth", BATCH_OPTIONS_BUG),
+    ("batch-modality-unknown", "batch", ["--modality", "xyz"], "--modality", BATCH_OPTIONS_BUG),
+    ("batch-colormap-unknown", "batch", ["--colormap", "nope"], "--colormap", BATCH_OPTIONS_BUG),
+    ("batch-axis-diagonal", "batch", ["--axis", "diagonal"], "--axis", BATCH_OPTIONS_BUG),
+    # masks
+    ("masks-slice-abc", "masks", ["--slice", "abc"], "--slice", None),
+    ("masks-slice-of-2d", "masks", ["--slice", "3"], "--slice", None),
+    ("masks-modality-unknown", "masks", ["--modality", "xyz"], "--modality", None),
+    ("masks-window-word", "masks", ["--window", "bad"], "--window", None),
+    ("masks-axis-2d", "masks", ["--axis", "x"], "--axis", AXIS_BUG),
+    ("masks-missing-output", "none", ["masks", "a.png", "b.png"], "--output", None),
+    # eval
+    ("eval-method-unknown", "eval", ["--method", "bogus"], "--method", None),
+    ("eval-method-empty-path", "eval", ["--method", "gesenet:"], "--method", None),
+    ("eval-method-missing-weights", "eval", ["--method", "gesenet:nope.pt"], "nope.pt", None),
+    ("eval-profile-unknown", "eval", ["--profile", "bogus"], "--profile", None),
+    ("eval-metric-unknown", "eval", ["--metric", "bogus"], "--metric", None),
+    ("eval-batch-size-zero", "eval", ["--batch-size", "0"], "--batch-size", None),
+    ("eval-examples-negative", "eval", ["--examples", "-1"], "--examples", None),
+    ("eval-split-on-a-task", "eval", ["--split", "nosplit"], "--split", None),
+    ("eval-fused-missing", "eval", ["--fused", "nodir"], "--fused", None),
+    ("eval-slice-negative", "eval", ["--slice", "-1"], "--slice", None),
+    ("eval-axis-unknown", "eval", ["--axis", "x"], "--axis", EVAL_AXIS_BUG),
+    ("eval-no-method", "evalbare", [], "--method", None),
+    # train (a missing --data: a bad option must be named before the data is looked at)
+    ("train-steps-zero", "train", ["--steps", "0"], "--steps", None),
+    ("train-patch-4", "train", ["--patch", "4"], "--patch", None),
+    ("train-batch-zero", "train", ["--batch", "0"], "--batch", None),
+    ("train-stride-zero", "train", ["--stride", "0"], "--stride", None),
+    ("train-mask-target-2", "train", ["--mask-target", "2"], "--mask-target", None),
+    ("train-checkpoint-every-0", "train", ["--checkpoint-every", "0"], "--checkpoint-every", None),
+    ("train-criterion-unknown", "train", ["--criterion", "bogus"], "criterion", None),
+    ("train-lr-nan", "train", ["--lr", "nan"], "--lr", TRAIN_RANGE_BUG),
+    ("train-lr-negative", "train", ["--lr", "-1"], "--lr", TRAIN_RANGE_BUG),
+    ("train-lr-inf", "train", ["--lr", "inf"], "--lr", TRAIN_RANGE_BUG),
+    ("train-tau-zero", "train", ["--tau", "0"], "--tau", TRAIN_RANGE_BUG),
+    ("train-gamma-nan", "train", ["--gamma", "nan"], "--gamma", TRAIN_RANGE_BUG),
+    ("train-support-band-reversed", "train", ["--support-band", "0.9", "0.3"], "--support-band",
+     TRAIN_RANGE_BUG),
+    ("train-threads-negative", "train", ["--threads", "-1"], "--threads", TRAIN_RANGE_BUG),
+    ("train-stop-after-negative", "train", ["--stop-after", "-1"], "--stop-after",
+     TRAIN_RANGE_BUG),
+    ("train-max-minutes-negative", "train", ["--max-minutes", "-1"], "--max-minutes",
+     TRAIN_RANGE_BUG),
+    ("train-resume-and-force-without-run", "train", ["--resume"], None, None),
+    ("semantic-steps-zero", "semantic", ["--steps", "0"], "--steps", None),
+    ("semantic-patch-4", "semantic", ["--patch", "4"], "--patch", None),
+    ("semantic-lr-nan", "semantic", ["--lr", "nan"], "--lr", TRAIN_RANGE_BUG),
+    # demo, info
+    ("demo-device-unknown", "demo", ["--device", "quantum"], "--device", None),
+    ("demo-unknown-option", "demo", ["--bogus"], "--bogus", None),
+    ("info-device-unknown", "info", ["--device", "quantum"], "--device", None),
+    ("info-weights-missing", "info", ["--weights", "nope.pt", "--bogus"], "--bogus", None),
+]
+
+
+def _params() -> list[Any]:
+    out = []
+    for ident, ctx, extra, match, bug in CASES:
+        marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+        out.append(pytest.param(ctx, extra, match, id=ident, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize(("ctx", "extra", "match"), _params())
+def test_bad_option_value_is_a_usage_error(box: Box, files: dict[str, Path], ctx: str,
+                                           extra: list[str], match: str | None) -> None:
+    real = ctx in ("train", "semantic", "demo", "info") or "--device" in extra
+    kwargs: dict[str, Any] = {"engine": None} if real else {}
+    res = invoke(*_args(box, files, ctx, extra), **kwargs)
+    box.refused(res, 2, match, absent=(box.out,))
