@@ -50,9 +50,20 @@ def check_output(
     label: str = "",
 ) -> None:
     """Refuse an output that is an input, lies inside an input folder or holds an input,
-    or exists without ``force``; ``kind`` says whether a file or a folder will be written."""
+    exists without ``force``, or is something other than a regular file or folder (a pipe or
+    device is never replaced); ``kind`` says whether a file or a folder will be written."""
     target = Path(path)
     name = f"{label} {target}" if label else str(target)
+    try:
+        _check_output(target, name, force, inputs, kind)
+    except OSError as exc:  # a name too long, a symlink loop, no permission to look
+        raise UsageError(f"cannot use {name} as an output: {exc.strerror or exc}") from None
+
+
+def _check_output(target: Path, name: str, force: bool,
+                  inputs: Iterable[str | os.PathLike[str]], kind: str) -> None:
+    import stat
+
     for raw in inputs:
         src = Path(raw)
         if _same(target, src):
@@ -62,12 +73,18 @@ def check_output(
         if kind == "folder" and _inside(src, target):
             raise UsageError(f"refusing to write {name}: it holds input {src}")
     if target.exists() or target.is_symlink():
+        mode = target.stat().st_mode if target.exists() else 0
+        if target.exists() and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise UsageError(f"{name} exists and is not a regular file or folder "
+                             "(a pipe, device or socket); medfuse does not replace it")
         if kind == "file" and target.is_dir():
             raise UsageError(f"{name} is a folder, not a file")
         if kind == "folder" and not target.is_dir():
             raise UsageError(f"{name} exists and is not a folder")
         if not force:
             raise UsageError(f"{name} exists (use --force to overwrite)")
+    if len(os.fsencode(target.name)) > 255 - 40:  # room for the staging prefix and suffix
+        raise UsageError(f"output name {target.name[:40]}... is too long for the file system")
 
 
 def _chmod_like_open(path: Path) -> None:
@@ -112,6 +129,21 @@ class _Cleanup:
 
 
 @contextlib.contextmanager
+def _term_blocked() -> Iterator[None]:
+    """SIGTERM held back (delivered right after) while a staged path is created and
+    registered, so a termination can never fall between the two."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (AttributeError, ValueError, OSError):  # no sigmask on this platform
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
 def atomic_output(
     path: str | os.PathLike[str], force: bool = False,
     inputs: Iterable[str | os.PathLike[str]] = (),
@@ -122,13 +154,14 @@ def atomic_output(
     folder = target.parent if str(target.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f"{STAGING_MARK}{target.name}.", suffix=".part",
-                                        dir=folder)
+        with _term_blocked():  # created and registered for cleanup as one step
+            fd, tmp_name = tempfile.mkstemp(prefix=f"{STAGING_MARK}{target.name}.",
+                                            suffix=".part", dir=folder)
+            _Cleanup.add(Path(tmp_name))
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
     tmp = Path(tmp_name)
-    _Cleanup.add(tmp)
     try:
         yield tmp
         if tmp.is_file():
@@ -137,10 +170,10 @@ def atomic_output(
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
-        _Cleanup.discard(tmp)
         for leftover in (tmp, Path(str(tmp) + target.suffix)):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+        _Cleanup.discard(tmp)
 
 
 def make_staging_dir(parent: Path, name: str) -> Path:
@@ -148,28 +181,30 @@ def make_staging_dir(parent: Path, name: str) -> Path:
     are staged before they are renamed into place."""
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f"{STAGING_MARK}{name}.", suffix=".part", dir=parent))
+        with _term_blocked():  # created and registered for cleanup as one step
+            path = Path(tempfile.mkdtemp(prefix=f"{STAGING_MARK}{name}.", suffix=".part",
+                                         dir=parent))
+            _Cleanup.add(path)
         _chmod_like_open(path)
     except OSError as exc:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
-    _Cleanup.add(path)
     return path
 
 
 def remove_staging(path: Path) -> None:
-    """Remove a staged file or folder (after a failure)."""
-    _Cleanup.discard(path)
+    """Remove a staged file or folder (after a failure); it stays registered for SIGTERM
+    cleanup until it is gone."""
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(OSError):
             path.unlink()
+    _Cleanup.discard(path)
 
 
 def move_into_place(staged: Path, target: Path) -> Path:
     """Rename a staged file or folder onto ``target``, replacing what is there (the caller
     checked ``force``)."""
-    _Cleanup.discard(staged)
     try:
         if target.is_dir() and not target.is_symlink():
             old = target.with_name(f"{STAGING_MARK}{target.name}.old-{os.getpid()}")
@@ -181,6 +216,7 @@ def move_into_place(staged: Path, target: Path) -> Path:
     except OSError as exc:
         remove_staging(staged)
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    _Cleanup.discard(staged)
     return target
 
 
