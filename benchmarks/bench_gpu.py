@@ -1,31 +1,60 @@
-"""GPU path, measured: accuracy against CPU, batched slices per second, a 1 mm head end to end.
+"""GPU path, measured: accuracy against CPU, batched slices per second, per-stage times of a
+1 mm head end to end, with scipy or device resampling.
 
-Run on a machine with CUDA (it exits with a message otherwise)::
+Run on a machine with CUDA (about two and a half minutes on an H200 including start-up;
+needs only ``PYTHONPATH=src`` with torch, numpy, scipy, nibabel and pydicom)::
 
-    python benchmarks/bench_gpu.py --weights weights/gesenet-medfuse.pt --json gpu.json
+    PYTHONPATH=src python benchmarks/bench_gpu.py --json gpu.json
 
-What it measures, in one short run (about two minutes on an H200 including start-up):
+On a CPU-only machine ``--device cpu`` runs the per-stage and end-to-end sections only
+(the CPU per-stage table of docs/performance.md comes from that).
 
-1. **Accuracy**: the same 32 phantom slices through the CPU float32 engine and the CUDA
-   engine in float32 (goal: within 1e-5) and float16 (used only where within 2/255).
-2. **Throughput**: fused luminance slices per second at 256x256 and 512x512 for several
-   batch sizes, host arrays in and out (transfers included), and peak GPU memory.
-3. **End to end**: a synthetic 1 mm head (MRI 197x233x189 NIfTI, PET 2 mm NIfTI on another
-   grid) through ``medfuse.fusion.fuse_files`` to a NIfTI file: read, plan, resample,
-   network, colour and write, with the per-stage split from a profiler-free timer.
+What it measures:
+
+1. **accuracy**: 32 phantom slices through the CPU float32 engine and the CUDA engine in
+   float32 (goal: within 1e-5) and float16 (used only where within 2/255); device
+   resampling of the head's PET against scipy (NaN masks equal, values within 1e-4).
+2. **throughput**: fused luminance slices per second at 256x256 and 512x512 for several
+   batch sizes, host arrays in and out (transfers included), peak GPU memory; plus the
+   engine's previous fold (box-sparse body on, which loops over the batch on the host)
+   and cuDNN's autotuner, for comparison.
+3. **stages**: a synthetic 1 mm head (MRI 197x233x189 NIfTI, PET 2 mm NIfTI on another
+   grid) through the same steps as ``fuse_files``, timed per stage: read, plan, resample,
+   prepare (window, colour map, luminance split), network, colour (chroma rule), write
+   (NIfTI, gzip); once with scipy resampling, once with ``DeviceResampler``.
+4. **end_to_end**: ``fuse_files`` on the head (record and input hashes included), with
+   scipy resampling and with device resampling patched into the plan (what the proposed
+   one-line plan change does).
+5. **cpu_workers**: the host CPU's network slices per second, one process with all
+   threads against one single-threaded process per core (up to 8): what ``--workers``
+   is for on a many-core node.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+SECTIONS = ("accuracy", "throughput", "stages", "end_to_end", "cpu_workers")
+HEAD_SLICES = 189
+
+
+def _sync(device: Any) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def _phantom_batch(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,51 +70,6 @@ def _phantom_batch(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return np.stack(mri), np.stack(other)
 
 
-def accuracy(weights: str | None) -> dict[str, float]:
-    from medfuse.engine import load_model
-
-    mri, other = _phantom_batch(32, 256)
-    cpu = load_model(weights, "cpu", batch_size=32, precision="float32")
-    ref, _, _ = cpu.fuse_luminance(mri, other)
-    out: dict[str, float] = {}
-    for precision in ("float32", "float16"):
-        gpu = load_model(weights, "cuda", batch_size=32, precision=precision)
-        got, _, _ = gpu.fuse_luminance(mri, other)
-        out[f"max_abs_diff_{precision}"] = float(np.abs(got - ref).max())
-        out[f"max_abs_diff_{precision}_in_255"] = float(np.abs(got - ref).max() * 255)
-    return out
-
-
-def throughput(weights: str | None, precision: str) -> list[dict[str, float]]:
-    import torch
-
-    from medfuse.engine import load_model
-
-    rows = []
-    for size in (256, 512):
-        for batch in (32, 128, 512) if size == 256 else (32, 128):
-            engine = load_model(weights, "cuda", batch_size=batch, precision=precision)
-            mri, other = _phantom_batch(8, size)
-            reps = batch // 8
-            mri, other = np.tile(mri, (reps, 1, 1)), np.tile(other, (reps, 1, 1))
-            engine.fuse_luminance(mri, other)  # warm-up (cuDNN autotune, allocation)
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            calls = max(3, 2048 // batch)
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                engine.fuse_luminance(mri, other)
-            torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            rows.append({
-                "size": size, "batch": batch, "precision": str(engine.compute_dtype()),
-                "slices_per_s": calls * batch / dt,
-                "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20,
-            })
-            print(json.dumps(rows[-1]), flush=True)
-    return rows
-
-
 def _head(tmp: Path) -> tuple[Path, Path]:
     """A 1 mm MRI (197x233x189, as the MNI152 grid) and a 2 mm PET on its own grid."""
     import nibabel as nib
@@ -96,7 +80,7 @@ def _head(tmp: Path) -> tuple[Path, Path]:
             aff[:3, 3].astype(np.float32).reshape(3, 1, 1, 1)
 
     mri_aff = np.array([[1.0, 0, 0, -98], [0, 1, 0, -134], [0, 0, 1, -72], [0, 0, 0, 1]])
-    x, y, z = world((197, 233, 189), mri_aff)
+    x, y, z = world((197, 233, HEAD_SLICES), mri_aff)
     r = (x / 70) ** 2 + (y / 90) ** 2 + (z / 70) ** 2
     mri = np.where(r < 1, 600 + 300 * np.cos(x / 4) * np.sin(y / 5), 0).astype(np.int16)
     nib.save(nib.Nifti1Image(mri, mri_aff), tmp / "mri.nii.gz")
@@ -109,54 +93,329 @@ def _head(tmp: Path) -> tuple[Path, Path]:
     return tmp / "mri.nii.gz", tmp / "pet.nii.gz"
 
 
-def end_to_end(weights: str | None, device: str) -> dict[str, float]:
+# -- 1. accuracy ----------------------------------------------------------------------------
+
+
+def accuracy(weights: str | None, head: tuple[Path, Path]) -> dict[str, float]:
+    from medfuse.engine import load_model
+    from medfuse.fusion import read_pair_plan
+    from medfuse.io.geometry import DeviceResampler, resample_slab
+
+    mri, other = _phantom_batch(32, 256)
+    cpu = load_model(weights, "cpu", batch_size=32, precision="float32")
+    ref, _, _ = cpu.fuse_luminance(mri, other)
+    out: dict[str, float] = {}
+    for precision in ("float32", "float16"):
+        gpu = load_model(weights, "cuda", batch_size=32, precision=precision)
+        got, _, _ = gpu.fuse_luminance(mri, other)
+        out[f"max_abs_diff_{precision}"] = float(np.abs(got - ref).max())
+        out[f"max_abs_diff_{precision}_in_255"] = float(np.abs(got - ref).max() * 255)
+    plan, _ = read_pair_plan(*head, modality="pet")
+    o = plan.other
+    want = resample_slab(o.data, o.affine, plan.mri_stack.affine, 60, 100, plan.plane_shape)
+    got = DeviceResampler(o.data, o.affine, plan.mri_stack.affine, plan.plane_shape,
+                          "cuda").slab(60, 100)
+    nan = np.isnan(want)
+    out["resample_nan_mask_differs"] = int((nan != np.isnan(got)).sum())
+    scale = float(np.nanmax(np.abs(want))) or 1.0
+    out["resample_max_rel_diff"] = float(np.nanmax(np.abs(got - want)[~nan]) / scale)
+    return out
+
+
+# -- 2. throughput ----------------------------------------------------------------------------
+
+
+def _throughput_row(weights: str | None, size: int, batch: int, precision: str,
+                    **engine_options: Any) -> dict[str, Any]:
     import torch
 
     from medfuse.engine import load_model
+
+    engine = load_model(weights, "cuda", batch_size=batch, precision=precision)
+    for key, value in engine_options.items():
+        setattr(engine, key, value)
+    mri, other = _phantom_batch(8, size)
+    reps = batch // 8
+    mri, other = np.tile(mri, (reps, 1, 1)), np.tile(other, (reps, 1, 1))
+    engine.fuse_luminance(mri, other)  # warm-up (cuDNN, allocation, pinned buffer)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    calls = max(3, 2048 // batch)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        engine.fuse_luminance(mri, other)
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    row = {"size": size, "batch": batch, "precision": str(engine.compute_dtype()),
+           "slices_per_s": calls * batch / dt,
+           "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20}
+    row.update({k: str(v) for k, v in engine_options.items()})
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def throughput(weights: str | None) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {"auto": [], "float32": [], "variants": []}
+    for size, batches in ((256, (32, 128, 512, 1024)), (512, (32, 128))):
+        for batch in batches:
+            out["auto"].append(_throughput_row(weights, size, batch, "auto"))
+    for size, batches in ((256, (32, 128, 512)), (512, (32, 128))):
+        for batch in batches:
+            out["float32"].append(_throughput_row(weights, size, batch, "float32"))
+    # What the engine changes bought, and what the autotuner would add.
+    out["variants"].append(_throughput_row(weights, 256, 512, "auto",
+                                           cuda_fold_options={"sparse": "auto"}))
+    out["variants"].append(_throughput_row(weights, 256, 512, "auto", cudnn_benchmark=True))
+    return out
+
+
+# -- 3. stages ---------------------------------------------------------------------------------
+
+
+class Timer:
+    """Seconds per named stage (nested stages are subtracted afterwards); synchronises the
+    device at each boundary so GPU work is charged to the stage that queued it."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            _sync(self.device)
+            self.seconds[stage] += time.perf_counter() - t0
+
+
+class TimedEngine:
+    """The engine with its network calls timed (everything else passes through).
+
+    ``sample``: run the network on the first ``sample`` slices only and the mean of the
+    two inputs on the rest, so a loaded CPU measures every other stage on the whole head
+    in minutes; :meth:`network_seconds` then scales the network's time to all slices."""
+
+    def __init__(self, engine: Any, timer: Timer, sample: int | None = None) -> None:
+        self.engine, self.timer, self.sample = engine, timer, sample
+        self.slices = self.networked = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def fuse_luminance(self, mri: np.ndarray, other: np.ndarray, with_masks: bool = False
+                       ) -> Any:
+        n = len(mri)
+        self.slices += n
+        if self.sample is not None and self.networked >= self.sample:
+            return ((mri + other) / 2).astype(np.float32), None, None
+        self.networked += n
+        with self.timer("network"):
+            return self.engine.fuse_luminance(mri, other, with_masks)
+
+    def network_seconds(self) -> float:
+        seconds = self.timer.seconds.get("network", 0.0)
+        return seconds * self.slices / max(1, self.networked)
+
+
+def _device_values(plan: Any, device: Any) -> Any:
+    """``plan.other_values`` through a DeviceResampler built once per plan (slope and
+    intercept as the plan applies them)."""
+    from medfuse.io.geometry import DeviceResampler
+
+    o = plan.other
+    resampler = DeviceResampler(o.data, o.affine, plan.mri_stack.affine, plan.plane_shape,
+                                device)
+
+    def values(start: int, stop: int) -> np.ndarray:
+        vals = resampler.slab(start, stop)
+        if o.slope != 1.0:
+            vals *= np.float32(o.slope)
+        if o.inter != 0.0:
+            vals += np.float32(o.inter)
+        return vals
+
+    return values
+
+
+def staged(head: tuple[Path, Path], out: Path, engine: Any, device_resample: bool,
+           batch: int, sample: int | None = None) -> dict[str, float]:
+    """The steps of ``fuse_files`` for a NIfTI output, each timed (no record); with
+    ``sample``, the network's time is measured on that many slices and scaled."""
+    from medfuse.fusion import (
+        FuseRequest,
+        _make_sink,
+        fuse_prepared,
+        prepared_slices,
+        read_pair_plan,
+    )
+
+    t = Timer(engine.device)
+    first: dict[str, float] = {}
+    plan, _ = read_pair_plan(*head, modality="pet", timings=first)
+    t.seconds["read"], t.seconds["plan"] = first["read"], first["plan"]
+    if plan.resampled:
+        inner = plan.other_values
+        if device_resample:
+            with t("upload"):
+                inner = _device_values(plan, engine.device)
+
+        def timed_values(start: int, stop: int, inner: Any = inner) -> np.ndarray:
+            with t("resample"):
+                return inner(start, stop)
+
+        plan.other_values = timed_values  # this plan only
+    request = FuseRequest(head[0], head[1], out, modality="pet", force=True)
+    indices = list(range(len(plan)))
+    sink = _make_sink(request, "nifti", plan, indices, False)
+    timed = TimedEngine(engine, t, sample)
+    chunks = prepared_slices(plan, indices, batch)
+    while True:
+        with t("prepare"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            break
+        with t("fuse"):
+            results = fuse_prepared([p for _, p in chunk], timed, False, False)
+        with t("write"):
+            for (index, _), result in zip(chunk, results):
+                sink.add(index, result.image)
+    with t("write"):
+        sink.commit()
+    s = dict(t.seconds)
+    s["prepare"] -= s.get("resample", 0.0)  # resampling runs inside prepared_slices
+    s["resample"] = s.get("resample", 0.0) + s.pop("upload", 0.0)
+    s["colour"] = s.pop("fuse") - s["network"]
+    s["network"] = timed.network_seconds()
+    s["total"] = sum(s.values())
+    if sample is not None:
+        s["network_measured_on_slices"] = timed.networked
+    return {k: round(v, 4) for k, v in s.items()}
+
+
+def stages(weights: str | None, device: str, head: tuple[Path, Path], tmp: Path,
+           batch: int, sample: int | None) -> dict[str, Any]:
+    from medfuse.engine import load_model
+
+    engine = load_model(weights, device, batch_size=batch)
+    out: dict[str, Any] = {"device": device, "batch": batch, "slices": HEAD_SLICES}
+    for name, on_device in (("scipy_resampling", False), ("device_resampling", True)):
+        staged(head, tmp / "warm.nii.gz", engine, on_device, batch,
+               None if sample is None else 1)  # warm-up
+        out[name] = staged(head, tmp / f"{name}.nii.gz", engine, on_device, batch, sample)
+        print(json.dumps({name: out[name]}), flush=True)
+    return out
+
+
+# -- 4. end to end -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def device_resampling(device: Any) -> Iterator[None]:
+    """Every plan resamples through a DeviceResampler on ``device`` (built once per plan):
+    the change proposed for ``FusionPlan.other_values``, patched in for the measurement."""
+    from medfuse.prepare.plan import FusionPlan
+
+    original = FusionPlan.other_values
+    cache: dict[int, Any] = {}
+
+    def other_values(self: Any, start: int, stop: int) -> np.ndarray:
+        if not self.resampled:
+            return original(self, start, stop)
+        if id(self) not in cache:
+            cache.clear()
+            cache[id(self)] = _device_values(self, device)
+        return cache[id(self)](start, stop)
+
+    FusionPlan.other_values = other_values  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FusionPlan.other_values = original  # type: ignore[method-assign]
+
+
+def end_to_end(weights: str | None, device: str, head: tuple[Path, Path], tmp: Path,
+               batch: int, runs: int = 2) -> dict[str, Any]:
+    from medfuse.engine import load_model
     from medfuse.fusion import FuseRequest, fuse_files
 
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        mri, pet = _head(tmp)
-        engine = load_model(weights, device, batch_size=64 if device != "cpu" else 8)
-        times = []
-        for run in range(2):  # the first run pays for cuDNN autotuning
-            out = tmp / f"fused{run}.nii.gz"
-            t0 = time.perf_counter()
-            fuse_files(FuseRequest(mri, pet, out, modality="pet"), lambda: engine)
-            if device != "cpu":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return {"device": device, "first_s": times[0], "second_s": times[1], "slices": 189}
+    engine = load_model(weights, device, batch_size=batch)
+    result: dict[str, Any] = {"device": device, "batch": batch, "slices": HEAD_SLICES}
+    for name, patch in (("scipy_resampling", contextlib.nullcontext()),
+                        ("device_resampling", device_resampling(device))):
+        times, split = [], {}
+        with patch:
+            for run in range(runs):  # the first run pays for cuDNN and allocations
+                out = tmp / f"fused-{name}-{run}.nii.gz"
+                t0 = time.perf_counter()
+                report = fuse_files(FuseRequest(*head, out, modality="pet"), lambda: engine)
+                _sync(device)
+                times.append(time.perf_counter() - t0)
+                split = report.provenance.get("timings_s", {})
+        result[name] = {"runs_s": [round(x, 3) for x in times], "fuse_files_timings_s": split}
+        print(json.dumps({name: result[name]}), flush=True)
+    return result
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--weights", default=None)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--skip-cpu-e2e", action="store_true")
+    parser.add_argument("--device", default="cuda", help="cuda (everything) or cpu "
+                        "(stages and end_to_end only)")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--batch", type=int, default=None,
+                        help="slices per network call end to end (default: cuda 128, cpu 8)")
+    parser.add_argument("--network-sample", type=int, default=None,
+                        help="stages: time the network on this many slices and scale "
+                        "(default: all on cuda, 16 on cpu)")
     args = parser.parse_args()
     import torch
 
     from medfuse.engine.runtime import tune_process
 
     tune_process()
-    if not torch.cuda.is_available():
-        print("bench_gpu: no CUDA device here; run this script on a machine with a GPU")
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here; run it on a GPU machine or pass --device cpu")
         return 2
-    result: dict[str, object] = {
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-        "python": platform.python_version(),
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not cuda:
+        sections = [s for s in sections if s in ("stages", "end_to_end", "cpu_workers")]
+        if args.sections == ",".join(SECTIONS):
+            sections = ["stages"]  # the whole head through a CPU network takes minutes
+    sample = args.network_sample or (None if cuda else 16)
+    batch = args.batch or (128 if cuda else 8)
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+        "torch": torch.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
     }
-    result["accuracy"] = accuracy(args.weights)
-    print(json.dumps(result["accuracy"]), flush=True)
-    result["throughput_auto"] = throughput(args.weights, "auto")
-    result["throughput_float32"] = throughput(args.weights, "float32")
-    result["end_to_end_cuda"] = end_to_end(args.weights, "cuda")
-    print(json.dumps(result["end_to_end_cuda"]), flush=True)
-    if not args.skip_cpu_e2e:
-        result["end_to_end_cpu"] = end_to_end(args.weights, "cpu")
-        print(json.dumps(result["end_to_end_cpu"]), flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        head = _head(tmp)
+        if "accuracy" in sections:
+            result["accuracy"] = accuracy(args.weights, head)
+            print(json.dumps(result["accuracy"]), flush=True)
+        if "throughput" in sections:
+            result["throughput"] = throughput(args.weights)
+        if "stages" in sections:
+            result["stages"] = stages(args.weights, args.device, head, tmp, batch, sample)
+        if "end_to_end" in sections:
+            result["end_to_end"] = end_to_end(args.weights, args.device, head, tmp, batch,
+                                              runs=2 if cuda else 1)
+        if "cpu_workers" in sections:
+            # How the host's cores are best used by --workers: one process with all
+            # threads, or one single-threaded process per core (up to 8).
+            from bench_batch import steady_state
+
+            from medfuse.parallel import available_cpus
+
+            result["cpu_workers"] = steady_state(min(8, available_cpus()), slices=16,
+                                                 rounds=1, weights=args.weights)
+            print(json.dumps(result["cpu_workers"]), flush=True)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json is not None:

@@ -4,10 +4,27 @@ The pairs come from the dataset layout (:mod:`medfuse.io.layout`: ``MRI/`` + ``C
 folders, or a pairs.csv); each goes through :func:`medfuse.fusion.fuse_files`, so a batch
 writes exactly what ``medfuse fuse`` would for every pair. A pair that fails is recorded with
 one line of error and the batch goes on.
+
+Cohort scale is layered on that one per-pair call (:func:`run_task`), so every way of
+running a batch writes the same bytes:
+
+* **parts** (``num_parts``/``part_id``): a pair belongs to part ``sha256(name) mod K``
+  (:func:`part_of`). A hash rather than round-robin over the sorted list, because a pair's
+  part then never changes when pairs are added to or removed from the cohort, so a resumed
+  or re-run part never redoes (or misses) another part's pairs.
+* **the ledger** (:mod:`medfuse.ledger`): one row per pair attempt, per part, so a run can be
+  audited and resumed.
+* **resume**: a pair is redone when its output or provenance record is missing or its last
+  ledger row says failed; staged ``.medfuse-*`` leftovers of a killed run are removed first.
+* **backends**: in this process (serial), a pool of worker processes
+  (:mod:`medfuse.parallel`) or Ray actors (:mod:`medfuse.distributed`); the driver alone
+  decides what to do and writes the ledger, workers only fuse.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,16 +36,28 @@ from medfuse.fusion import DEFAULT_BATCH, FuseRequest, fuse_files
 if TYPE_CHECKING:
     from medfuse.engine import Engine
     from medfuse.io.layout import Pair
+    from medfuse.ledger import Ledger, LedgerRow
 
 #: What ``batch --format`` writes for each pair; None: PNG for ordinary images, NIfTI for
 #: DICOM/NIfTI inputs.
 BATCH_EXTENSIONS = {"png": ".png", "nifti": ".nii.gz", "dicom": ""}
+BACKENDS = ("local", "ray")
+
+#: Called once per finished task with (task index, outcome).
+OnDone = Callable[[int, "PairOutcome"], None]
 
 
 @dataclass
 class BatchRequest:
-    """``medfuse batch``: where the pairs are, where outputs go, and the options every pair
-    shares (``template``'s mri/other/output are filled in per pair)."""
+    """``medfuse batch``: where the pairs are, where outputs go, the options every pair
+    shares (``template``'s mri/other/output are filled in per pair), and how to run.
+
+    ``workers``: processes (``backend="local"``) or Ray actors (``backend="ray"``; None: one
+    per GPU, else one per CPU of the cluster), each with its own engine. ``num_parts`` and
+    ``part_id`` (0-based) pick this run's share of the pairs; ``resume`` redoes only what is
+    not complete. ``address``: a Ray cluster (None: start a local instance).
+    ``gpus_per_worker``: Ray's ``num_gpus`` per actor (None: 1 when the cluster has GPUs).
+    """
 
     in_dir: Path
     out_dir: Path
@@ -38,6 +67,13 @@ class BatchRequest:
     batch_size: int = DEFAULT_BATCH
     template: FuseRequest = field(
         default_factory=lambda: FuseRequest(Path(), Path(), Path()))
+    resume: bool = False
+    num_parts: int = 1
+    part_id: int = 0
+    workers: int | None = 1
+    backend: str = "local"
+    address: str | None = None
+    gpus_per_worker: float | None = None
 
 
 @dataclass
@@ -53,14 +89,18 @@ class BatchItem:
     outputs: list[Path] = field(default_factory=list)
     plan: str = ""
     warnings: list[str] = field(default_factory=list)
+    record: Path | None = None
+    started: str = ""
+    finished: str = ""
 
 
 @dataclass
 class BatchReport:
-    """Every pair of a batch, in order, with its status."""
+    """Every pair of a batch (of this part), in order, with its status."""
 
     items: list[BatchItem]
     out_dir: Path
+    ledger: Path | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for it in self.items if it.status == status)
@@ -68,6 +108,33 @@ class BatchReport:
     @property
     def failed(self) -> list[BatchItem]:
         return [it for it in self.items if it.status == "failed"]
+
+
+@dataclass(frozen=True)
+class PairTask:
+    """One pair's complete request, small and picklable: what a worker process or a Ray
+    actor receives."""
+
+    index: int
+    name: str
+    request: FuseRequest
+
+
+@dataclass
+class PairOutcome:
+    """What became of one task (picklable, sent back from workers)."""
+
+    status: str
+    error: str = ""
+    outputs: list[Path] = field(default_factory=list)
+    plan: str = ""
+    warnings: list[str] = field(default_factory=list)
+    record: Path | None = None
+    started: str = ""
+    finished: str = ""
+
+
+# -- the pairs -------------------------------------------------------------------------
 
 
 def _output_for(pair: Pair, out_dir: Path, ext: str | None) -> Path:
@@ -82,8 +149,10 @@ def _output_for(pair: Pair, out_dir: Path, ext: str | None) -> Path:
 
 
 def _check_out_dir(out_dir: Path, input_folders: Iterable[Path]) -> None:
-    """Refuse an output folder that is, or lies inside, a folder the pairs were found in
-    (``MRI/``, ``PET/``...): its outputs would become inputs of the next run."""
+    """Refuse an output folder that is a file, or is, or lies inside, a folder the pairs
+    were found in (``MRI/``, ``PET/``...): its outputs would become inputs of the next run."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output folder {out_dir} exists and is not a folder")
     target = out_dir.resolve()
     for folder in input_folders:
         src = folder.resolve()
@@ -92,9 +161,30 @@ def _check_out_dir(out_dir: Path, input_folders: Iterable[Path]) -> None:
                              f"folder {folder}")
 
 
+def _check_run(request: BatchRequest) -> None:
+    if request.num_parts < 1:
+        raise UsageError(f"--num-parts {request.num_parts}: must be 1 or more")
+    if not 0 <= request.part_id < request.num_parts:
+        raise UsageError(f"--part-id {request.part_id}: parts are numbered 0 to "
+                         f"{request.num_parts - 1}")
+    if request.backend not in BACKENDS:
+        raise UsageError(f"--backend {request.backend!r}: expected local or ray")
+    if request.backend == "ray":
+        from medfuse.distributed import import_ray
+
+        import_ray()  # a missing extra is a one-line usage error before anything is written
+    if request.workers is not None and request.workers < 1:
+        raise UsageError(f"--workers {request.workers}: must be 1 or more")
+    if request.address and request.backend != "ray":
+        raise UsageError("--address applies to --backend ray only")
+    if request.resume and request.skip_existing:
+        raise UsageError("give --resume or --skip-existing, not both")
+
+
 def batch_items(request: BatchRequest) -> list[BatchItem]:
     """The pairs of a batch with their outputs, and the entries that cannot be paired as
-    failed items (no partner, ambiguous names, bad pairs.csv rows)."""
+    failed items (no partner, ambiguous names, bad pairs.csv rows, a second pair with the
+    same output)."""
     from medfuse.io.layout import read_pairs_csv, read_task, task_folders
 
     ext: str | None = None
@@ -104,22 +194,120 @@ def batch_items(request: BatchRequest) -> list[BatchItem]:
             raise UsageError(f"--format {request.format!r}: expected one of "
                              f"{', '.join(BATCH_EXTENSIONS)}")
         ext = BATCH_EXTENSIONS[key]
+    if not request.in_dir.is_dir():
+        raise UsageError(f"input folder not found: {request.in_dir}")
     if request.pairs_csv is not None:
-        if not request.in_dir.is_dir():
-            raise UsageError(f"input folder not found: {request.in_dir}")
         pairs, problems = read_pairs_csv(request.pairs_csv, request.in_dir)
+        _check_out_dir(request.out_dir, ())
     else:
-        if not request.in_dir.is_dir():
-            raise UsageError(f"input folder not found: {request.in_dir}")
         task = read_task(request.in_dir)
         pairs, problems = task.pairs, task.problems
         _check_out_dir(request.out_dir, task_folders(request.in_dir) or ())
     if not pairs and not problems:
         raise UsageError(f"no matching pairs in {request.in_dir}")
-    items = [BatchItem(p.name, p.mri, p.other, _output_for(p, request.out_dir, ext))
-             for p in pairs]
+    entries = _entries(request.pairs_csv, pairs, problems)
+    items: list[BatchItem] = []
+    first: dict[Path, str] = {}
+    for p, entry in zip(pairs, entries):
+        out = _output_for(p, request.out_dir, ext)
+        if out in first:  # two pairs, one output: the second would replace the first
+            items.append(BatchItem(entry, p.mri, p.other, None, "failed",
+                                   f"its output {out.name} is also {first[out]}'s output"))
+            continue
+        first[out] = entry
+        items.append(BatchItem(p.name, p.mri, p.other, out))
     items += [BatchItem(entry, None, None, None, "failed", reason) for entry, reason in problems]
     return items
+
+
+def _entries(pairs_csv: Path | None, pairs: list[Pair],
+             problems: list[tuple[str, str]]) -> list[str]:
+    """What to call each pair in a message about it: its pairs.csv line where it came from
+    one (every data row becomes one pair or one problem, in order), else its name."""
+    if pairs_csv is None:
+        return [p.name for p in pairs]
+    prefix = f"{pairs_csv.name} line "
+    bad = {int(e[len(prefix):]) for e, _ in problems
+           if e.startswith(prefix) and e[len(prefix):].isdigit()}
+    lines = (n for n in range(2, 2 + len(pairs) + len(problems)) if n not in bad)
+    return [f"{prefix}{n}" for n, _ in zip(lines, pairs)]
+
+
+def part_of(name: str, num_parts: int) -> int:
+    """The part (0 to ``num_parts - 1``) a pair named ``name`` belongs to: a stable hash,
+    the same on every machine and Python version, independent of the other pairs."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % num_parts
+
+
+# -- completion, resume ------------------------------------------------------------------
+
+
+def record_path(output: Path) -> Path:
+    """Where :func:`~medfuse.fusion.fuse_files` writes the provenance record of ``output``."""
+    from medfuse.provenance import record_path as provenance_record_path
+
+    return provenance_record_path(output)
+
+
+def _output_present(output: Path) -> bool:
+    """The output exists: a file, a folder (DICOM series, PNG slices) or, for a volume
+    written as ``name.png``, its slices ``name_0000.png``..."""
+    if output.exists():
+        return True
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    pattern = f"{glob.escape(stem)}_[0-9][0-9][0-9][0-9]*{glob.escape(output.suffix)}"
+    return bool(output.suffix) and next(output.parent.glob(pattern), None) is not None
+
+
+def _relative(path: Path | None, out_dir: Path) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.relative_to(out_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def is_complete(item: BatchItem, last_status: str | None) -> bool:
+    """Whether a pair needs no more work: its last attempt did not fail, and its output is
+    there and so is its provenance record (written after the output, so it marks a
+    finished pair; a kill between the two leaves the pair to be redone)."""
+    assert item.output is not None
+    if last_status == "failed" or not _output_present(item.output):
+        return False
+    return record_path(item.output).exists()
+
+
+def clean_leftovers(items: Iterable[BatchItem], sharded: bool) -> list[Path]:
+    """Remove what a killed run left staged for these pairs (``.medfuse-NAME.*`` beside each
+    output or record); PNG slice staging (``.medfuse-slices.*``) names no pair, so it is
+    removed only when the run is not sharded (another part may be writing it now). Each
+    folder is listed once, however many pairs write into it."""
+    from medfuse.io.outputs import STAGING_MARK, remove_staging
+
+    targets: dict[Path, set[str]] = {}
+    for it in items:
+        if it.output is not None:
+            for target in (it.output, record_path(it.output)):
+                targets.setdefault(target.parent, set()).add(target.name)
+    removed: list[Path] = []
+    for folder, names in targets.items():
+        try:
+            staged = [p for p in folder.iterdir() if p.name.startswith(STAGING_MARK)]
+        except OSError:  # no folder yet: nothing staged
+            continue
+        for p in staged:
+            rest = p.name[len(STAGING_MARK):]
+            cuts = [i for i, ch in enumerate(rest) if ch == "."]
+            mine = any(rest[:i] in names for i in cuts)
+            if mine or (not sharded and rest.startswith("slices.") and rest.endswith(".part")):
+                remove_staging(p)
+                removed.append(p)
+    return removed
+
+
+# -- one pair ----------------------------------------------------------------------------
 
 
 def _one_line(exc: BaseException) -> str:
@@ -128,20 +316,133 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def fuse_batch(
-    request: BatchRequest,
-    engine_loader: Callable[[], Engine],
-    progress: Callable[[BatchItem, int, int], None] | None = None,
-) -> BatchReport:
-    """Fuse every pair of a folder or pairs.csv; a pair that fails is recorded and the batch
-    goes on. The engine is loaded once, when the first pair needs it. ``progress`` is called
-    after each item with (item, items done, items in all)."""
-    from medfuse.io.outputs import check_output
+def run_task(task: PairTask, engine_loader: Callable[[], Engine]) -> PairOutcome:
+    """Fuse one pair, catching its failure: the one per-pair call every backend makes."""
+    from medfuse.ledger import now
 
-    items = batch_items(request)
-    out_dir = request.out_dir
-    inputs = [p for it in items for p in (it.mri, it.other) if p is not None]
+    started = now()
+    try:
+        report = fuse_files(task.request, engine_loader)
+        outcome = PairOutcome("fused", "", report.outputs, report.plan.describe(),
+                              report.warnings, report.record)
+    except MedfuseError as exc:
+        outcome = PairOutcome("failed", str(exc))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # one pair's surprise must not end the batch
+        outcome = PairOutcome("failed", _one_line(exc))
+    outcome.started, outcome.finished = started, now()
+    return outcome
+
+
+# -- the batch ---------------------------------------------------------------------------
+
+
+def _row(item: BatchItem, out_dir: Path, part: str) -> LedgerRow:
+    from medfuse.ledger import LedgerRow
+
+    return LedgerRow(
+        item.name, "" if item.mri is None else str(item.mri),
+        "" if item.other is None else str(item.other), item.status, item.error,
+        _relative(item.output, out_dir), _relative(item.record, out_dir),
+        item.started, item.finished, part,
+    )
+
+
+class _InputIndex:
+    """Every input of a batch, resolved once, so checking each output against all of them
+    (the output policy: never an input, never inside an input folder, never holding an
+    input) costs a few set lookups instead of a pass over the cohort (quadratic: hours
+    for ten thousand pairs)."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.files: set[Path] = set()
+        self.holder: dict[Path, Path] = {}  # a folder -> one input below it
+        for p in paths:
+            r = Path(p).resolve()
+            self.files.add(r)
+            for parent in r.parents:
+                self.holder.setdefault(parent, r)
+
+    def clashing(self, output: Path) -> list[Path]:
+        """The inputs the output policy must see for ``output``: one it is, ones it lies
+        inside, one it holds."""
+        target = output.resolve()
+        hits = [q for q in (target, *target.parents) if q in self.files]
+        if target in self.holder:
+            hits.append(self.holder[target])
+        return hits
+
+
+@dataclass
+class _Run:
+    """The driver's state: items, ledger, progress."""
+
+    items: list[BatchItem]
+    out_dir: Path
+    ledger: Ledger
+    part: str
+    progress: Callable[[BatchItem, int, int], None] | None
+    done: int = 0
+
+    def finish(self, item: BatchItem) -> None:
+        from medfuse.ledger import now
+
+        if not item.started:
+            item.started = item.finished = now()
+        self.ledger.append(_row(item, self.out_dir, self.part))
+        self.done += 1
+        if self.progress is not None:
+            self.progress(item, self.done, len(self.items))
+
+
+def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[PairTask]:
+    """Settle every item that needs no fusing (unpairable, done, refused) and return the
+    tasks for the rest, with their per-pair requests."""
+    from medfuse.io.outputs import check_output
+    from medfuse.ledger import latest, read_ledger
+
     fmt = request.format.strip().lower() if request.format else None
+    inputs = _InputIndex(p for it in items for p in (it.mri, it.other) if p is not None)
+    previous = latest(read_ledger(request.out_dir)) if request.resume else {}
+    tasks: list[PairTask] = []
+    for n, it in enumerate(items):
+        if it.status == "failed":
+            run.finish(it)
+            continue
+        assert it.mri is not None and it.other is not None and it.output is not None
+        force = request.template.force
+        try:
+            if request.resume:
+                last = previous.get((it.name, _relative(it.output, request.out_dir)))
+                if is_complete(it, None if last is None else last.status):
+                    it.status = "skipped"
+                force = True  # redoing a pair of this run replaces what it left
+            elif (request.skip_existing and (it.output.exists() or it.output.is_symlink())
+                  and it.output.resolve() not in inputs.files):
+                it.status = "skipped"
+            if it.status == "pending":
+                kind = "folder" if fmt == "dicom" else "file"
+                check_output(it.output, force, [it.mri, it.other, *inputs.clashing(it.output)],
+                             kind=kind)
+                record = record_path(it.output)
+                check_output(record, force, [it.mri, it.other, *inputs.clashing(record)],
+                             label="provenance record")
+        except MedfuseError as exc:
+            it.status, it.error = "failed", str(exc)
+        if it.status != "pending":
+            if it.status == "skipped":
+                record = record_path(it.output)
+                it.record = record if record.exists() else None
+            run.finish(it)
+            continue
+        one = replace(request.template, mri=it.mri, other=it.other, output=it.output,
+                      format="dicom" if fmt == "dicom" else None, preview=None, force=force)
+        tasks.append(PairTask(n, it.name, one))
+    return tasks
+
+
+def _serial(tasks: list[PairTask], engine_loader: Callable[[], Engine], on_done: OnDone) -> None:
     engine: Engine | None = None
 
     def get_engine() -> Engine:
@@ -150,41 +451,77 @@ def fuse_batch(
             engine = engine_loader()
         return engine
 
-    for n, it in enumerate(items, start=1):
-        if it.status == "failed":
-            if progress is not None:
-                progress(it, n, len(items))
-            continue
-        assert it.mri is not None and it.other is not None and it.output is not None
-        try:
-            exists = it.output.exists() or it.output.is_symlink()
-            if exists and request.skip_existing and not any(
-                    it.output.resolve() == Path(p).resolve() for p in inputs):
-                it.status = "skipped"
-            else:
-                check_output(it.output, request.template.force, inputs,
-                             kind="folder" if fmt == "dicom" else "file")
-                one = replace(request.template, mri=it.mri, other=it.other, output=it.output,
-                              format="dicom" if fmt == "dicom" else None, preview=None)
-                report = fuse_files(one, get_engine)
-                it.status, it.outputs = "fused", report.outputs
-                it.plan, it.warnings = report.plan.describe(), report.warnings
-        except MedfuseError as exc:
-            it.status, it.error = "failed", str(exc)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # one pair's surprise must not end the batch
-            it.status, it.error = "failed", _one_line(exc)
-        if progress is not None:
-            progress(it, n, len(items))
-    return BatchReport(items, out_dir)
+    for i, task in enumerate(tasks):
+        on_done(i, run_task(task, get_engine))
+
+
+def fuse_batch(
+    request: BatchRequest,
+    engine_loader: Callable[[], Engine],
+    progress: Callable[[BatchItem, int, int], None] | None = None,
+) -> BatchReport:
+    """Fuse every pair of a folder or pairs.csv (or of one part of them); a pair that
+    fails is recorded and the batch goes on. Every attempt is a row of the part's ledger.
+
+    The engine is loaded once per process that fuses, when its first pair needs it; for
+    worker processes and Ray actors ``engine_loader`` must be picklable (an
+    :class:`~medfuse.parallel.EngineSpec`, a class, a module-level function). ``progress``
+    is called after each item with (item, items done, items in this part).
+    """
+    from medfuse.ledger import Ledger, ledger_path
+
+    _check_run(request)
+    items = batch_items(request)
+    if request.num_parts > 1:
+        items = [it for it in items
+                 if part_of(it.name, request.num_parts) == request.part_id]
+    sharded = request.num_parts > 1
+    part = f"{request.part_id}/{request.num_parts}" if sharded else ""
+    path = ledger_path(request.out_dir, (request.part_id, request.num_parts))
+    report = BatchReport(items, request.out_dir, path)
+    if not items:
+        return report
+    if request.resume:
+        clean_leftovers(items, sharded)
+    run = _Run(items, request.out_dir, Ledger(path), part, progress)
+    tasks = _decide(request, items, run)
+
+    def on_done(i: int, outcome: PairOutcome) -> None:
+        it = items[tasks[i].index]
+        it.status, it.error, it.outputs = outcome.status, outcome.error, outcome.outputs
+        it.plan, it.warnings, it.record = outcome.plan, outcome.warnings, outcome.record
+        it.started, it.finished = outcome.started, outcome.finished
+        run.finish(it)
+
+    if not tasks:
+        return report
+    if request.backend == "ray":
+        from medfuse.distributed import run_ray
+
+        run_ray(tasks, engine_loader, on_done, address=request.address,
+                workers=request.workers, gpus_per_worker=request.gpus_per_worker)
+    elif (request.workers or 1) > 1 and len(tasks) > 1:
+        from medfuse.parallel import run_pool
+
+        run_pool(tasks, engine_loader, on_done, workers=request.workers or 1)
+    else:
+        _serial(tasks, engine_loader, on_done)
+    return report
 
 
 __all__ = [
+    "BACKENDS",
     "BATCH_EXTENSIONS",
     "BatchItem",
     "BatchReport",
     "BatchRequest",
+    "PairOutcome",
+    "PairTask",
     "batch_items",
+    "clean_leftovers",
     "fuse_batch",
+    "is_complete",
+    "part_of",
+    "record_path",
+    "run_task",
 ]

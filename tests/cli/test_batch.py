@@ -10,6 +10,7 @@ import pytest
 
 from helpers.checks import files_under, no_leftovers
 from helpers.cli import run
+from helpers.cohort import outputs_in
 from helpers.synth import (
     MR_AFFINE,
     MR_SHAPE,
@@ -31,7 +32,7 @@ def test_batch_with_the_network(tmp_path: Path, random_weights: Path) -> None:
     out = tmp_path / "out"
     r = run("batch", src, out, "-w", random_weights, "--batch-size", "2")
     assert r.code == 1, r.text  # something failed
-    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert outputs_in(out) == ["p0.png", "p1.png", "p2.png"]
     assert "lonely.png: no matching input" in r.err and "failed broken" in r.err
     assert "fused 3, skipped 0 (existing), failed 2" in r.err
     assert read_pixels(out / "p0.png")[0].shape == (32, 32, 3)
@@ -57,7 +58,7 @@ def test_truncated_png_among_good_pairs(tmp_path: Path, mean_engine: None) -> No
     out = tmp_path / "out"
     r = run("batch", src, out)
     assert r.code == 1, r.text
-    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p3.png"]
+    assert outputs_in(out) == ["p0.png", "p1.png", "p3.png"]
     failed = [ln for ln in r.err_lines() if ln.startswith("failed")]
     assert len(failed) == 1 and "p2" in failed[0] and str(bad) in failed[0]
     assert "fused 3, skipped 0 (existing), failed 1" in r.err
@@ -72,7 +73,7 @@ def test_pairs_csv(tmp_path: Path, mean_engine: None) -> None:
     out = tmp_path / "out"
     r = run("batch", src, out, "--pairs", csv)
     assert r.code == 0, r.text
-    assert sorted(p.name for p in out.iterdir()) == ["first.png", "p1.png"]
+    assert outputs_in(out) == ["first.png", "p1.png"]
 
 
 def test_pairs_csv_with_bom_and_subfolders(tmp_path: Path, mean_engine: None) -> None:
@@ -84,7 +85,7 @@ def test_pairs_csv_with_bom_and_subfolders(tmp_path: Path, mean_engine: None) ->
     out = tmp_path / "out"
     r = run("batch", src, out, "--pairs", csv)
     assert r.code == 0, r.text
-    assert files_under(out) == ["a/b/first.png", "p1.png"]
+    assert outputs_in(out) == ["a/b/first.png", "p1.png"]
 
 
 @pytest.mark.parametrize("bad_out", ["../x.png", "ABSOLUTE", "a/../../x.png", "~/x.png"])
@@ -101,7 +102,7 @@ def test_pairs_csv_never_writes_outside_out_dir(tmp_path: Path, mean_engine: Non
     assert r.code == 1, r.text
     failed = [ln for ln in r.err_lines() if ln.startswith("failed")]
     assert len(failed) == 1 and "pairs.csv line 2" in failed[0] and "output folder" in failed[0]
-    assert files_under(out) == ["p1.png"]  # the good row is still fused
+    assert outputs_in(out) == ["p1.png"]  # the good row is still fused
     after = [f for f in files_under(tmp_path) if not f.startswith("work/out/")]
     assert after == before  # nothing anywhere else
     assert not outside.exists() and not (tmp_path / "work" / "x.png").exists()
@@ -115,7 +116,7 @@ def test_ambiguous_names_reported(tmp_path: Path, mean_engine: None) -> None:
     out = tmp_path / "out"
     r = run("batch", src, out)
     assert r.code == 1, r.text
-    assert sorted(p.name for p in out.iterdir()) == ["p0.png"]
+    assert outputs_in(out) == ["p0.png"]
     assert "several inputs share this name (p1.jpg, p1.png)" in r.err
 
 
@@ -144,7 +145,7 @@ def test_out_dir_inside_an_input_folder_is_refused(tmp_path: Path, mean_engine: 
     assert files_under(src) == ["MRI/p0.png", "MRI/p1.png", "PET/p0.png", "PET/p1.png"]
     r = run("batch", src, src / "fused")
     assert r.code == 0, r.text
-    assert files_under(src / "fused") == ["p0.png", "p1.png"]
+    assert outputs_in(src / "fused") == ["p0.png", "p1.png"]
 
 
 def test_batch_volumes(tmp_path: Path, mean_engine: None) -> None:
@@ -158,9 +159,41 @@ def test_batch_volumes(tmp_path: Path, mean_engine: None) -> None:
     out = tmp_path / "out"
     r = run("batch", src, out, "--modality", "pet")
     assert r.code == 0, r.text
-    assert sorted(p.name for p in out.iterdir()) == ["case1.nii.gz", "case2.nii.gz"]
+    assert outputs_in(out) == ["case1.nii.gz", "case2.nii.gz"]
     assert nib.load(out / "case1.nii.gz").shape == MR_SHAPE
     r = run("batch", src, tmp_path / "png", "--format", "png", "-v")
     assert r.code == 0, r.text
-    assert len(list((tmp_path / "png").iterdir())) == 2 * MR_SHAPE[2]  # case1_0000.png...
+    assert len(outputs_in(tmp_path / "png")) == 2 * MR_SHAPE[2]  # case1_0000.png...
     assert "case1: 8 axial slice(s); modality pet" in r.err  # -v: the plan of each pair
+
+
+def test_workers_parts_and_resume(tmp_path: Path, mean_engine: None) -> None:
+    """--workers 2 writes what the serial run writes; two parts fill one folder; --resume
+    after a lost output redoes that pair only."""
+    from helpers.cohort import digest_tree
+
+    src = image_task(tmp_path / "in", 4)
+    assert run("batch", src, tmp_path / "serial", "-q").code == 0
+    r = run("batch", src, tmp_path / "pool", "--workers", "2")
+    assert r.code == 0 and "fused 4, skipped 0 (existing), failed 0" in r.err, r.text
+    assert digest_tree(tmp_path / "pool") == digest_tree(tmp_path / "serial")
+    out = tmp_path / "parts"
+    for k in ("0", "1"):
+        assert run("batch", src, out, "--num-parts", "2", "--part-id", k, "-q").code == 0
+    assert digest_tree(out) == digest_tree(tmp_path / "serial")
+    (out / "p2.png").unlink()
+    r = run("batch", src, out, "--resume")
+    assert r.code == 0 and "fused 1, skipped 3 (done), failed 0" in r.err, r.text
+    r = run("batch", src, out, "--num-parts", "2", "--part-id", "2")
+    assert r.code == 2 and "--part-id 2: parts are numbered 0 to 1" in r.err
+
+
+def test_ray_backend_without_ray_is_one_line(tmp_path: Path, mean_engine: None,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    src = image_task(tmp_path / "in", 2)
+    r = run("batch", src, tmp_path / "out", "--backend", "ray")
+    assert r.code == 2 and len(r.err_lines()) == 1, r.text
+    assert 'pip install "medfuse[ray]"' in r.err

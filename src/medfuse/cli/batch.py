@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -33,14 +34,43 @@ from medfuse.cli.options import (
     show_warnings,
 )
 
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Redo only pairs not completed by an earlier run into OUT_DIR (output or provenance record missing, or last attempt failed); cleans staged leftovers of a killed run.")]
+PartsOpt = Annotated[int, typer.Option("--num-parts", min=1, help="Split the pairs into K parts (by a stable hash of each pair's name) ...")]
+PartIdOpt = Annotated[int, typer.Option("--part-id", min=0, help="... and fuse part I (0 to K-1) only; each part writes its own ledger.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes (local) or Ray actors (default: 1 local; Ray: one per GPU, else per CPU), each with its own engine.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="local (this machine) or ray (needs medfuse's optional extra named ray).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local Ray instance).")]
+GpusOpt = Annotated[float | None, typer.Option("--gpus-per-worker", min=0.0, help="Ray: share of a GPU per actor (default: 1 when the cluster has GPUs).")]
+
+
+def _engine_for(weights: str | None, device: str, verbose: bool, batch_size: int,
+                elsewhere: bool) -> Callable[[], Any]:
+    """The CLI's loader for this process, or a picklable spec for worker processes and Ray
+    actors (an engine injected by an embedding application travels as it is)."""
+    from medfuse.cli import options
+    from medfuse.parallel import EngineSpec
+
+    if not elsewhere:
+        return engine_loader(weights, device, verbose, batch_size)
+    if options._injected:
+        return options._injected[-1]
+    return EngineSpec(weights, device, batch_size)
+
 
 @app.command()
 @handle_errors
 def batch(
     in_dir: Annotated[Path, typer.Argument(help="Folder with MRI/ and CT/, PET/ or SPECT/ (or the base of --pairs paths).")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder for the fused outputs.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the fused outputs and the ledger (medfuse-ledger*.csv).")],
     pairs: Annotated[Path | None, typer.Option("--pairs", help="CSV with columns mri, other[, out].")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave pairs whose output exists.")] = False,
+    resume: ResumeOpt = False,
+    num_parts: PartsOpt = 1,
+    part_id: PartIdOpt = 0,
+    workers: WorkersOpt = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    gpus_per_worker: GpusOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Volume slices per network call.")] = 8,
     fmt: Annotated[str | None, typer.Option("--format", help="png, nifti or dicom for every pair (default: png for images, nifti for DICOM/NIfTI).")] = None,
     modality: ModalityOpt = None,
@@ -61,7 +91,7 @@ def batch(
     debug: DebugOpt = False,
 ) -> None:
     """Fuse every pair in a folder (images, DICOM series, NIfTI volumes); keeps going past
-    bad pairs, reports them and exits 1 if any failed."""
+    bad pairs, reports them and exits 1 if any failed. Every attempt is a ledger row."""
     from medfuse.batch import BatchItem, BatchRequest, fuse_batch
     from medfuse.fusion import FuseRequest
 
@@ -70,7 +100,11 @@ def batch(
         mri_window=mri_window, colormap=colormap, modality=modality, resize=resize,
         stretch=stretch, bit_depth=bit_depth, anonymize=anonymize, force=force,
     )
-    request = BatchRequest(in_dir, out_dir, pairs, fmt, skip_existing, batch_size, template)
+    request = BatchRequest(in_dir, out_dir, pairs, fmt, skip_existing, batch_size, template,
+                           resume, num_parts, part_id, workers or (None if backend == "ray" else 1),
+                           backend.strip().lower(), address, gpus_per_worker)
+    elsewhere = request.backend == "ray" or (request.workers or 1) > 1
+    loader = _engine_for(weights, device, verbose, batch_size, elsewhere)
     with progress_bar("fusing", None, not quiet) as update:
 
         def step(item: BatchItem, done: int, total: int) -> None:
@@ -78,7 +112,7 @@ def batch(
             if verbose and item.plan:
                 console.print(f"{escape(item.name)}: {escape(item.plan)}", soft_wrap=True)
 
-        report = fuse_batch(request, engine_loader(weights, device, verbose, batch_size), step)
+        report = fuse_batch(request, loader, step)
     for it in report.items:
         if not quiet:
             show_warnings([f"{it.name}: {w}" for w in it.warnings])
@@ -86,7 +120,7 @@ def batch(
             console.print(f"[red]failed[/] {escape(it.name)}: {escape(it.error)}", soft_wrap=True, emoji=False)
     if not quiet or report.failed:
         console.print(f"fused {report.count('fused')}, skipped {report.count('skipped')} "
-                      f"(existing), failed {len(report.failed)}; outputs in {out_dir}",
-                      markup=False, soft_wrap=True)
+                      f"({'done' if resume else 'existing'}), failed {len(report.failed)}; "
+                      f"outputs in {out_dir}", markup=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -74,6 +74,19 @@ class Engine:
     ``tile_threshold`` / ``tile_size``: images with more pixels than the threshold run in
     exact tiles of ``tile_size`` (plus :data:`~medfuse.engine.tiling.MARGIN`), which bounds
     memory without changing the result.
+
+    On CUDA (nothing here changes the CPU path, whose results stay bit-identical):
+
+    * ``cuda_fold_options`` are passed to the network's ``fold`` on CUDA only. The default
+      turns GeSeNet's box-sparse body off: it is a CPU cache trade-off, and finding its
+      boxes loops over every image of a batch in Python with a host synchronisation per
+      band (thousands per 512-slice batch), while the dense body is cheap on a GPU.
+    * both inputs of a call travel in one copy from a page-locked buffer the engine keeps
+      (allocating page-locked memory per call costs more than the copy), are padded on
+      the device, and masks are copied back only when asked for.
+    * ``cudnn_benchmark`` lets cuDNN time its algorithms per input shape during this
+      engine's calls only; off by default because the chosen algorithm, and so the last
+      bits of a result, may then differ between runs.
     """
 
     model: FusionNetwork
@@ -85,7 +98,10 @@ class Engine:
     precision: str = "auto"
     cpu_micro_batch: int = CPU_MICRO_BATCH
     tile_size: int = TILE
+    cuda_fold_options: dict[str, Any] = field(default_factory=lambda: {"sparse": "never"})
+    cudnn_benchmark: bool = False
     _sha256: str | None = field(default=None, repr=False)
+    _pinned: Any = field(default=None, repr=False)
 
     @property
     def weights_sha256(self) -> str | None:
@@ -125,9 +141,9 @@ class Engine:
         run = self._run_tiled if tiled else self._run_whole
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
-            f, a, b = run(mri[sl], other[sl])
+            f, a, b = run(mri[sl], other[sl], with_masks)
             fused[sl] = f
-            if mm is not None and mf is not None:
+            if mm is not None and mf is not None and a is not None and b is not None:
                 mm[sl], mf[sl] = a, b
         if single:
             return fused[0], (mm[0] if mm is not None else None), (mf[0] if mf is not None else None)
@@ -161,6 +177,8 @@ class Engine:
         itself (training mode, or ``fast=False``). Both keep the FusionPass contract."""
         if not self.fast or self.model.training:
             return self.model
+        if self.device.type == "cuda":
+            return self.model.fold(dtype=self.compute_dtype(), **self.cuda_fold_options)
         return self.model.fold(dtype=self.compute_dtype())
 
     def _load(self, t: torch.Tensor) -> torch.Tensor:
@@ -177,6 +195,27 @@ class Engine:
         t = torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1)
         return pad_to_multiple(t, self.model.SIZE_MULTIPLE)
 
+    def _inputs(self, mri: np.ndarray, other: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both (N, H, W) inputs as padded (N, 1, H', W') tensors on the device. On CUDA
+        they go in one non-blocking copy from the engine's reusable page-locked buffer
+        (safe to refill: every call ends by copying its results back, which waits for the
+        stream) and are padded there; elsewhere as before."""
+        if self.device.type != "cuda":
+            return self._load(self._host(mri)), self._load(self._host(other))
+        import torch
+
+        n, h, w = mri.shape
+        size = 2 * n * h * w
+        if self._pinned is None or self._pinned.numel() < size:
+            self._pinned = torch.empty(size, dtype=torch.float32, pin_memory=True)
+        host = self._pinned[:size].view(2, n, h, w)
+        staged = host.numpy()
+        np.copyto(staged[0], mri)
+        np.copyto(staged[1], other)
+        both = host.to(self.device, non_blocking=True)
+        m = self.model.SIZE_MULTIPLE
+        return pad_to_multiple(both[0].unsqueeze(1), m), pad_to_multiple(both[1].unsqueeze(1), m)
+
     @staticmethod
     def _to_numpy(t: torch.Tensor) -> np.ndarray:
         return t.float().cpu().numpy()
@@ -184,33 +223,39 @@ class Engine:
     def _exact_float32(self) -> contextlib.AbstractContextManager[None]:
         """On CUDA in float32, convolutions and matmuls without TF32 for this call only:
         torch allows TF32 in cuDNN by default, which put CUDA float32 4e-4 off the CPU and
-        flipped mask pixels (measured on an H200); without it the gap is 5e-7."""
+        flipped mask pixels (measured on an H200); without it the gap is 5e-7. With
+        ``cudnn_benchmark``, cuDNN's autotuner is on for this call only too."""
         import torch
 
-        if self.device.type != "cuda" or self.compute_dtype() != torch.float32:
+        if self.device.type != "cuda":
             return contextlib.nullcontext()
-        return _without_tf32()
+        exact = self.compute_dtype() == torch.float32
+        if not exact and not self.cudnn_benchmark:
+            return contextlib.nullcontext()
+        return _cuda_flags(allow_tf32=not exact, benchmark=self.cudnn_benchmark)
 
     def _run_whole(
-        self, mri: np.ndarray, other: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, mri: np.ndarray, other: np.ndarray, with_masks: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         import torch
 
         h, w = mri.shape[-2:]
         net = self._network()
         with torch.inference_mode(), self._exact_float32():
-            a = self._load(self._host(mri))
-            b = self._load(self._host(other))
+            a, b = self._inputs(mri, other)
             out = net.fuse(a, b, return_bodies=False)
             crop = (slice(None), 0, slice(0, h), slice(0, w))
+            fused = self._to_numpy(out.fused[crop])
+            if not with_masks:
+                return fused, None, None
             return (
-                self._to_numpy(out.fused[crop]),
+                fused,
                 self._to_numpy(out.mask_mri[crop]),
                 self._to_numpy(out.mask_functional[crop]),
             )
 
     def _run_tiled(
-        self, mri: np.ndarray, other: np.ndarray
+        self, mri: np.ndarray, other: np.ndarray, with_masks: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact tiled inference (:func:`~medfuse.engine.tiling.fuse_tiled`), cropped back
         from the padded size."""
@@ -227,14 +272,17 @@ class Engine:
 
 
 @contextlib.contextmanager
-def _without_tf32() -> Iterator[None]:
+def _cuda_flags(allow_tf32: bool, benchmark: bool) -> Iterator[None]:
+    """cuDNN/matmul flags for one call, restored afterwards (no process-wide change)."""
     import torch
 
     matmul = torch.backends.cuda.matmul.allow_tf32
     cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                     deterministic=cudnn.deterministic, allow_tf32=False):
-        torch.backends.cuda.matmul.allow_tf32 = False
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=benchmark or cudnn.benchmark,
+                     deterministic=cudnn.deterministic,
+                     allow_tf32=cudnn.allow_tf32 if allow_tf32 else False):
+        if not allow_tf32:
+            torch.backends.cuda.matmul.allow_tf32 = False
         try:
             yield
         finally:

@@ -20,6 +20,7 @@ Conventions (the same for every reader and writer, so no function guesses geomet
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -264,10 +265,118 @@ def resample_slab(
     return sample(source)
 
 
+class DeviceResampler:
+    """:func:`resample_slab` on a torch device: the same geometry, trilinear weights and
+    NaN-outside rule, computed by ``torch.nn.functional.grid_sample``.
+
+    Why: scipy's ``map_coordinates`` runs on one core, and for a 1 mm head beside a 2 mm
+    PET it took 0.67 s of a 1.7 s non-network pipeline on the benchmark CPU, which a GPU
+    pipeline would otherwise wait on. The source volume is uploaded once (float32) and
+    each slab is sampled where it lies; the voxel coordinates are computed in float64 on
+    the device exactly as :func:`resample_slab` computes them, so "outside" is decided
+    identically. The interpolation runs in ``dtype``: float64 by default, like scipy, so a
+    target voxel centre that falls on a source voxel centre samples exactly that voxel
+    (in float32 the grid's normalisation moves it by ~1e-7 voxel, onto the neighbour's
+    cell, and a NaN neighbour then spreads one voxel further than in scipy); float32
+    halves the memory of the uploaded volume and stays within 1e-5 of scipy on values in
+    [0, 1]. Tested against :func:`resample_slab` on CPU torch.
+    """
+
+    def __init__(
+        self,
+        source: np.ndarray,
+        source_affine: np.ndarray,
+        target_affine: np.ndarray,
+        plane_shape: tuple[int, int],
+        device: object = "cpu",
+        dtype: object = None,
+    ) -> None:
+        import torch
+
+        self.device = torch.device(str(device))
+        self.dtype = dtype if dtype is not None else torch.float64
+        src = np.asarray(source)
+        self.shape = tuple(int(n) for n in src.shape[:3])
+        self.rgb = src.ndim == 4
+        vol = torch.from_numpy(np.ascontiguousarray(src))
+        vol = vol.permute(3, 0, 1, 2) if self.rgb else vol[None]  # (C, I, J, K)
+        # grid_sample's 5D input is (N, C, D, H, W): D, H, W are the source's i, j, k.
+        # Uploaded as stored (int16 CT is a quarter of float64), converted on the device.
+        self.volume = vol[None].to(self.device).to(self.dtype)
+        self.to_source = np.linalg.inv(np.asarray(source_affine, np.float64)) @ np.asarray(
+            target_affine, np.float64)
+        self.plane_shape = (int(plane_shape[0]), int(plane_shape[1]))
+
+    def coordinates(self, start: int, stop: int) -> Any:
+        """Source voxel coordinates (3, n, rows, cols) float64 of the target slab's voxel
+        centres, snapped onto the grid's faces within 1e-6 as :func:`resample_slab` does."""
+        import torch
+
+        kw = {"dtype": torch.float64, "device": self.device}
+        rows, cols = self.plane_shape
+        n = torch.arange(start, stop, **kw).view(-1, 1, 1)
+        r = torch.arange(rows, **kw).view(1, -1, 1)
+        c = torch.arange(cols, **kw).view(1, 1, -1)
+        m = self.to_source
+        eps = 1e-6
+        out = []
+        for axis in range(3):
+            x = (n * float(m[axis, 0]) + r * float(m[axis, 1])) + c * float(m[axis, 2])
+            x = x + float(m[axis, 3])
+            top = float(self.shape[axis] - 1)
+            x = torch.where((x > -eps) & (x < 0), torch.zeros_like(x), x)
+            x = torch.where((x > top) & (x < top + eps), torch.full_like(x, top), x)
+            out.append(x)
+        return torch.stack(out)
+
+    def slab_tensor(self, start: int, stop: int) -> Any:
+        """Slices ``start:stop`` as a float32 tensor on the device, ``(n, rows, cols)`` or
+        ``(n, rows, cols, 3)``, NaN where a point lies outside the source grid (NaN in
+        the source spreads to its trilinear neighbourhood, as in scipy)."""
+        import torch
+        import torch.nn.functional as F
+
+        coords = self.coordinates(start, stop)
+        outside = torch.zeros(coords.shape[1:], dtype=torch.bool, device=self.device)
+        norm = []
+        for axis in range(3):
+            x = coords[axis]
+            top = self.shape[axis] - 1
+            outside |= (x < 0) | (x > top)
+            norm.append(x * (2.0 / top) - 1.0 if top > 0 else torch.zeros_like(x))
+        # grid_sample's last grid axis is (x, y, z) = (W, H, D) = (k, j, i).
+        grid = torch.stack([norm[2], norm[1], norm[0]], dim=-1).to(self.dtype)[None]
+        out = F.grid_sample(self.volume, grid, mode="bilinear", padding_mode="border",
+                            align_corners=True)[0].to(torch.float32)  # (C, n, rows, cols)
+        out[:, outside] = float("nan")
+        return out.permute(1, 2, 3, 0) if self.rgb else out[0]
+
+    def slab(self, start: int, stop: int) -> np.ndarray:
+        """Slices ``start:stop`` as :func:`resample_slab` returns them (host float32)."""
+        return self.slab_tensor(start, stop).cpu().numpy()
+
+
+def resample_slab_device(
+    source: np.ndarray,
+    source_affine: np.ndarray,
+    target_affine: np.ndarray,
+    start: int,
+    stop: int,
+    plane_shape: tuple[int, int],
+    device: object = "cpu",
+    dtype: object = None,
+) -> np.ndarray:
+    """One slab through :class:`DeviceResampler` (which keeps the source on the device
+    across slabs; use it directly for more than one)."""
+    return DeviceResampler(source, source_affine, target_affine, plane_shape, device,
+                           dtype).slab(start, stop)
+
+
 __all__ = [
     "AXES",
     "AXIS_INDEX",
     "RAS_TO_LPS",
+    "DeviceResampler",
     "SlicePlane",
     "box_overlap",
     "canonical_view",
@@ -277,6 +386,7 @@ __all__ = [
     "orientation_codes",
     "patient_orientation",
     "resample_slab",
+    "resample_slab_device",
     "same_grid",
     "slice_plane",
     "stack_view",

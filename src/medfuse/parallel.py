@@ -1,0 +1,189 @@
+"""``batch --workers N``: whole pairs in N worker processes, each with its own engine.
+
+Why whole pairs per worker rather than "I/O in workers, the network in the main process":
+on CPU the network is 90% of a pair's time (docs/performance.md: a 1 mm head spends 18 of
+19.5 s in it) and torch already spreads it over the cores, so moving only read, resample
+and write off the main process could win at most their ~10%, at the price of shipping every
+slab between processes. N single-threaded workers instead keep every core busy through
+the serial stages too (scipy resampling, gzip, PNG encoding are single-threaded) and scale
+by whole studies with nothing shared; the same split serves Ray actors and GPUs. Measured
+on 2 cores in docs/performance.md. Outputs are byte-identical to a serial run: every worker
+calls the one per-pair function (:func:`medfuse.batch.run_task`), and the CPU engine's
+results do not depend on its thread count (tested).
+
+Memory is bounded: each worker holds one study at a time and at most ``2 * N`` small
+task descriptions are queued. A worker that dies (killed, out of memory) fails only the
+pair it was fusing: the pairs that were in flight with it are re-run one at a time in a
+fresh pool to find which one it was, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from medfuse.errors import UsageError
+
+if TYPE_CHECKING:
+    from medfuse.batch import OnDone, PairOutcome, PairTask
+    from medfuse.engine import Engine
+
+#: Task descriptions queued per worker beyond the one it is fusing (keeps workers fed
+#: without holding more than one study each in memory).
+QUEUED_PER_WORKER = 1
+WORKER_DIED = ("the worker process fusing this pair died (killed, or out of memory); "
+               "the other pairs went on")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to load an engine in another process: a picklable stand-in for the CLI's
+    loader closure (worker processes and Ray actors each call it once)."""
+
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    precision: str = "auto"
+
+    def __call__(self) -> Engine:
+        from medfuse.engine import load_model
+
+        return load_model(self.weights, self.device, batch_size=self.batch_size,
+                          precision=self.precision)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_picklable(engine_loader: Callable[[], Any], where: str) -> None:
+    """Refuse, as a usage error, an engine loader that cannot be sent to ``where``."""
+    try:
+        pickle.dumps(engine_loader)
+    except Exception as exc:  # pickling raises many types
+        raise UsageError(f"{where} needs an engine loader that can be pickled (an EngineSpec, "
+                         f"a class or a module-level function); got {engine_loader!r}: "
+                         f"{exc}") from None
+
+
+# -- in the worker ------------------------------------------------------------------------
+
+_loader: Callable[[], Engine] | None = None
+_engine: Engine | None = None
+_threads = 1
+
+
+def _init_worker(loader: Callable[[], Engine], threads: int) -> None:
+    """Worker start-up: the process is medfuse's own, so it takes the measured process
+    tuning (passive OpenMP waiting, allocator) and its share of the cores. Threads go
+    through the environment, read when torch loads (with the engine, not before: a
+    stand-in engine never pays for importing torch)."""
+    global _loader, _threads
+    from medfuse.engine.runtime import tune_process
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    tune_process()
+    _loader, _threads = loader, threads
+
+
+def limit_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads if torch is loaded (an engine may have loaded it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _get_engine() -> Engine:
+    global _engine
+    if _engine is None:
+        assert _loader is not None
+        _engine = _loader()
+        limit_torch_threads(_threads)
+    return _engine
+
+
+def _work(task: PairTask) -> PairOutcome:
+    from medfuse.batch import run_task
+
+    return run_task(task, _get_engine)
+
+
+# -- in the driver ------------------------------------------------------------------------
+
+
+def _drain(
+    indices: list[int], tasks: list[PairTask], on_done: OnDone, size: int,
+    loader: Callable[[], Engine], threads: int,
+) -> tuple[list[int], list[int]]:
+    """Run ``indices`` in a pool of ``size`` workers; returns the tasks lost to a broken
+    pool (in flight when a worker died) and those never started."""
+    import multiprocessing
+
+    todo = deque(indices)
+    ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start is unsafe
+    with ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker,
+                             initargs=(loader, threads)) as pool:
+        pending: dict[Future[PairOutcome], int] = {}
+
+        def feed() -> None:
+            while todo and len(pending) < size * (1 + QUEUED_PER_WORKER):
+                i = todo.popleft()
+                pending[pool.submit(_work, tasks[i])] = i
+
+        feed()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            lost: list[int] = []
+            for fut in done:
+                i = pending.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool:
+                    lost.append(i)
+                    continue
+                on_done(i, outcome)
+            if lost:
+                lost += list(pending.values())
+                pending.clear()
+                return sorted(lost), list(todo)
+            feed()
+    return [], []
+
+
+def run_pool(
+    tasks: list[PairTask],
+    engine_loader: Callable[[], Engine],
+    on_done: OnDone,
+    workers: int,
+    threads: int | None = None,
+) -> None:
+    """Fuse ``tasks`` in ``workers`` spawned processes; ``on_done(index, outcome)`` runs in
+    this process as each finishes (in finishing order). ``threads``: torch threads per
+    worker (default: this process's CPUs shared out)."""
+    from medfuse.batch import PairOutcome
+    from medfuse.ledger import now
+
+    check_picklable(engine_loader, "--workers")
+    size = max(1, min(workers, len(tasks)))
+    threads = threads or max(1, available_cpus() // size)
+    rest = list(range(len(tasks)))
+    while rest:
+        suspects, rest = _drain(rest, tasks, on_done, size, engine_loader, threads)
+        for i in suspects:  # alone in a pool: a death now names its pair
+            if _drain([i], tasks, on_done, 1, engine_loader, threads)[0]:
+                stamp = now()
+                on_done(i, PairOutcome("failed", WORKER_DIED, started=stamp, finished=stamp))
+
+
+__all__ = ["EngineSpec", "available_cpus", "check_picklable", "limit_torch_threads", "run_pool"]
