@@ -306,7 +306,10 @@ def write_nifti(
     if slope is not None:
         img.header.set_slope_inter(slope, inter)
     with atomic_output(p, force=force, inputs=inputs) as tmp, open(tmp, "wb") as raw:
-        stream: Any = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if name.endswith(".gz") else raw
+        # No file name and no time in the gzip header, so the same fusion gives the same
+        # bytes; level 1 as nibabel writes (9 took 0.9 s against 0.1 s for a head volume).
+        stream: Any = (gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=1)
+                       if name.endswith(".gz") else raw)
         try:
             img.to_file_map(nib.Nifti1Image.make_file_map({"image": stream}))
         finally:

@@ -120,6 +120,9 @@ class FusionPlan:
     info: list[str] = field(default_factory=list)
     #: Patient ID and Frame of Reference of both inputs, and whether they agree.
     checks: dict[str, Any] = field(default_factory=dict)
+    #: Resamples the other volume on the engine's device (set by fusion for CUDA engines);
+    #: None: trilinear resampling with scipy on the CPU.
+    resampler: Any = field(default=None, repr=False, compare=False)
 
     @property
     def colour(self) -> bool:
@@ -148,8 +151,11 @@ class FusionPlan:
         has no data), before any window; 2D planes of another size are not yet resized."""
         if self.resampled:
             o = self.other
-            vals = resample_slab(o.data, o.affine, self.mri_stack.affine, start, stop,
-                                 self.plane_shape)
+            if self.resampler is not None:
+                vals = self.resampler.slab(start, stop)
+            else:
+                vals = resample_slab(o.data, o.affine, self.mri_stack.affine, start, stop,
+                                     self.plane_shape)
             if o.slope != 1.0:
                 vals *= np.float32(o.slope)
             if o.inter != 0.0:
