@@ -246,8 +246,10 @@ def read_pair_plan(
     planning (registration included); ``after_read`` is called once both inputs have been
     read, before planning (``fuse_files`` checks its outputs there: after the inputs, whose
     errors say more, and before a registration that may take a while)."""
+    from medfuse.prepare.plan import check_plan_options
     from medfuse.prepare.windowing import parse_window
 
+    check_plan_options(axis, modality, colormap)
     other_w = parse_window(window, "--window")
     mri_w = parse_window(mri_window, "--mri-window")
     floor_value, transparency = parse_floor(floor)
@@ -313,9 +315,33 @@ def _resample_on_device(plan: FusionPlan, engine: Engine) -> None:
                                      plan.plane_shape, device)
 
 
-def _check_request(request: FuseRequest, fmt: str) -> None:
+def check_options(request: FuseRequest) -> None:
+    """Check every option value of ``request`` that needs no input and no output: bit
+    depth, axis, modality, colour map, both windows, floor, preview style, registration.
+    ``fuse_files`` calls it first; a batch calls it once on the request its pairs share,
+    so a bad shared value is one usage error, not a failure of every pair."""
+    from medfuse.io.sinks import PREVIEW_STYLES
+    from medfuse.prepare.plan import check_plan_options
+    from medfuse.prepare.windowing import parse_window
+    from medfuse.registration import METHODS
+
     if request.bit_depth not in (None, 8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, got {request.bit_depth}")
+    check_plan_options(request.axis, request.modality, request.colormap)
+    parse_window(request.window, "--window")
+    parse_window(request.mri_window, "--mri-window")
+    parse_floor(request.floor)
+    style = (request.preview_style or "montage").strip().lower()
+    if style not in PREVIEW_STYLES:
+        raise UsageError(f"--preview-style {request.preview_style!r}: expected one of "
+                         f"{', '.join(PREVIEW_STYLES)}")
+    method = (request.register or "none").strip().lower()
+    if method not in METHODS:
+        raise UsageError(f"--register {request.register!r}: expected one of {', '.join(METHODS)}")
+
+
+def _check_request(request: FuseRequest, fmt: str) -> None:
+    check_options(request)
     if request.preview is not None and request.preview.resolve() == request.output.resolve():
         raise UsageError(f"--preview {request.preview} is the output itself; give another name")
     if fmt == "nifti" and request.slices:
@@ -324,17 +350,7 @@ def _check_request(request: FuseRequest, fmt: str) -> None:
         raise UsageError("--anonymize applies to DICOM output only")
     if request.slice_index is not None and request.slices:
         raise UsageError("give --slice N or --slices SPEC, not both")
-    from medfuse.io.sinks import PREVIEW_STYLES
-    from medfuse.registration import METHODS
-
-    style = (request.preview_style or "montage").strip().lower()
-    if style not in PREVIEW_STYLES:
-        raise UsageError(f"--preview-style {request.preview_style!r}: expected one of "
-                         f"{', '.join(PREVIEW_STYLES)}")
     method = (request.register or "none").strip().lower()
-    if method not in METHODS:
-        raise UsageError(f"--register {request.register!r}: expected one of {', '.join(METHODS)}")
-    parse_floor(request.floor)
     if request.save_transform is not None:
         if method == "none":
             raise UsageError("--save-transform needs --register rigid or affine")
@@ -498,6 +514,7 @@ __all__ = [
     "FuseReport",
     "FuseRequest",
     "FusionResult",
+    "check_options",
     "fuse",
     "fuse_files",
     "fuse_plan",

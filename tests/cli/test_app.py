@@ -31,6 +31,11 @@ USAGE_ERRORS = [
     (["masks", "a.png", "b.png", "-o", "m", "--bogus"], "--bogus"),
     (["masks", "a.png", "b.png"], "--output"),
     (["nosuch"], "nosuch"),
+    (["fuse", "", "b.png", "-o", "f.png"], "empty path"),
+    (["fuse", "a.png", "b.png", "-o", ""], "empty path"),
+    (["batch", "", "out"], "empty path"),
+    (["eval", ""], "empty path"),
+    (["info", "--weights", ""], "empty path"),
 ]
 
 
@@ -75,3 +80,27 @@ def test_help_lists_the_commands() -> None:
 def test_help_does_not_import_torch() -> None:
     code = "import sys; from medfuse.cli import app; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_printable_escapes_what_a_terminal_acts_on() -> None:
+    from medfuse.cli.options import printable
+
+    assert printable("plain näme.png") == "plain näme.png"
+    assert printable("a\x1b[2Jb") == "a\\x1b[2Jb"
+    assert printable("bell\x07 csi\x9b rlo\u202e") == "bell\\x07 csi\\x9b rlo\\u202e"
+    assert printable("two\nlines\tand a tab") == "two\nlines\tand a tab"
+    assert printable("bad byte \udcff") == "bad byte \\udcff"
+
+
+def test_consoles_escape_control_characters_in_markup_and_plain_text() -> None:
+    import io
+
+    from medfuse.cli.options import SafeConsole
+
+    buf = io.StringIO()
+    console = SafeConsole(file=buf, highlight=False, width=200)
+    console.print("[red]failed[/] evil\x1b[2J.png: bad")
+    console.print("evil\x1b[31m.png", markup=False)
+    text = buf.getvalue()
+    assert "\x1b" not in text
+    assert "failed evil\\x1b[2J.png: bad" in text and "evil\\x1b[31m.png" in text

@@ -12,6 +12,13 @@ is imported, what the test asks for through the environment:
   deterministically;
 * ``HOSTILE_TERM_ON_DISCARD=N``: SIGTERM right after the Nth staged path leaves the list of
   paths the SIGTERM handler removes (before the path itself is removed);
+* ``HOSTILE_TERM_ON_CREATE=N``: SIGTERM right after the Nth staged path is created on
+  disk, before the code that created it goes on (a handler that runs at any bytecode, as
+  it does when another thread takes the signal, must find every staged path registered);
+* ``HOSTILE_TERM_HELD_BACK=N``: right after the Nth staged path is created, the SIGTERM
+  handler runs while this thread holds SIGTERM back (as when the signal arrived just before
+  it was blocked); the handler must end the process there: if it returns, the child exits
+  with code 99 at once;
 * ``HOSTILE_MANY=FILE``: run every command of FILE (one JSON argv list a line) in turn in
   this one process (start-up is most of a child's cost), each one's stderr ended by
   ``SEPARATOR`` and its exit code (see :func:`run_many`).
@@ -75,6 +82,33 @@ def _term_after_discards(n: int) -> None:
     outputs._Cleanup.discard = classmethod(discard)  # type: ignore[method-assign,assignment]
 
 
+def _term_on_create(n: int, held_back: bool) -> None:
+    """SIGTERM (or, ``held_back``, the handler with SIGTERM blocked) right after the Nth
+    staged path is created (see above)."""
+    import signal
+
+    from medfuse.io import outputs
+
+    original = outputs._create
+    count = [0]
+
+    def create(path, folder):  # type: ignore[no-untyped-def]
+        original(path, folder)
+        count[0] += 1
+        if count[0] != n:
+            return
+        if not held_back:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            handler(signal.SIGTERM, None)
+        os._exit(99)  # the handler returned: the process would go on staging files
+
+    outputs._create = create  # type: ignore[assignment]
+
+
 def main() -> None:
     import resource
     import signal
@@ -89,6 +123,10 @@ def main() -> None:
     term = os.environ.get("HOSTILE_TERM_ON_DISCARD")
     if term:
         _term_after_discards(int(term))
+    for key, held_back in (("HOSTILE_TERM_ON_CREATE", False), ("HOSTILE_TERM_HELD_BACK", True)):
+        term = os.environ.get(key)
+        if term:
+            _term_on_create(int(term), held_back)
     from medfuse.cli import app
 
     many = os.environ.get("HOSTILE_MANY")

@@ -10,6 +10,7 @@ from medfuse.prepare.colormaps import (
     COLORMAPS,
     DEFAULT_COLORMAP,
     apply_colormap,
+    check_colormap,
     pseudo_colour,
     resolve_colormap,
 )
@@ -24,6 +25,15 @@ def test_resolve_colormap() -> None:
     assert resolve_colormap("pet", "HOT") == "hot"
     with pytest.raises(UsageError, match="--colormap"):
         resolve_colormap("pet", "viridis")
+
+
+def test_check_colormap_whatever_the_modality() -> None:
+    """An unknown name is refused even where no map would be applied (CT)."""
+    assert check_colormap(" Hot_Iron ") == "hot-iron" and check_colormap("NONE") is None
+    with pytest.raises(UsageError, match="--colormap"):
+        resolve_colormap("ct", "viridis")
+    with pytest.raises(UsageError, match="--colormap"):
+        check_colormap("")
 
 
 @pytest.mark.parametrize("name", COLORMAPS)

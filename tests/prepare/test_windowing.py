@@ -22,6 +22,7 @@ from medfuse.prepare.windowing import (
     default_floor,
     default_window,
     parse_window,
+    percentile_window,
     sample_lattice,
     suv_factor,
     suv_window,
@@ -61,6 +62,60 @@ def test_apply_window_in_place() -> None:
     out = apply_window(vals, Window(40.0, 80.0), out=vals)
     assert out is vals
     np.testing.assert_allclose(vals, [0.0, 0.5, 1.0])
+
+
+def test_window_values_beyond_float32_are_refused() -> None:
+    """A window the float32 images cannot use is a usage error, not garbage pixels."""
+    for bad in ("1e300,1e300", "0,1e-300", "0,1e-31", "-1e39,10", "0,1e39"):
+        with pytest.raises(UsageError, match="--window"):
+            parse_window(bad)
+    assert parse_window("3e38,1e30").centre == 3e38
+    assert parse_window("0,1e-30").width == 1e-30
+
+
+#: The smallest positive float32 (a denormal); its multiples are exact in float32.
+TINY = 2.0 ** -149
+
+
+@pytest.mark.parametrize(("values", "window", "expected"), [
+    # data spanning +-3e38: (value - low) overflows float32
+    ([-3e38, 0.0, 3e38], Window.from_range(-3e38, 3e38, "t"), [0.0, 0.5, 1.0]),
+    # denormal data and width: 1 / width overflows float32
+    ([0.0, 7 * TINY, 14 * TINY, 28 * TINY], Window.from_range(0.0, 14 * TINY, "t"),
+     [0.0, 0.5, 1.0, 1.0]),
+    # an ordinary window over data near the float32 limits (clipped, never NaN)
+    ([-3.4e38, 3.4e38, 50.0], Window(40.0, 80.0), [0.0, 1.0, 0.625]),
+])
+def test_apply_window_at_the_float32_limits(values: list[float], window: Window,
+                                            expected: list[float]) -> None:
+    vals = np.array(values + [np.nan, np.inf, -np.inf], np.float32)
+    with np.errstate(all="raise"):  # nothing may warn, inside or outside
+        out = apply_window(vals.copy(), window)
+        inplace = apply_window(vals, window, out=vals)
+    np.testing.assert_allclose(out, expected + [0.0, 0.0, 0.0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(out, inplace)
+    assert out.dtype == np.float32
+
+
+def test_apply_window_in_float64_keeps_shape_and_strided_out() -> None:
+    vals = np.linspace(0, 1e-40, 12, dtype=np.float32).reshape(3, 4)
+    out = np.zeros((4, 3), np.float32).T  # not C-contiguous
+    res = apply_window(vals, Window.from_range(0.0, 1e-40, "t"), out=out)
+    assert res is out
+    np.testing.assert_allclose(out, np.linspace(0, 1, 12).reshape(3, 4), atol=1e-3)
+
+
+def test_flat_image_near_float32_max_gets_a_usable_window() -> None:
+    flat = np.full((8, 8), 3e38, np.float32)
+    w = percentile_window(flat, 0.5, 99.5)
+    assert w.width > 0 and w.high > w.low
+    np.testing.assert_array_equal(apply_window(flat, w), 0.0)
+    assert percentile_window(np.full((8, 8), 7.0, np.float32), 0.5, 99.5).width == 1.0
+
+
+def test_a_window_without_a_width_is_refused() -> None:
+    with pytest.raises(InputError, match="window"):
+        apply_window(np.zeros(3, np.float32), Window(0.0, 0.0))
 
 
 def test_default_windows() -> None:

@@ -17,8 +17,28 @@ from medfuse.errors import MedfuseError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on shown as a Python escape
+    (ESC as ``\\x1b``, other C0/C1 controls, bidirectional overrides, undecodable bytes of a
+    file name), so a hostile file name cannot clear the screen, recolour it or reorder what
+    is shown; newlines and tabs are kept (messages collapse them where one line is meant)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
+class SafeConsole(Console):
+    """A rich console that shows non-printable characters escaped (:func:`printable`) in
+    every string it prints, message or markup, whichever command prints it; rich itself
+    keeps ESC. Styles rich adds for a terminal are not affected."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str(printable(text), **kwargs)
+
+
+console = SafeConsole(stderr=True, highlight=False)
+out = SafeConsole(highlight=False)
 
 # -- options shared by several commands -----------------------------------------------------
 WeightsOpt = Annotated[

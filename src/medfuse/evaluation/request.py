@@ -92,12 +92,15 @@ def evaluate_files(
     """
     from medfuse.evaluation.export import write_csv, write_json
     from medfuse.evaluation.report import check_report_dir, write_report
+    from medfuse.io.geometry import check_axis
     from medfuse.io.layout import find_tasks
     from medfuse.io.outputs import check_output
 
     methods = ([parse_method(m) for m in request.methods]
                + [parse_fused(f) for f in request.fused])
     check_unique(methods)
+    if request.axis is not None:
+        check_axis(request.axis)
     profiles = parse_profiles(request.profiles)
     metrics = parse_metrics(request.metrics)
     if request.weights is not None and not any(m.kind == GESENET and m.path is None

@@ -44,6 +44,7 @@ from medfuse.evaluation.methods import (
     load_runners,
     slice_file_name,
 )
+from medfuse.io.geometry import check_axis
 from medfuse.io.images import to_uint
 from medfuse.io.layout import IMAGE_SUFFIXES, Pair, Task
 from medfuse.io.outputs import StagedFolder, atomic_output, check_output
@@ -569,6 +570,8 @@ def evaluate(
     tasks = list(tasks)
     if slice_index is not None and slice_index < 0:
         raise UsageError(f"--slice {slice_index}: slice numbers start at 0")
+    if axis is not None:  # checked even when every pair is 2D and never sliced
+        check_axis(axis)
 
     runners = load_runners(methods, weights, device, batch_size, engines)
     info = {m.label: runners[m.label].description if m.label in runners else m.describe()

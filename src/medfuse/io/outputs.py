@@ -13,10 +13,11 @@ Promises kept here, for every command and every kind of output:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -125,22 +126,43 @@ class _Cleanup:
                 with contextlib.suppress(OSError):
                     p.unlink()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # The handler may run where this thread holds SIGTERM back; re-raised there, the
+        # signal would wait, and the process go on staging files until the mask is lifted.
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-@contextlib.contextmanager
-def _term_blocked() -> Iterator[None]:
-    """SIGTERM held back (delivered right after) while a staged path is created and
-    registered, so a termination can never fall between the two."""
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    except (AttributeError, ValueError, OSError):  # no sigmask on this platform
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+def _create(path: Path, folder: bool) -> None:
+    """Create ``path`` exclusively (never opening or following what is there): an empty
+    file (0600) or a folder (0700)."""
+    if folder:
+        os.mkdir(path, 0o700)
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        os.close(os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600))
+
+
+def _new_staged(parent: Path, name: str, folder: bool = False) -> Path:
+    """A new hidden staged file or folder in ``parent``, registered for SIGTERM cleanup
+    *before* it is created: whenever the handler runs, every staged path on disk is in its
+    list. (Holding SIGTERM back around create-then-register is not enough: a signal sent
+    to the process can be taken by another thread, numpy's or torch's, and the handler then
+    runs at any bytecode of this one.) A name that exists already is never ours, and is
+    dropped from the list untouched."""
+    for _ in range(100):
+        path = parent / f"{STAGING_MARK}{name}.{secrets.token_hex(8)}.part"
+        _Cleanup.add(path)
+        try:
+            _create(path, folder)
+        except FileExistsError:
+            _Cleanup.discard(path)
+            continue
+        except BaseException:
+            _Cleanup.discard(path)
+            raise
+        return path
+    raise FileExistsError(errno.EEXIST, "no unused staging name", str(parent))
 
 
 @contextlib.contextmanager
@@ -154,14 +176,12 @@ def atomic_output(
     folder = target.parent if str(target.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _term_blocked():  # created and registered for cleanup as one step
-            fd, tmp_name = tempfile.mkstemp(prefix=f"{STAGING_MARK}{target.name}.",
-                                            suffix=".part", dir=folder)
-            _Cleanup.add(Path(tmp_name))
-        os.close(fd)
+        tmp = _new_staged(folder, target.name)
     except OSError as exc:
         raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
+    # some writers add the suffix to the name they are given: registered too
+    suffixed = Path(str(tmp) + target.suffix)
+    _Cleanup.add(suffixed)
     try:
         yield tmp
         if tmp.is_file():
@@ -170,10 +190,10 @@ def atomic_output(
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
-        for leftover in (tmp, Path(str(tmp) + target.suffix)):
+        for leftover in (tmp, suffixed):  # removed first, then dropped from the list
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-        _Cleanup.discard(tmp)
+            _Cleanup.discard(leftover)
 
 
 def make_staging_dir(parent: Path, name: str) -> Path:
@@ -181,10 +201,7 @@ def make_staging_dir(parent: Path, name: str) -> Path:
     are staged before they are renamed into place."""
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        with _term_blocked():  # created and registered for cleanup as one step
-            path = Path(tempfile.mkdtemp(prefix=f"{STAGING_MARK}{name}.", suffix=".part",
-                                         dir=parent))
-            _Cleanup.add(path)
+        path = _new_staged(parent, name, folder=True)
         _chmod_like_open(path)
     except OSError as exc:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc

@@ -59,6 +59,21 @@ NO_COLORMAP = "none"
 DEFAULT_COLORMAP = {"pet": "rainbow", "spect": "sunset"}
 
 
+def check_colormap(name: str) -> str | None:
+    """A colour map name as given (any case, ``_`` for ``-``) -> its key, None for ``none``;
+    an unknown name is a usage error whether or not a map will be applied."""
+    key = name.strip().lower().replace("_", "-")
+    if key == NO_COLORMAP:
+        return None
+    if key not in COLORMAPS:
+        from medfuse.errors import UsageError
+
+        raise UsageError(
+            f"--colormap {name!r}: choose one of {', '.join(COLORMAPS)} or {NO_COLORMAP}"
+        )
+    return key
+
+
 def resolve_colormap(modality: str | None, name: str | None = None) -> str | None:
     """The colour map to apply to a grey image of ``modality`` (None: leave it grey).
 
@@ -66,15 +81,9 @@ def resolve_colormap(modality: str | None, name: str | None = None) -> str | Non
     their default and every other modality stays grey.
     """
     if name is not None:
-        key = name.strip().lower().replace("_", "-")
-        if key == NO_COLORMAP:
+        key = check_colormap(name)
+        if key is None:
             return None
-        if key not in COLORMAPS:
-            from medfuse.errors import UsageError
-
-            raise UsageError(
-                f"--colormap {name!r}: choose one of {', '.join(COLORMAPS)} or {NO_COLORMAP}"
-            )
         if modality == "ct":
             return None  # CT has no colour meaning; the chroma would be dropped anyway
         return key

@@ -28,6 +28,7 @@ import numpy as np
 from medfuse.errors import InputError, UsageError
 from medfuse.io.geometry import (
     box_overlap,
+    check_axis,
     resample_slab,
     same_grid,
     stack_view,
@@ -36,7 +37,7 @@ from medfuse.io.geometry import (
 )
 from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
-from medfuse.prepare.colormaps import pseudo_colour, resolve_colormap
+from medfuse.prepare.colormaps import check_colormap, pseudo_colour, resolve_colormap
 from medfuse.prepare.pair import MIN_SIDE, resize_to, size_mismatch
 from medfuse.prepare.windowing import (
     FLOOR_FRACTION,
@@ -567,6 +568,19 @@ def _warn_score(plan: FusionPlan) -> None:
         )
 
 
+def check_plan_options(axis: str | None = None, modality: str | None = None,
+                       colormap: str | None = None) -> None:
+    """Check the values of ``--axis``, ``--modality`` and ``--colormap`` whenever they are
+    given, before any input is read: each is a usage error even where the pair would not
+    use it (two 2D images are not sliced, a colour PET is not coloured)."""
+    if axis is not None:
+        check_axis(axis)
+    if modality is not None:
+        parse_modality(modality)
+    if colormap is not None:
+        check_colormap(colormap)
+
+
 def plan_fusion(
     mri: Volume,
     other: Volume,
@@ -591,6 +605,7 @@ def plan_fusion(
     ``transparency=False`` colours every voxel; ``register`` = ``rigid`` or ``affine``
     registers the other volume onto the MRI first (SimpleITK).
     """
+    check_plan_options(axis, modality, colormap)
     check_first_input(mri, allow_non_mr)
     mri = _as_grey_mri(mri)
     if mri.is_2d != other.is_2d:
@@ -725,6 +740,7 @@ __all__ = [
     "RegistrationWarning",
     "check_first_input",
     "check_grids",
+    "check_plan_options",
     "choose_other_window",
     "choose_window",
     "decide_floor",

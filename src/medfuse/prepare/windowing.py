@@ -73,6 +73,14 @@ GM_MULTIPLE = {"pet": 1.6, "spect": 1.25}
 FLOOR_FRACTION = 0.125
 #: Upper bound on the voxels examined to choose a percentile window.
 SAMPLE_VOXELS = 1_000_000
+#: Largest centre or width of a window given on the command line: the float32 range the
+#: images are held in (a window beyond it windows nothing a reader can produce).
+WINDOW_LIMIT = float(np.finfo(np.float32).max)
+#: Smallest width of a window given on the command line.
+MIN_WIDTH = 1e-30
+#: A window computed from a flat image is this much of its level wide (at least 1.0), so
+#: that ``low + width > low`` holds even at +-3e38, where adding 1.0 changes nothing.
+FLAT_WIDTH = 1e-6
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,10 @@ def parse_window(spec: str | None, option: str = "--window") -> Window | None:
         ) from None
     if not (math.isfinite(c) and math.isfinite(w)) or w <= 0:
         raise UsageError(f"{option} {spec!r}: the width must be a positive number")
+    if abs(c) > WINDOW_LIMIT or w > WINDOW_LIMIT or w < MIN_WIDTH:
+        raise UsageError(f"{option} {spec!r}: the centre and width must lie within "
+                         f"+-{WINDOW_LIMIT:.4g} (float32) and the width be at least "
+                         f"{MIN_WIDTH:g}")
     return Window(c, w, "explicit")
 
 
@@ -149,7 +161,7 @@ def percentile_window(
     if high <= low:  # flat or nearly flat image: fall back to the full range
         low, high = float(sample.min()), float(sample.max())
     if high <= low:
-        high = low + 1.0
+        high = low + max(1.0, abs(low) * FLAT_WIDTH)
     lo_name = "min" if low_pct is None else f"p{low_pct:g}"
     return Window.from_range(low, high, f"{source} {lo_name}-p{high_pct:g}")
 
@@ -301,14 +313,44 @@ def window_in_suv(window: Window, factor: float) -> Window:
     return Window(window.centre / factor, window.width / factor, f"{window.source}, in SUV")
 
 
+#: Elements windowed per step in float64 (windows beyond float32 arithmetic), so the
+#: float64 copy stays small whatever the volume.
+_CHUNK = 1 << 20
+
+
 def apply_window(values: np.ndarray, window: Window, out: np.ndarray | None = None) -> np.ndarray:
-    """Map scanner units to float32 [0, 1] through ``window``; NaN/inf become 0 (background)."""
+    """Map scanner units to float32 [0, 1] through ``window``; NaN/inf become 0 (background).
+
+    Ordinary windows are applied in float32; a window whose low end or width float32
+    arithmetic cannot hold (data spanning +-3e38, denormal data with a denormal width) is
+    applied in float64, a chunk at a time. Either way no numpy warning is raised and every
+    finite value gives a finite pixel."""
+    low, width = float(window.low), float(window.width)
+    if not (math.isfinite(low) and math.isfinite(width) and width > 0):
+        raise InputError(f"cannot apply the window {window.describe()}: it is not a finite "
+                         "range of positive width")
     arr = np.asarray(values, dtype=np.float32)
-    res = np.subtract(arr, np.float32(window.low), out=out, dtype=np.float32)
-    res *= np.float32(1.0 / window.width)
-    np.clip(res, 0.0, 1.0, out=res)
-    # clip keeps NaN; +inf became 1 and -inf 0 above, so reset every non-finite input to 0.
-    res[~np.isfinite(arr)] = 0.0
+    bad = ~np.isfinite(arr)  # before ``out``, which may be ``values`` itself, is written
+    res = np.empty(arr.shape, np.float32) if out is None else out
+    with np.errstate(all="ignore"):  # +-inf inputs, and overflows that clip to 0 or 1
+        if abs(low) <= 1e30 and 1e-30 <= width <= 1e30:
+            # (value - low) may overflow to +-inf for data near +-3e38: clipped below.
+            np.subtract(arr, np.float32(low), out=res, dtype=np.float32)
+            res *= np.float32(1.0 / width)
+            np.clip(res, 0.0, 1.0, out=res)
+        else:
+            flat = res if res.flags.c_contiguous else np.empty(res.shape, np.float32)
+            src, dst = arr.reshape(-1), flat.reshape(-1)  # dst: a view, written in place
+            for start in range(0, src.size, _CHUNK):
+                part = src[start : start + _CHUNK].astype(np.float64)
+                part -= low
+                part /= width
+                np.clip(part, 0.0, 1.0, out=part)
+                dst[start : start + _CHUNK] = part
+            if flat is not res:
+                res[...] = flat
+    # clip keeps NaN, +inf became 1 and -inf 0 above: every non-finite input is background.
+    res[bad] = 0.0
     return res
 
 
