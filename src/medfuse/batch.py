@@ -179,6 +179,9 @@ def _check_run(request: BatchRequest) -> None:
         raise UsageError("--address applies to --backend ray only")
     if request.resume and request.skip_existing:
         raise UsageError("give --resume or --skip-existing, not both")
+    from medfuse.fusion import check_options
+
+    check_options(request.template)  # a bad shared value is one usage error, not N failures
 
 
 def batch_items(request: BatchRequest) -> list[BatchItem]:
@@ -443,12 +446,11 @@ def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[Pa
 
 
 def _serial(tasks: list[PairTask], engine_loader: Callable[[], Engine], on_done: OnDone) -> None:
-    engine: Engine | None = None
+    # Loaded before the first pair: unusable weights are the run's failure (one line),
+    # not every pair's.
+    engine = engine_loader()
 
     def get_engine() -> Engine:
-        nonlocal engine
-        if engine is None:
-            engine = engine_loader()
         return engine
 
     for i, task in enumerate(tasks):
@@ -481,7 +483,7 @@ def fuse_batch(
     report = BatchReport(items, request.out_dir, path)
     if not items:
         return report
-    if request.resume:
+    if request.resume or request.skip_existing:
         clean_leftovers(items, sharded)
     run = _Run(items, request.out_dir, Ledger(path), part, progress)
     tasks = _decide(request, items, run)

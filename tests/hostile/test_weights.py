@@ -157,11 +157,6 @@ def test_pickle_payload_never_runs(box: Box, command: str, kind: str,
     assert "w.pt" in line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "batch.py run_task: a weights file that cannot be loaded is reported as a failure of "
-    "every pair (and torch.load is retried for each); it is not a pair's fault: in "
-    "run_task, re-raise WeightsError (before 'except MedfuseError') so the batch stops with "
-    "one error line, exit 1 (or load the engine once before the first pair)"))
 def test_batch_reports_a_bad_weights_file_once(box: Box, state: dict[str, torch.Tensor]) -> None:
     weights, marker = _payload(box, "zip-open", state)
     for i in range(3):
