@@ -16,16 +16,3 @@ def box(tmp_path: Path) -> Box:
     b = Box(tmp_path)
     b.inp.mkdir()
     return b
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slow hostile tests (fault injection, a random SIGTERM) run only when asked for
-    with ``-m slow``, so that ``pytest tests/hostile`` stays a quick default run."""
-    expr = config.getoption("markexpr") or ""
-    if "slow" in expr and "not slow" not in expr:
-        return
-    here = Path(__file__).parent
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
-            item.add_marker(skip)
