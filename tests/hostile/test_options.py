@@ -15,13 +15,6 @@ import pytest
 from helpers import hostile_files as hf
 from helpers.hostile_cli import Box, invoke
 
-TRAIN_RANGE_BUG = (
-    "cli/train.py: numeric options without range checks: --lr nan/-1 reach torch "
-    "('ValueError: Invalid learning rate', exit 1), --lr inf, --tau 0, --gamma nan train "
-    "to NaN weights, a reversed or NaN --support-band, --threads -1 (RuntimeError), "
-    "--stop-after/--max-minutes < 0 are accepted; give them min/max in typer or check them "
-    "in TrainConfig before the data is read (UsageError naming the option, exit 2)")
-
 
 class _Inputs(dict):  # type: ignore[type-arg]
     """Valid inputs for every command, each made when first asked for; the bad value is the
@@ -185,22 +178,19 @@ CASES: list[tuple[str, str, list[str], str | None, str | None]] = [
     ("train-mask-target-2", "train", ["--mask-target", "2"], "--mask-target", None),
     ("train-checkpoint-every-0", "train", ["--checkpoint-every", "0"], "--checkpoint-every", None),
     ("train-criterion-unknown", "train", ["--criterion", "bogus"], "criterion", None),
-    ("train-lr-nan", "train", ["--lr", "nan"], "--lr", TRAIN_RANGE_BUG),
-    ("train-lr-negative", "train", ["--lr", "-1"], "--lr", TRAIN_RANGE_BUG),
-    ("train-lr-inf", "train", ["--lr", "inf"], "--lr", TRAIN_RANGE_BUG),
-    ("train-tau-zero", "train", ["--tau", "0"], "--tau", TRAIN_RANGE_BUG),
-    ("train-gamma-nan", "train", ["--gamma", "nan"], "--gamma", TRAIN_RANGE_BUG),
-    ("train-support-band-reversed", "train", ["--support-band", "0.9", "0.3"], "--support-band",
-     TRAIN_RANGE_BUG),
-    ("train-threads-negative", "train", ["--threads", "-1"], "--threads", TRAIN_RANGE_BUG),
-    ("train-stop-after-negative", "train", ["--stop-after", "-1"], "--stop-after",
-     TRAIN_RANGE_BUG),
-    ("train-max-minutes-negative", "train", ["--max-minutes", "-1"], "--max-minutes",
-     TRAIN_RANGE_BUG),
+    ("train-lr-nan", "train", ["--lr", "nan"], "--lr", None),
+    ("train-lr-negative", "train", ["--lr", "-1"], "--lr", None),
+    ("train-lr-inf", "train", ["--lr", "inf"], "--lr", None),
+    ("train-tau-zero", "train", ["--tau", "0"], "--tau", None),
+    ("train-gamma-nan", "train", ["--gamma", "nan"], "--gamma", None),
+    ("train-support-band-reversed", "train", ["--support-band", "0.9", "0.3"], "--support-band", None),
+    ("train-threads-negative", "train", ["--threads", "-1"], "--threads", None),
+    ("train-stop-after-negative", "train", ["--stop-after", "-1"], "--stop-after", None),
+    ("train-max-minutes-negative", "train", ["--max-minutes", "-1"], "--max-minutes", None),
     ("train-resume-and-force-without-run", "train", ["--resume"], None, None),
     ("semantic-steps-zero", "semantic", ["--steps", "0"], "--steps", None),
     ("semantic-patch-4", "semantic", ["--patch", "4"], "--patch", None),
-    ("semantic-lr-nan", "semantic", ["--lr", "nan"], "--lr", TRAIN_RANGE_BUG),
+    ("semantic-lr-nan", "semantic", ["--lr", "nan"], "--lr", None),
     # demo, info
     ("demo-device-unknown", "demo", ["--device", "quantum"], "--device", None),
     ("demo-unknown-option", "demo", ["--bogus"], "--bogus", None),

@@ -280,15 +280,10 @@ def test_bad_weights_file(box: Box, dataset: Path, command: str,
     assert "w.pt" in line
 
 
-INIT_BUG = ("training/trainer.py _load_init: a missing or folder --init path reaches "
-            "torch.load and fails as WeightsError (exit 1, '[Errno 2] No such file...'), "
-            "while --weights, --semantic and --resume say so as a usage error (exit 2); check "
-            "Path(path).is_file() first and raise UsageError")
 
 
 @pytest.mark.parametrize("command", ["fuse", "eval-method",
-                                     pytest.param("init", marks=pytest.mark.xfail(
-                                         strict=True, reason=INIT_BUG)),
+                                     "init",
                                      "semantic"])
 @pytest.mark.parametrize("what", ["missing", "folder"])
 def test_weights_path_that_is_not_a_file(box: Box, dataset: Path, command: str,

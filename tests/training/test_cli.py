@@ -54,3 +54,29 @@ def test_train_semantic_refuses_an_existing_output(tmp_path: Path) -> None:
                      "--device", "cpu")
     assert code == 2 and "semantic.pt exists (use --force" in text, text
     assert (tmp_path / "sem" / "semantic.pt").read_bytes() == b"keep"
+
+
+def test_recipe_sets_defaults_and_explicit_options_win(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import medfuse.training.trainer as tr
+
+    seen = {}
+
+    def fake(cfg, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen["cfg"] = cfg
+        return {"steps": 0, "best_step": 0, "best_score": 0.0}
+
+    monkeypatch.setattr(tr, "train", fake)
+    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r", "--recipe", "v2",
+                     "--alpha", "3", "--steps", "5")
+    assert code == 0, text
+    cfg = seen["cfg"]
+    v2 = tr.RECIPES["v2"]
+    assert cfg.weights.ssim == 3.0 and cfg.steps == 5  # given on the command line
+    assert cfg.weights.qabf == v2["qabf_weight"] and cfg.weights.scd == v2["scd"]
+    assert cfg.weights.channel_sparsity == v2["channel_sparsity"] and cfg.straight_through
+    assert cfg.criterion == "val_v2" and cfg.recipe == "v2" and cfg.display_luma
+    assert cfg.semantic is not None and cfg.semantic.endswith("semantic-medfuse.pt")
+    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r2", "--steps", "5")
+    assert code == 0 and seen["cfg"].weights.scd == 0.0 and seen["cfg"].recipe is None
+    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r3", "--recipe", "v9")
+    assert code == 2 and "unknown recipe" in text, text

@@ -10,17 +10,25 @@ import torch
 from medfuse.phantom import brain_phantom
 from medfuse.training.losses import (
     background_mask_penalty,
+    channel_sparsity_loss,
     content_loss,
+    contrast_loss,
     display_luminance,
     gradient_loss,
+    intensity_loss,
+    lattice_index,
+    lattice_loss,
     mask_budget,
     mef_ssim_loss,
+    phase_deviation,
     qabf_loss,
+    scd_loss,
     signal_support,
     sobel_magnitude,
     ssim,
     ssim_loss,
     support_mask_prior,
+    upsampler_phase_loss,
 )
 
 
@@ -160,3 +168,122 @@ def test_display_luminance_is_the_written_rgb_luminance() -> None:
     assert float(y.detach().max()) < 0.85  # R clipped at 1
     y.sum().backward()
     assert float(bright.grad.abs().sum()) > 0  # G and B still carry gradient
+
+
+# --- weights v2 -------------------------------------------------------------------------
+
+
+def _pair(seed: int = 0, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.nn.functional.avg_pool2d(torch.rand(2, 1, size + 2, size + 2, generator=g), 3, 1)
+    b = torch.nn.functional.avg_pool2d(torch.rand(2, 1, size + 2, size + 2, generator=g), 3, 1)
+    return a, b
+
+
+def test_scd_loss_is_two_minus_the_metric() -> None:
+    from medfuse.metrics import compute_metrics
+
+    a, b = _pair(1)
+    assert float(scd_loss(a + b, a, b)) == pytest.approx(0.0, abs=1e-4)  # F = A + B: SCD = 2
+    f = torch.maximum(a, b)
+    for k in range(2):
+        want = compute_metrics(a[k, 0].double().numpy() * 255, b[k, 0].double().numpy() * 255,
+                               f[k, 0].double().numpy() * 255, metrics=["SCD"])["SCD"]
+        assert 2 - float(scd_loss(f[k : k + 1], a[k : k + 1], b[k : k + 1])) == pytest.approx(want, abs=1e-4)
+    flat = torch.zeros_like(a)  # no varying source: nothing to score, no NaN
+    assert float(scd_loss(a, a, flat)) == 0.0
+    ft = f.clone().requires_grad_(True)
+    scd_loss(ft, a, b).backward()
+    assert ft.grad is not None and torch.isfinite(ft.grad).all() and float(ft.grad.abs().sum()) > 0
+
+
+def test_intensity_loss_is_one_sided_and_brightness_weighted() -> None:
+    a = t(np.array([[0.2, 1.0]]))
+    b = t(np.array([[0.5, 0.0]]))
+    m = torch.maximum(a, b)
+    assert float(intensity_loss(m, a, b)) == 0.0
+    assert float(intensity_loss(m + 0.3, a, b)) == 0.0  # brighter than both: no penalty
+    # F = 0.4 everywhere: shortfalls [0.1, 0.6], weights m^2 = [0.25, 1]
+    f = torch.full_like(a, 0.4, requires_grad=True)
+    want = (0.25 * 0.1 + 1.0 * 0.6) / 2 / ((0.25 + 1.0) / 2)
+    loss = intensity_loss(f, a, b)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-5)
+    loss.backward()
+    assert f.grad is not None and float(f.grad[0, 0, 0, 1]) < float(f.grad[0, 0, 0, 0]) < 0
+
+
+def test_contrast_loss_hand_cases() -> None:
+    a, b = _pair(2)
+    m = torch.maximum(a, b)
+    assert float(contrast_loss(m, a, b)) == 0.0
+    assert float(contrast_loss(2 * m, a, b)) == 0.0  # more contrast than the target: free
+    assert float(contrast_loss(torch.full_like(m, 0.5), a, b)) == pytest.approx(1.0)
+    half = (0.5 * m).requires_grad_(True)
+    assert float(contrast_loss(half, a, b).detach()) == pytest.approx(0.5, rel=1e-5)
+    contrast_loss(half, a, b).backward()
+    assert half.grad is not None and float(half.grad.abs().sum()) > 0
+
+
+def _checker(h: int = 8, w: int = 8) -> torch.Tensor:
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return ((x + y) % 2 * 2 - 1).float().view(1, 1, h, w)
+
+
+def test_lattice_loss_and_index_on_hand_made_masks() -> None:
+    blocks = torch.tensor([[1.0, -2.0], [3.0, 0.5]]).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    blocks = blocks.view(1, 1, 4, 4)
+    assert float(phase_deviation(blocks).abs().max()) == 0.0
+    assert float(lattice_loss(blocks)) == 0.0  # constant on the transposed conv's 2x2 blocks
+    assert float(lattice_loss(_checker())) == pytest.approx(1.0)  # +-1 checkerboard
+    rows = torch.tensor([1.0, 0.0]).repeat(4).view(1, 1, 8, 1).expand(1, 1, 8, 8)
+    assert lattice_index(rows) == pytest.approx(1.0)  # alternate rows: pure period 2
+    assert lattice_index((_checker() > 0).float()) == pytest.approx(1.0)
+    assert lattice_index((blocks > 0).float()) == pytest.approx(0.0, abs=1e-12)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    disc = (((yy - 31.5) ** 2 + (xx - 30.0) ** 2) < 20.0**2).float().view(1, 1, 64, 64)
+    assert lattice_index(disc) < 0.01  # a smooth anatomical shape
+    d = _checker().requires_grad_(True)
+    lattice_loss(d).backward()
+    assert d.grad is not None and float(d.grad.abs().sum()) > 0
+
+
+def test_channel_sparsity_loss_pushes_the_top_channels_only() -> None:
+    logits = torch.zeros(1, 8, 2, 2)
+    logits[0, :, :, 0] = 1.0  # every channel dense by 1
+    logits[0, 0, :, 1] = 3.0  # channel 0 already sparse by 2 in both layers
+    lg = logits.clone().requires_grad_(True)
+    # target 0.25 of 8 = 2 channels per layer: channel 0 (d = 2, no loss) and the best of
+    # the rest (d = -1, hinge 1 - (-1) = 2): mean over 2 x 2 entries = 1.0
+    loss = channel_sparsity_loss(lg, 0.25)
+    assert float(loss) == pytest.approx(1.0)
+    loss.backward()
+    assert lg.grad is not None
+    touched = (lg.grad[0].abs().sum(dim=(1, 2)) > 0).nonzero().flatten().tolist()
+    assert len(touched) == 1 and touched[0] != 0  # only the one channel short of the margin
+    done = logits.clone()
+    done[0, :2, :, 1] = 3.0
+    assert float(channel_sparsity_loss(done, 0.25)) == 0.0
+
+
+def test_upsampler_phase_loss_is_zero_exactly_when_a_flat_input_gives_no_lattice() -> None:
+    up = torch.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1)
+    bilinear = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+    flat = torch.full((1, 3, 6, 6), 0.7)
+    with torch.no_grad():
+        up.weight.zero_()
+        up.weight[:, 1] = bilinear  # margin taps balanced: every phase sums to 1
+        up.bias.zero_()
+    assert float(upsampler_phase_loss(up.weight).detach()) == pytest.approx(0.0, abs=1e-12)
+    d = up(flat)[:, 1:2] - up(flat)[:, 0:1]
+    inner = d[..., 2:-2, 2:-2].detach()  # away from the zero-padded border
+    assert float(phase_deviation(inner).abs().max()) < 1e-6
+    with torch.no_grad():
+        up.weight[:, 1] = 0.0
+        up.weight[:, 1, 1, 1] = 1.0  # centre tap only: one phase of four answers
+    # phase sums (1, 0, 0, 0): variance 3/16 per input channel
+    assert float(upsampler_phase_loss(up.weight).detach()) == pytest.approx(3 / 16)
+    d = (up(flat)[:, 1:2] - up(flat)[:, 0:1])[..., 2:-2, 2:-2].detach()
+    assert float(phase_deviation(d).abs().mean()) > 0.1
+    loss = upsampler_phase_loss(up.weight)
+    loss.backward()
+    assert up.weight.grad is not None and float(up.weight.grad.abs().sum()) > 0

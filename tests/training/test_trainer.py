@@ -215,3 +215,72 @@ def test_straight_through_masks_are_binary_in_training() -> None:
     out.fused.mean().backward()  # gradients still reach the mask logits
     assert m.inf_rmm.spa_mask[5].weight.grad is not None
     assert m.inf_rmm.body.ch_mask.grad is not None
+
+
+def test_v2_terms_in_loss_terms_reach_the_mask_logits() -> None:
+    from medfuse.model import GeSeNet
+    from medfuse.training.trainer import loss_terms
+
+    torch.manual_seed(1)
+    m = GeSeNet().train()
+    m.set_straight_through(True)
+    a = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 18, 18), 3, 1)
+    b = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 18, 18), 3, 1)
+    w = LossWeights(semantic=0.0, mask_support=1.0, scd=1.0, intensity=1.0, contrast=1.0,
+                    lattice=1.0, lattice_logits=1.0, channel_sparsity=1.0, sparse_target=0.5)
+    terms = loss_terms(m, a, b, None, w, None)
+    for k in ("scd", "intensity", "contrast", "lattice", "lattice_logits", "channel_sparsity"):
+        assert k in terms and torch.isfinite(terms[k]), k
+    terms["total"].backward()
+    assert float(m.inf_rmm.body.ch_mask.grad.abs().sum()) > 0  # channel-sparsity hinge
+    assert float(m.vis_rmm.spa_mask[5].weight.grad.abs().sum()) > 0  # lattice and prior
+    off = loss_terms(m, a, b, None, LossWeights(semantic=0.0), None)
+    assert not {"scd", "intensity", "contrast", "lattice", "lattice_logits", "channel_sparsity"} & set(off)
+
+
+def test_mask_lr_scale_puts_the_channel_logits_in_their_own_group() -> None:
+    from medfuse.model import GeSeNet
+    from medfuse.training.trainer import _param_groups
+
+    m = GeSeNet()
+    one = _param_groups(m, 1e-3, 1.0)
+    assert len(one) == 1 and [id(p) for p in one[0]["params"]] == [id(p) for p in m.parameters()]
+    two = _param_groups(m, 1e-3, 30.0)
+    assert two[1]["lr"] == pytest.approx(3e-2)
+    assert {id(p) for p in two[1]["params"]} == {id(m.channel_mask_logits(b)) for b in m.BRANCHES}
+    assert len(two[0]["params"]) + 2 == len(list(m.parameters()))
+
+
+def test_fitted_schedule() -> None:
+    from medfuse.training.trainer import fitted_schedule
+
+    # 40 steps done, 10 steps/s, 200 s left, validations of 5 s: 7 reserved -> 165 s,
+    # 95 % of it -> 1567 more steps
+    steps, every = fitted_schedule(40, 10.0, 200.0, 5.0, validations=6)
+    assert steps == 40 + int(165 * 0.95 * 10) and every == steps // 6
+    assert fitted_schedule(40, 10.0, 10.0, 5.0)[0] == 41  # no time left: stop next step
+
+
+@pytest.mark.slow
+def test_fit_steps_sets_the_schedule_and_resume_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import medfuse.training.trainer as tr
+
+    monkeypatch.setattr(tr, "FIT_WARMUP", 4)
+    monkeypatch.setattr(tr, "FIT_SKIP", 1)
+    data = phantom_dataset(tmp_path / "data", 3, 1)
+    cfg = tr.TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=100000, batch=2,
+                         patch=16, device="cpu", max_minutes=0.05, fit_steps=True,
+                         weights=LossWeights(semantic=0.0, lattice=1.0, channel_sparsity=1.0))
+    summary = tr.train(cfg)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert 4 < saved["steps"] < 100000 and saved["val_every"] >= 1
+    assert summary["steps"] <= saved["steps"]
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["config"]["steps"] == saved["steps"]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "val.csv")))
+    assert int(rows[0]["step"]) == 4  # the validation that timed the fit
+    again = tr.TrainConfig(**{**cfg.__dict__, "steps": 100000, "max_minutes": 0.0})
+    tr.train(again, resume=True)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == saved["steps"]

@@ -44,7 +44,9 @@ def _loss_progress(total: int, label: str) -> Iterator[Callable[[int, dict[str, 
         if not tasks:
             progress.start()
             tasks.append(progress.add_task(label, total=total))
-        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "qabf", "semantic", "mask", "mask_support", "loss")
+        keys = ("total", "content", "gradient", "ssim", "mef_ssim", "qabf", "semantic", "mask",
+                "mask_support", "scd", "intensity", "contrast", "lattice", "lattice_logits",
+                "channel_sparsity", "loss")
         desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
         progress.update(tasks[0], completed=step, description=f"{label} {desc}")
 
@@ -104,6 +106,15 @@ def train(
     qabf_weight: Annotated[float, typer.Option("--qabf-loss", min=0.0, help="Weight of 1 - Qabf (edge transfer with orientation); medfuse's addition, 0 = off.")] = 0.0,
     mask_support: Annotated[float, typer.Option("--mask-support", min=0.0, help="Weight of the support-aware region-mask prior (background redundant, --support-band share of the anatomy principal); medfuse's addition, 0 = off.")] = 0.0,
     support_band: Annotated[tuple[float, float], typer.Option("--support-band", help="LO HI: principal share of each image's anatomy the prior allows.")] = (0.3, 0.9),
+    scd: Annotated[float, typer.Option("--scd", min=0.0, help="Weight of 2 - SCD (each source's contrast kept in F); v2 addition, 0 = off.")] = 0.0,
+    intensity: Annotated[float, typer.Option("--intensity", min=0.0, help="Weight of the one-sided, brightness-weighted shortfall below max(A, B) (CT bone, PET/SPECT hot spots); v2 addition, 0 = off.")] = 0.0,
+    contrast: Annotated[float, typer.Option("--contrast", min=0.0, help="Weight of the per-image SD shortfall below max(A, B)'s; v2 addition, 0 = off.")] = 0.0,
+    lattice: Annotated[float, typer.Option("--lattice", min=0.0, help="Weight of the phase imbalance of the spatial-mask upsampler (kills the 2-pixel lattice); v2 addition, 0 = off.")] = 0.0,
+    lattice_logits: Annotated[float, typer.Option("--lattice-logits", min=0.0, help="Weight of the 2x2-block deviation of the spatial-mask logits (the symptom; --lattice acts on the cause); 0 = off.")] = 0.0,
+    mask_lr_scale: Annotated[float, typer.Option("--mask-lr-scale", min=0.0, help="Learning-rate factor of the channel-mask logits (a fine-tune that must flip channels to sparse).")] = 1.0,
+    channel_sparsity: Annotated[float, typer.Option("--channel-sparsity", min=0.0, help="Weight of the hinge that keeps --sparse-target of each masked layer's channels sparse; v2 addition, 0 = off.")] = 0.0,
+    sparse_target: Annotated[float, typer.Option("--sparse-target", min=0.0, max=1.0, help="Share of each masked layer's channels held sparse by --channel-sparsity.")] = 0.25,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="Preset of loss weights and switches (v2: docs/training.md); options given explicitly win.")] = None,
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Train with the inference masks (argmax, no Gumbel noise) and straight-through gradients.")] = False,
     display_luma: Annotated[bool, typer.Option("--display-luma", help="Losses score the luminance of the RGB that is written (chroma rule, clip to the gamut) rather than the network's own.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
@@ -113,6 +124,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
     val_every: Annotated[int, typer.Option(min=1)] = 2000,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop cleanly after this budget.")] = None,
+    fit_steps: Annotated[bool, typer.Option("--fit-steps", help="With --max-minutes: after a short warm-up, set --steps (and the validation interval) from the measured speed so the learning-rate schedule ends inside the budget.")] = False,
     stop_after: Annotated[int | None, typer.Option("--stop-after", help="End this invocation at this step, keeping the --steps schedule (resume later).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
@@ -121,28 +133,42 @@ def train(
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]  # typer fills it in
 ) -> None:
     """Train GeSeNet from scratch on dataset-layout data (all tasks, one model).
 
     An --out folder that holds a run is continued with --resume or started over with
     --force; --force also replaces an existing --export file (never an input)."""
     from medfuse.training.losses import LossWeights
-    from medfuse.training.trainer import TrainConfig
+    from medfuse.training.trainer import TrainConfig, recipe_options
     from medfuse.training.trainer import train as run
 
+    o = dict(ctx.params)  # every option by parameter name
+    if recipe is not None:
+        # by name: typer may bundle its own click, whose ParameterSource is another enum
+        given = {k for k in o if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") != "DEFAULT"}
+        o.update({k: v for k, v in recipe_options(recipe).items() if k not in given})
+    sem = o["semantic"]
     cfg = TrainConfig(
-        data=str(data), out=str(out_dir), steps=steps, batch=batch, patch=patch, stride=stride,
-        lr=lr, tau=tau, tau_start=tau_start, seed=seed, device=device,
-        checkpoint_every=checkpoint_every, val_every=val_every, max_minutes=max_minutes,
-        stop_after=stop_after, semantic=str(semantic) if semantic else None, threads=threads,
-        weights=LossWeights(content=0.0 if no_content else 1.0, gradient=gamma, ssim=alpha,
-                            semantic=beta if semantic else 0.0, semantic_aux=delta, mask=mask_weight,
-                            mask_target=mask_target, compute_target=compute_target,
-                            mef_ssim=mef_ssim, qabf=qabf_weight, mask_support=mask_support,
-                            support_band=(float(support_band[0]), float(support_band[1]))),
-        straight_through=straight_through, criterion=criterion, init=str(init) if init else None,
-        display_luma=display_luma,
+        data=str(data), out=str(out_dir), steps=o["steps"], batch=o["batch"], patch=o["patch"],
+        stride=o["stride"], lr=o["lr"], tau=o["tau"], tau_start=o["tau_start"], seed=o["seed"],
+        device=device, checkpoint_every=o["checkpoint_every"], val_every=o["val_every"],
+        max_minutes=o["max_minutes"], stop_after=o["stop_after"], fit_steps=o["fit_steps"],
+        mask_lr_scale=o["mask_lr_scale"],
+        semantic=str(sem) if sem else None, threads=o["threads"],
+        weights=LossWeights(
+            content=0.0 if o["no_content"] else 1.0, gradient=o["gamma"], ssim=o["alpha"],
+            semantic=o["beta"] if sem else 0.0, semantic_aux=o["delta"], mask=o["mask_weight"],
+            mask_target=o["mask_target"], compute_target=o["compute_target"],
+            mef_ssim=o["mef_ssim"], qabf=o["qabf_weight"], mask_support=o["mask_support"],
+            support_band=(float(o["support_band"][0]), float(o["support_band"][1])),
+            scd=o["scd"], intensity=o["intensity"], contrast=o["contrast"], lattice=o["lattice"],
+            lattice_logits=o["lattice_logits"],
+            channel_sparsity=o["channel_sparsity"], sparse_target=o["sparse_target"]),
+        straight_through=o["straight_through"], criterion=o["criterion"],
+        init=str(init) if init else None, display_luma=o["display_luma"], recipe=recipe,
     )
+    steps, criterion = cfg.steps, cfg.criterion
     with _loss_progress(steps, "train") as update:
         summary = run(cfg, resume=resume, progress=update, force=force, export=export)
     say(f"steps {summary['steps']}; best {criterion} {summary['best_score']:.4f} at step "

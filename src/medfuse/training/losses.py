@@ -4,16 +4,20 @@ L_total = L_c + gamma L_g + alpha L_SSIM + beta (L_main + delta L_aux) + lambda 
 with gamma = 10, alpha = 0.5, beta = 0.3, delta = 0.5 (paper values). Every term can be
 switched off (weight 0) for ablations.
 
-medfuse adds three optional terms (all off by default, so the paper's recipe is unchanged):
+medfuse adds optional terms (all off by default, so the paper's recipe is unchanged):
 ``mu L_MEF`` (1 - MEF-SSIM of F against {A, B}, the structural score published tables
 report), ``nu L_Q`` (1 - Qabf, edge transfer with orientation) and ``lambda_s L_support`` (a region-mask prior: background redundant, a band for
-the principal share of each image's anatomy). docs/training.md says why and what they measured.
+the principal share of each image's anatomy), and for weights v2 ``sigma L_SCD`` (2 - SCD),
+``iota L_int`` (one-sided brightness), ``kappa_sd L_sd`` (contrast), ``lambda_l L_lat`` (the
+spatial mask's 2-pixel lattice) and ``lambda_c L_ch`` (a sparse-channel share).
+docs/training.md says why and what they measured.
 With :func:`display_luminance` every term can score the luminance of the RGB a user gets
 (after the chroma rule and the clip to [0, 1]) instead of the network's own luminance.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -40,6 +44,14 @@ class LossWeights:
     qabf: float = 0.0  # nu: 1 - Qabf (medfuse's addition; 0 = off)
     mask_support: float = 0.0  # lambda_s: support-aware mask prior (medfuse's addition; 0 = off)
     support_band: tuple[float, float] = (0.3, 0.9)  # principal share of each image's support
+    # weights v2 (docs/training.md, "weights v2"); all off by default
+    scd: float = 0.0  # sigma: 2 - SCD, contrast each source contributes
+    intensity: float = 0.0  # iota: one-sided, brightness-weighted shortfall below max(A, B)
+    contrast: float = 0.0  # kappa_sd: per-image standard deviation below max(A, B)'s
+    lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
+    lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
+    channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
+    sparse_target: float = 0.25  # share of each masked layer's channels held sparse
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -185,6 +197,126 @@ def mef_ssim_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Te
     var_f = F.conv2d(fi * fi, gw) - gf * gf
     q = (2 * cov_rf + _MEF_C) / (var_r + var_f + _MEF_C)
     return 1 - q.mean()
+
+
+def _corr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Pearson correlation per image over its pixels, (B, 1, H, W) -> (B,)."""
+    xc = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    yc = y - y.mean(dim=(1, 2, 3), keepdim=True)
+    cov = (xc * yc).mean(dim=(1, 2, 3))
+    return cov / torch.sqrt((xc * xc).mean(dim=(1, 2, 3)) * (yc * yc).mean(dim=(1, 2, 3)) + eps)
+
+
+def scd_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, min_std: float = 0.02) -> torch.Tensor:
+    """2 - SCD, SCD = corr(F - B, A) + corr(F - A, B) (Aslantas & Bendes 2015, the metric's
+    definition per image), averaged over the images whose sources both vary (std above
+    ``min_std`` on [0, 1]; an empty background patch has no correlation to score).
+
+    Why: F - B is what F took from A. The content loss pulls F towards max(A, B), which
+    copies one source where it is brighter; SCD asks that each source's *contrast* be in F
+    as well, which is what the reference checkpoint has more of (SCD 1.46 / 1.28 / 1.45
+    against 1.32 / 1.27 / 1.15 for the first bundled weights, standard profile, val).
+    """
+    ok = ((a.std(dim=(1, 2, 3)) > min_std) & (b.std(dim=(1, 2, 3)) > min_std)).to(f.dtype)
+    scd = _corr(f - b, a) + _corr(f - a, b)
+    return ((2.0 - scd) * ok).sum() / ok.sum().clamp_min(1.0)
+
+
+def intensity_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, power: float = 2.0) -> torch.Tensor:
+    """mean(max(A, B)^power * relu(max(A, B) - F)) / mean(max(A, B)^power): how far F falls
+    below the brighter source, weighted towards bright pixels.
+
+    One-sided on purpose: the paper's L1 content loss pulls F to max(A, B) from both sides
+    and, against the structural terms, settles below it in the brightest structures: CT
+    bone came out grey and bright PET/SPECT uptake got a luminance below the source's own,
+    which the chroma rule then shows as olive instead of yellow. Weighted by brightness so
+    that bone and hot spots dominate; darker MRI detail is left to the structural terms.
+    """
+    m = torch.maximum(a, b)
+    w = m**power
+    return (w * F.relu(m - f)).mean() / w.mean().clamp_min(1e-6)
+
+
+def contrast_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """mean over images of relu(std(max(A, B)) - std(F)) / std(max(A, B)): F's contrast
+    (the SD metric) held up to that of the brighter source's image, one-sided."""
+    target = torch.maximum(a, b).std(dim=(1, 2, 3))
+    return (F.relu(target - f.std(dim=(1, 2, 3))) / target.clamp_min(1e-3)).mean()
+
+
+def phase_deviation(x: torch.Tensor) -> torch.Tensor:
+    """x minus its mean over each aligned 2x2 block (H and W even): the part of a map that
+    changes within the blocks the stride-2 transposed convolution writes, i.e. the 2-pixel
+    lattice its four phases give when they learn different biases. A map constant on those
+    blocks has no energy at the period-2 frequencies at all."""
+    return x - F.interpolate(F.avg_pool2d(x, 2), scale_factor=2.0, mode="nearest")
+
+
+def lattice_loss(margin: torch.Tensor) -> torch.Tensor:
+    """mean |d - blockmean_2x2(d)| of the spatial mask's logit margin d (see
+    :func:`phase_deviation`): zero for a mask that is smooth at the scale of its own
+    generator (AvgPool 2 then a stride-2 transposed convolution), positive for the lattice
+    of the authors' checkpoint and the first bundled weights. On the logits, so it acts
+    before the hard decision flips within a block."""
+    return phase_deviation(margin).abs().mean()
+
+
+def upsampler_phase_loss(weight: torch.Tensor) -> torch.Tensor:
+    """Phase imbalance of the spatial-mask generator's last layer, the cause of the lattice.
+
+    ``weight`` is the ConvTranspose2d(C -> 2, kernel 3, stride 2, padding 1, output
+    padding 1) weight, shape (C, 2, 3, 3). Each output pixel's phase (row, column parity)
+    sees a different subset of taps: tap 1 for an even coordinate, taps 0 and 2 for an
+    odd one, so on a locally constant input the four phases answer with the sums
+    w11, w10 + w12, w01 + w21 and w00 + w02 + w20 + w22. Where those differ, the logit
+    margin (channel 1 minus channel 0) has a period-2 component everywhere: the lattice
+    of the authors' checkpoint and the first bundled weights. The loss is the variance of
+    the four margin sums over the phases, averaged over input channels.
+
+    On the weights rather than on the logits: a loss on the logits' 2x2-block deviation
+    (:func:`lattice_loss`) is also met by silencing the generator (a constant margin has
+    none), and from scratch it did: the MRI generator's ReLUs all died within 400 steps
+    and its mask sat at margin 0, flipping between all and nothing (measured).
+    """
+    w = weight[:, 1] - weight[:, 0]  # (C, 3, 3): the margin's taps
+    phases = torch.stack([
+        w[:, 1, 1],
+        w[:, 1, 0] + w[:, 1, 2],
+        w[:, 0, 1] + w[:, 2, 1],
+        w[:, 0, 0] + w[:, 0, 2] + w[:, 2, 0] + w[:, 2, 2],
+    ])  # (4, C)
+    return phases.var(dim=0, unbiased=False).mean()
+
+
+def lattice_index(mask: torch.Tensor) -> float:
+    """Share of a mask's non-DC energy at the period-2 frequencies ((pi, 0), (0, pi),
+    (pi, pi)), over a batch (N, 1, H, W). 0 for a mask constant on 2x2 blocks, 1 for a
+    pure 2-pixel lattice; a smooth anatomical mask (a thresholded blurred disc) scores
+    ~1e-3. The number docs/training.md reports for "no lattice"."""
+    m = mask.detach().double()
+    m = m - m.mean(dim=(-2, -1), keepdim=True)
+    spec = torch.fft.fft2(m).abs() ** 2
+    h, w = m.shape[-2:]
+    nyq = spec[..., h // 2, 0] + spec[..., 0, w // 2] + spec[..., h // 2, w // 2]
+    total = spec.sum(dim=(-2, -1))
+    return float(nyq.sum() / total.sum().clamp_min(1e-12))
+
+
+def channel_sparsity_loss(ch_logits: torch.Tensor, target: float, margin: float = 1.0) -> torch.Tensor:
+    """Keep at least ``target`` of each masked layer's channels sparse, on the logits.
+
+    ``ch_logits`` is a body's (1, C, L, 2) parameter; d = l_sparse - l_dense per channel
+    and layer (the inference rule makes a channel sparse where d > 0). Per layer the
+    k = ceil(target C) channels the network already ranks most sparse are pushed to
+    d >= ``margin`` by mean(relu(margin - d)); the others are left to the fusion losses.
+    Why not the compute budget: its soft cost (softmax of the logits) was met by every
+    channel sitting a little on the dense side, so the first bundled weights had 0 of 32
+    sparse channels in every layer and the spatial mask changed nothing.
+    """
+    d = ch_logits[0, :, :, 1] - ch_logits[0, :, :, 0]  # (C, L)
+    k = max(1, math.ceil(target * d.shape[0] - 1e-9))
+    top = torch.topk(d, k, dim=0).values  # (k, L)
+    return F.relu(margin - top).mean()
 
 
 def signal_support(a: torch.Tensor, b: torch.Tensor, level: float = 8 / 255, grow: int = 7) -> torch.Tensor:

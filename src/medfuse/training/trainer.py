@@ -37,17 +37,23 @@ from medfuse.training.data import PatchSampler, as_batch, load_split
 from medfuse.training.losses import (
     LossWeights,
     background_mask_penalty,
+    channel_sparsity_loss,
     content_loss,
+    contrast_loss,
     display_luminance,
     gradient_loss,
+    intensity_loss,
+    lattice_loss,
     mask_budget,
     mask_cost,
     mef_ssim_loss,
     qabf_loss,
+    scd_loss,
     semantic_loss,
     signal_support,
     ssim_loss,
     support_mask_prior,
+    upsampler_phase_loss,
 )
 from medfuse.training.semantic import load_semantic
 from medfuse.training.validation import (
@@ -64,7 +70,8 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "torch_rng", "s
 #: ``log.csv``'s header: every loss term, the schedule, and the principal fractions.
 LOG_COLUMNS = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim",
                "mef_ssim", "qabf", "semantic", "mask", "mask_support", "mask_bg",
-               "principal_mri", "principal_functional"]
+               "principal_mri", "principal_functional", "scd", "intensity", "contrast",
+               "lattice", "lattice_logits", "channel_sparsity"]
 
 
 @dataclass
@@ -90,6 +97,13 @@ class TrainConfig:
     #: End this invocation at this step while keeping the schedule of ``steps`` (a run
     #: split over several invocations, continued with ``--resume``).
     stop_after: int | None = None
+    #: With ``max_minutes``: after :data:`FIT_WARMUP` steps, set ``steps`` (and validation
+    #: and checkpoint intervals) from the measured speed, so the learning-rate schedule
+    #: ends inside the budget on any machine (a GPU run of fixed minutes). The fitted
+    #: values are written to config.json and the checkpoints; ``--resume`` keeps them.
+    fit_steps: bool = False
+    #: Learning-rate factor of the channel-mask logits (see :func:`_param_groups`).
+    mask_lr_scale: float = 1.0
     semantic: str | None = None  # path to the frozen semantic net; None disables L_S
     weights: LossWeights = field(default_factory=LossWeights)
     threads: int | None = None
@@ -99,11 +113,63 @@ class TrainConfig:
     #: Losses score the luminance of the RGB that is written (chroma rule, clip) instead
     #: of the network's luminance; see :func:`medfuse.training.losses.display_luminance`.
     display_luma: bool = False
+    #: The ``--recipe`` preset the options came from (None: options only); a record.
+    recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["weights"] = self.weights.to_dict()
         return d
+
+
+#: Named presets of ``medfuse train`` options (CLI parameter names); an option given on
+#: the command line wins over its preset. ``v2`` is the weights-v2 recipe from scratch
+#: (docs/training.md, "weights v2"): inference masks in training, the support prior, the
+#: structural and edge terms of the first bundled weights, and the v2 terms (SCD,
+#: brightness, lattice, sparse channels). Budgets, data and devices stay options.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "v2": {
+        "batch": 8, "patch": 64, "lr": 1e-3, "steps": 12000, "val_every": 1000,
+        "checkpoint_every": 250, "straight_through": True, "display_luma": True,
+        "mask_weight": 1.0, "mask_support": 2.0, "compute_target": None,
+        "alpha": 7.0, "mef_ssim": 2.0, "qabf_weight": 10.0,
+        "scd": 2.0, "intensity": 4.0, "contrast": 0.0, "lattice": 100.0,
+        "channel_sparsity": 1.0, "sparse_target": 0.3, "criterion": "val_v2",
+    },
+}
+
+
+def recipe_options(name: str) -> dict[str, Any]:
+    """The option values of recipe ``name`` (plus the bundled semantic module as
+    ``semantic`` when the recipe uses one and it is installed); unknown names refused."""
+    if name not in RECIPES:
+        raise UsageError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}")
+    opts = dict(RECIPES[name])
+    if name != "paper":
+        from medfuse.engine.weights import bundled_weights_path
+
+        bundled = bundled_weights_path()
+        if bundled is not None and (bundled.parent / "semantic-medfuse.pt").is_file():
+            opts["semantic"] = bundled.parent / "semantic-medfuse.pt"
+    return opts
+
+
+#: ``fit_steps``: steps timed before the schedule is fitted (the first few are skipped as
+#: warm-up), and how many validations the fitted run holds (their time is reserved).
+FIT_WARMUP = 40
+FIT_SKIP = 10
+FIT_VALIDATIONS = 4
+
+
+def fitted_schedule(step: int, rate: float, remaining_s: float, val_s: float,
+                    validations: int = FIT_VALIDATIONS) -> tuple[int, int]:
+    """(steps, validation interval) for a run at ``step`` that trains ``rate`` steps per
+    second with ``remaining_s`` seconds left, reserving ``validations`` + 1 validations of
+    ``val_s`` seconds each (and 5 % slack). Never fewer than ``step + 1`` steps."""
+    train_s = max(0.0, remaining_s - (validations + 1) * val_s) * 0.95
+    steps = max(step + 1, step + int(train_s * rate))
+    return steps, max(1, steps // max(1, validations))
 
 
 def _device(spec: str) -> torch.device:
@@ -120,6 +186,26 @@ def _tensorboard(out: Path) -> Any:
     except Exception:  # tensorboard is optional
         return None
     return SummaryWriter(str(out / "tb"))
+
+
+def mask_upsampler(model: GeSeNet, branch: str) -> torch.Tensor:
+    """The weight of one branch's spatial-mask upsampler (the last ConvTranspose2d), by
+    its state-dict key: the authors' checkpoint layout, which is stable by contract."""
+    prefix = {"mri": "inf", "functional": "vis"}[branch]
+    return model.get_parameter(f"{prefix}_rmm.spa_mask.5.weight")
+
+
+def _param_groups(model: GeSeNet, lr: float, mask_lr_scale: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: the channel-mask logits at ``mask_lr_scale`` x ``lr``. Adam
+    moves every parameter by about lr per step whatever its gradient, so logits that sit
+    0.3 on the dense side (the first bundled weights') need ~1000 steps at lr 3e-4 to flip
+    to sparse; a fine-tune that must make channels sparse scales their rate."""
+    masks = [model.channel_mask_logits(br) for br in model.BRANCHES]
+    ids = {id(p) for p in masks}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    if mask_lr_scale == 1.0:
+        return [{"params": list(model.parameters())}]  # the order older checkpoints hold
+    return [{"params": rest}, {"params": masks, "lr": lr * mask_lr_scale}]
 
 
 def loss_terms(
@@ -165,6 +251,20 @@ def loss_terms(
         ) / 2
         terms["mask_bg"] = (background_mask_penalty(out.mask_mri, sup)
                             + background_mask_penalty(out.mask_functional, sup)).detach() / 2
+    if w.scd > 0:
+        terms["scd"] = scd_loss(f, a, b)
+    if w.intensity > 0:
+        terms["intensity"] = intensity_loss(f, a, b)
+    if w.contrast > 0:
+        terms["contrast"] = contrast_loss(f, a, b)
+    if w.lattice > 0:
+        terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
+    if w.lattice_logits > 0 and all(m is not None for m in margins):
+        terms["lattice_logits"] = sum(lattice_loss(m) for m in margins) / 2  # type: ignore[arg-type]
+    if w.channel_sparsity > 0:
+        terms["channel_sparsity"] = sum(
+            channel_sparsity_loss(model.channel_mask_logits(br), w.sparse_target) for br in model.BRANCHES
+        ) / 2
     terms["mask"] = budget / 2
     total = (
         w.content * terms["content"]
@@ -179,6 +279,11 @@ def loss_terms(
         total = total + w.qabf * terms["qabf"]
     if "mask_support" in terms:
         total = total + w.mask_support * terms["mask_support"]
+    for name, weight in (("scd", w.scd), ("intensity", w.intensity), ("contrast", w.contrast),
+                         ("lattice", w.lattice), ("lattice_logits", w.lattice_logits),
+                         ("channel_sparsity", w.channel_sparsity)):
+        if name in terms:
+            total = total + weight * terms[name]
     terms["total"] = total
     terms["principal_mri"] = out.mask_mri.mean().detach()
     terms["principal_functional"] = out.mask_functional.mean().detach()
@@ -208,6 +313,9 @@ def _load_init(model: GeSeNet, path: str) -> None:
     """Start from a previous medfuse run's weights (``--init``), read without running code."""
     from medfuse.engine import read_state_dict
 
+    if not Path(path).is_file():
+        raise UsageError(f"--init {path}: no such weights file")
+
     try:
         model.load_state_dict(read_state_dict(Path(path)), strict=True)
     except RuntimeError as exc:
@@ -236,6 +344,50 @@ def _restore(path: Path, model: GeSeNet, opt: torch.optim.Optimizer, sched: Any,
     return ck
 
 
+#: ``medfuse train`` option of each loss weight whose name differs from the field's.
+WEIGHT_OPTIONS = {"gradient": "--gamma", "ssim": "--alpha", "semantic": "--beta",
+                  "semantic_aux": "--delta", "mask": "--mask-weight", "qabf": "--qabf-loss"}
+
+
+def check_number(option: str, value: float | None, *, low: float | None = None,
+                 low_open: bool = False, allow_none: bool = True) -> None:
+    """One option's value: finite and at or above ``low`` (above it with ``low_open``);
+    a usage error naming the option otherwise, before any data is read."""
+    import math
+
+    if value is None:
+        if allow_none:
+            return
+        raise UsageError(f"{option}: a value is needed")
+    if not math.isfinite(value):
+        raise UsageError(f"{option} {value}: must be a finite number")
+    if low is not None and (value <= low if low_open else value < low):
+        raise UsageError(f"{option} {value:g}: must be {'above' if low_open else 'at least'} {low:g}")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Range checks of the numeric options, so a NaN learning rate or a negative budget is
+    one usage error instead of a run that trains to NaN or fails half way."""
+    check_number("--lr", cfg.lr, low=0.0, low_open=True)
+    check_number("--tau", cfg.tau, low=0.0, low_open=True)
+    check_number("--tau-start", cfg.tau_start, low=0.0, low_open=True)
+    check_number("--max-minutes", cfg.max_minutes, low=0.0, low_open=True)
+    check_number("--stop-after", cfg.stop_after, low=1)
+    check_number("--threads", cfg.threads, low=1)
+    for name, value in cfg.weights.to_dict().items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_number(WEIGHT_OPTIONS.get(name, f"--{name.replace('_', '-')}"), float(value))
+    if cfg.init is not None and not Path(cfg.init).is_file():
+        raise UsageError(f"--init {cfg.init}: no such weights file")
+    band = getattr(cfg.weights, "support_band", None)
+    if isinstance(band, (tuple, list)) and len(band) == 2:
+        lo, hi = (float(b) for b in band)
+        for b in (lo, hi):
+            check_number("--support-band", b, low=0.0)
+        if not lo < hi <= 1.0:
+            raise UsageError(f"--support-band {lo:g} {hi:g}: needs LOW < HIGH <= 1")
+
+
 def train(
     cfg: TrainConfig,
     resume: bool = False,
@@ -252,6 +404,7 @@ def train(
     without ``force`` or is an input). Everything is checked before anything is written.
     """
     check_criterion(cfg.criterion)
+    check_config(cfg)
     out = Path(cfg.out)
     inputs = _run_inputs(cfg, resume)
     claim_run_folder(out, resume, force, inputs)
@@ -268,7 +421,8 @@ def train(
         _load_init(model, cfg.init)
     model.set_straight_through(cfg.straight_through)
     model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(_param_groups(model, cfg.lr, cfg.mask_lr_scale), lr=cfg.lr,
+                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.steps)))) * 0.95 + 0.05
     )
@@ -278,6 +432,10 @@ def train(
     if resume:
         ck = _restore(last, model, opt, sched, sampler, dev)
         step, best, best_step = int(ck["step"]), float(ck["best"]), int(ck["best_step"])
+        saved = ck.get("config") or {}
+        if cfg.fit_steps and saved.get("fit_steps") and step >= FIT_WARMUP:
+            for k in ("steps", "val_every", "checkpoint_every"):  # the fitted schedule
+                setattr(cfg, k, int(saved[k]))
     else:
         out.mkdir(parents=True, exist_ok=True)
         clear_outputs(out, RUN_OUTPUTS)  # claimed above: absent, or replaced with force
@@ -310,11 +468,11 @@ def train(
 
     start = time.monotonic()
     model.train()
-    acc: dict[str, list[float]] = {}
+    acc: dict[str, list[torch.Tensor]] = {}
 
     def write_row() -> None:
         """Mean of each loss term since the last row: CSV, TensorBoard, progress bar."""
-        row = {k: float(np.mean(v)) for k, v in acc.items()}
+        row = {k: float(torch.stack(v).double().mean()) for k, v in acc.items()}
         row.update(step=step, seconds=round(time.monotonic() - start, 1),
                    lr=sched.get_last_lr()[0], tau=model.tau)
         log.write(row)
@@ -328,6 +486,8 @@ def train(
 
     stopped_by_budget = False
     end = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+    fit = cfg.fit_steps and cfg.max_minutes is not None and step < FIT_WARMUP
+    fit_t0 = time.monotonic()
     while step < end:
         if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
             stopped_by_budget = True
@@ -343,8 +503,21 @@ def train(
         opt.step()
         sched.step()
         step += 1
-        for k, v in terms.items():
-            acc.setdefault(k, []).append(float(v.detach()))
+        for k, v in terms.items():  # tensors: one device sync per log row, not per term
+            acc.setdefault(k, []).append(v.detach())
+        if fit and step == FIT_SKIP:
+            fit_t0 = time.monotonic()
+        if fit and step == FIT_WARMUP:
+            fit = False
+            rate = (step - FIT_SKIP) / max(1e-6, time.monotonic() - fit_t0)
+            t_val = time.monotonic()
+            run_validation()
+            t_val = time.monotonic() - t_val
+            remaining = cfg.max_minutes * 60 - (time.monotonic() - start)  # type: ignore[operator]
+            cfg.steps, cfg.val_every = fitted_schedule(step, rate, remaining, t_val)
+            cfg.checkpoint_every = cfg.val_every
+            end = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+            write_json(out / "config.json", cfg.to_dict())
         if step % 50 == 0:
             write_row()
         if step % cfg.checkpoint_every == 0:

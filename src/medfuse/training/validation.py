@@ -12,14 +12,18 @@ import torch
 from medfuse.errors import UsageError
 from medfuse.model import GeSeNet
 from medfuse.training.data import PairSet, as_batch
+from medfuse.training.losses import lattice_index
 
 #: Validation criterion for the best checkpoint (the default): mean Qabf (standard
 #: profile) over val, the edge-transfer metric the bundled weights must win on in every
 #: task, among validations whose hard principal fractions both lie in [0.1, 0.9]
 #: (meaningful masks); any such validation ranks above every one outside that range.
-#: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure.
+#: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure;
+#: ``val_v2`` (the weights-v2 recipe) adds 0.1 x the mean SCD on top, so a checkpoint that
+#: gains contrast (SCD 0.1) at the cost of 0.01 SSIM or Qabf ties (docs/training.md).
 CRITERION = "val_qabf"
-CRITERIA = ("val_qabf", "val_qabf+ssim")
+CRITERIA = ("val_qabf", "val_qabf+ssim", "val_v2")
+SCD_WEIGHT = 0.1
 MASK_RANGE = (0.1, 0.9)
 
 
@@ -36,7 +40,11 @@ def selection_score(v: dict[str, float], criterion: str = CRITERION) -> float:
     lo, hi = MASK_RANGE
     ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
     check_criterion(criterion)
-    score = v["val_qabf"] + (v["val_ssim"] if criterion == "val_qabf+ssim" else 0.0)
+    score = v["val_qabf"]
+    if criterion in ("val_qabf+ssim", "val_v2"):
+        score += v["val_ssim"]
+    if criterion == "val_v2":
+        score += SCD_WEIGHT * v["val_scd"]
     return score if ok else score - 10.0
 
 
@@ -60,12 +68,16 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
     rows: list[dict[str, float]] = []
     fr_m: list[float] = []
     fr_f: list[float] = []
+    masks_m: list[torch.Tensor] = []
+    masks_f: list[torch.Tensor] = []
     for i in range(0, len(val), 8):
         a, b = as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev)
         out = model.fuse(a, b)
         fused = out.fused[:, 0].cpu().numpy()
         fr_m += out.mask_mri.mean(dim=(1, 2, 3)).cpu().tolist()
         fr_f += out.mask_functional.mean(dim=(1, 2, 3)).cpu().tolist()
+        masks_m.append(out.mask_mri.cpu())
+        masks_f.append(out.mask_functional.cpu())
         for j in range(fused.shape[0]):
             k = i + j
             colour = val.chroma is not None and not np.all(val.chroma[k] == TAU)
@@ -73,7 +85,8 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
                                 [(val.chroma[k, 0], val.chroma[k, 1])] if colour else [], "pet")
             written = to_uint(colourise(fused[j], pair), 8).astype(np.float64)  # inference's path
             src_a, src_b = val.mri[k] * 255.0, val.other[k] * 255.0
-            m = compute_metrics_colour(src_a, src_b, written, profile="standard", metrics=["Qabf", "SSIM"])
+            m = compute_metrics_colour(src_a, src_b, written, profile="standard",
+                                       metrics=["Qabf", "SSIM", "SCD", "SD", "EN"])
             m["MEF"] = compute_metrics_colour(src_a, src_b, written, profile="toolbox2022",
                                               metrics=["SSIM"])["SSIM"]
             rows.append(m)
@@ -84,12 +97,20 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
         "val_mef_ssim": float(np.mean([r["MEF"] for r in rows])),
         "principal_mri": float(np.mean(fr_m)),
         "principal_functional": float(np.mean(fr_f)),
+        "val_scd": float(np.mean([r["SCD"] for r in rows])),
+        "lattice_mri": lattice_index(torch.cat(masks_m)),
+        "lattice_functional": lattice_index(torch.cat(masks_f)),
     }
+    counts = model.sparse_channel_counts()
+    res["sparse_mri"] = float(min(counts["mri"]))
+    res["sparse_functional"] = float(min(counts["functional"]))
     for task in sorted(set(val.tasks)):
         idx = [k for k, t in enumerate(val.tasks) if t == task]
         res[f"qabf_{task}"] = float(np.mean([rows[k]["Qabf"] for k in idx]))
         res[f"mef_{task}"] = float(np.mean([rows[k]["MEF"] for k in idx]))
         res[f"ssim_{task}"] = float(np.mean([rows[k]["SSIM"] for k in idx]))
+        for metric in ("SCD", "SD", "EN"):
+            res[f"{metric.lower()}_{task}"] = float(np.mean([rows[k][metric] for k in idx]))
     return res
 
 
@@ -100,6 +121,7 @@ def validation_columns(tasks: list[str]) -> list[str]:
     from medfuse.vocabulary import TASKS
 
     names = list(TASKS) + sorted(set(tasks) - set(TASKS))
-    per_task = [f"{m}_{t}" for m in ("qabf", "mef", "ssim") for t in names]
+    per_task = [f"{m}_{t}" for m in ("qabf", "mef", "ssim", "scd", "sd", "en") for t in names]
     return ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri",
-            "principal_functional", *per_task, "best"]
+            "principal_functional", "val_scd", "lattice_mri", "lattice_functional",
+            "sparse_mri", "sparse_functional", *per_task, "best"]

@@ -1,0 +1,174 @@
+"""Do the region masks of a weights file matter? One report, one run, on the val split.
+
+    python benchmarks/mask_report.py WEIGHTS [--data ../shared/data/harvard] [--json out.json]
+        [--device cpu] [--repeats 3] [--threads N]
+
+Measures, for GeSeNet weights:
+- sparse channels per branch and masked layer (inference rule), and the share of channels;
+- hard principal fractions per task and branch: of the image, and of the signal support
+  (where either source has signal, ``medfuse.training.losses.signal_support``);
+- the lattice index of the hard spatial masks (share of non-DC energy at the period-2
+  frequencies, ``medfuse.training.losses.lattice_index``) next to that of a smooth mask of
+  the same anatomy (the support itself);
+- an ablation: the same weights with both spatial masks forced all-principal (the last
+  transposed convolution's biases set to +-1e4, nothing else changed), scored like
+  validation (Qabf, SSIM, SCD, SD, EN; standard profile, the written image), and the mean
+  absolute change of the fused luminance;
+- the fast path: ms per pair of the folded inference form with the box-sparse body
+  (``sparse="always"``), without it (``"never"``, the dense masked body), the default
+  (``"auto"``) and the forced all-principal weights, interleaved in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def forced_all_principal(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same weights with both spatial masks all principal: logit 1 beats logit 0 by 2e4
+    everywhere through the last transposed convolution's bias."""
+    out = dict(state)
+    for prefix in ("inf_rmm", "vis_rmm"):
+        k = f"{prefix}.spa_mask.5.bias"
+        out[k] = torch.tensor([-1e4, 1e4], dtype=state[k].dtype)
+    return out
+
+
+@torch.no_grad()
+def fused_and_masks(model: torch.nn.Module, val, dev: torch.device):  # noqa: ANN001, ANN201
+    from medfuse.training.data import as_batch
+
+    fused, mm, mf = [], [], []
+    for i in range(0, len(val), 8):
+        o = model.fuse(as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev))
+        fused.append(o.fused[:, 0].cpu().numpy())
+        mm.append(o.mask_mri.cpu())
+        mf.append(o.mask_functional.cpu())
+    return np.concatenate(fused), torch.cat(mm), torch.cat(mf)
+
+
+def scores(val, fused: np.ndarray) -> dict[str, dict[str, float]]:  # noqa: ANN001
+    """Validation's scoring (written image, standard profile) per task."""
+    from medfuse.colour import TAU
+    from medfuse.io.images import to_uint
+    from medfuse.metrics import compute_metrics_colour
+    from medfuse.prepare.pair import PreparedPair, colourise
+
+    rows = []
+    for k in range(len(val)):
+        colour = val.chroma is not None and not np.all(val.chroma[k] == TAU)
+        pair = PreparedPair(val.mri[k], val.other[k],
+                            [(val.chroma[k, 0], val.chroma[k, 1])] if colour else [], "pet")
+        written = to_uint(colourise(fused[k], pair), 8).astype(np.float64)
+        rows.append(compute_metrics_colour(val.mri[k] * 255.0, val.other[k] * 255.0, written,
+                                           profile="standard",
+                                           metrics=["Qabf", "SSIM", "SCD", "SD", "EN"]))
+    out = {}
+    for task in sorted(set(val.tasks)):
+        idx = [k for k, t in enumerate(val.tasks) if t == task]
+        out[task] = {m: float(np.mean([rows[k][m] for k in idx])) for m in rows[0]}
+    return out
+
+
+def timing(models: dict[str, object], val, dev: torch.device, repeats: int) -> dict[str, float]:  # noqa: ANN001
+    """ms per pair of each folded model over the val pairs, one pair at a time, the
+    models interleaved pair by pair so that load changes hit them alike; the median over
+    ``repeats`` passes."""
+    from medfuse.training.data import as_batch
+
+    times: dict[str, list[float]] = {k: [] for k in models}
+    pairs = [(as_batch(val.mri[k : k + 1], dev), as_batch(val.other[k : k + 1], dev)) for k in range(len(val))]
+    with torch.no_grad():
+        for a, b in pairs[:2]:  # warm-up
+            for m in models.values():
+                m.fuse(a, b, return_bodies=False)  # type: ignore[attr-defined]
+        for _ in range(repeats):
+            per = {k: 0.0 for k in models}
+            for a, b in pairs:
+                for name, m in models.items():
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    m.fuse(a, b, return_bodies=False)  # type: ignore[attr-defined]
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    per[name] += time.perf_counter() - t0
+            for k in models:
+                times[k].append(per[k] / len(pairs) * 1000)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3) -> dict:
+    from medfuse.engine import build_model, read_state_dict, select_device
+    from medfuse.training.data import load_split
+    from medfuse.training.losses import lattice_index, signal_support
+
+    dev = select_device(device)
+    val = load_split(data, "val")
+    state = read_state_dict(weights)
+    model = build_model(state, weights).to(dev)
+    forced = build_model(forced_all_principal(state), weights).to(dev)
+    counts = model.sparse_channel_counts()
+    fused, mm, mf = fused_and_masks(model, val, dev)
+    fused_forced, fm, ff = fused_and_masks(forced, val, dev)
+    assert bool(fm.all()) and bool(ff.all())
+    a = torch.from_numpy(val.mri).unsqueeze(1)
+    b = torch.from_numpy(val.other).unsqueeze(1)
+    sup = signal_support(a, b)
+    out: dict = {
+        "weights": str(weights),
+        "sparse_channels": counts,
+        "sparse_share": {k: float(np.mean(v) / model.FEATURES) for k, v in counts.items()},
+        "lattice_index": {"mri": lattice_index(mm), "functional": lattice_index(mf),
+                          "smooth_reference_support": lattice_index(sup)},
+        "principal": {},
+        "ablation_all_principal": {"learned": scores(val, fused), "all_principal": scores(val, fused_forced),
+                                   "mean_abs_change_255": float(np.abs(fused - fused_forced).mean() * 255)},
+    }
+    for task in sorted(set(val.tasks)):
+        idx = [k for k, t in enumerate(val.tasks) if t == task]
+        s = sup[idx]
+        out["principal"][task] = {
+            f"{br}_{what}": float(v)
+            for br, m in (("mri", mm[idx]), ("functional", mf[idx]))
+            for what, v in (("of_image", m.mean()), ("of_support", (m * s).sum() / s.sum()),
+                            ("outside_support", (m * (1 - s)).sum() / (1 - s).sum().clamp_min(1)))
+        }
+    folded = {
+        "box_sparse": model.fold(sparse="always"),
+        "dense_masked": model.fold(sparse="never"),
+        "auto": model.fold(sparse="auto"),
+        "all_principal": forced.fold(sparse="never"),
+    }
+    out["ms_per_pair"] = timing(folded, val, dev, repeats)
+    out["device"] = str(dev)
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("weights", type=Path)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/harvard"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    rep = report(a.weights, a.data, a.device, a.repeats)
+    text = json.dumps(rep, indent=1)
+    if a.json:
+        a.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
