@@ -16,20 +16,12 @@ import pytest
 from helpers.engines import MeanEngine
 from helpers.engines import never_loaded as never
 from helpers.synth import (
-    MR_AFFINE,
-    MR_SHAPE,
     PET_AFFINE,
-    image_task,
     pet_values,
     pet_volume,
     rng_image,
     write_mr_series,
     write_nifti,
-)
-from medfuse.batch import (
-    BatchRequest,
-    batch_items,
-    fuse_batch,
 )
 from medfuse.colour import rgb_to_ycbcr
 from medfuse.errors import InputError, UsageError, WeightsError
@@ -221,81 +213,6 @@ def test_fuse_files_failure_leaves_nothing(volumes: tuple[Path, Path], tmp_path:
         fuse_files(req, lambda: Failing(batch_size=2))
     assert not req.output.exists()
     assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
-
-
-# -- batches ------------------------------------------------------------------------------
-
-
-def test_fuse_batch_isolates_failures(tmp_path: Path) -> None:
-    src = image_task(tmp_path / "in")
-    write_image(src / "MRI" / "lonely.png", np.zeros((32, 32), np.float32))
-    loads: list[int] = []
-
-    def loader() -> MeanEngine:
-        loads.append(1)
-        return MeanEngine()
-
-    seen: list[tuple[str, int, int]] = []
-    report = fuse_batch(BatchRequest(src, tmp_path / "out"), loader,
-                        lambda it, done, total: seen.append((it.name, done, total)))
-    assert [(it.name, it.status) for it in report.items] == [
-        ("p0", "fused"), ("p1", "fused"), ("p2", "fused"), ("MRI/lonely.png", "failed")]
-    assert loads == [1]  # loaded once
-    assert seen[-1][1:] == (4, 4) and {s[0] for s in seen} == {"p0", "p1", "p2", "MRI/lonely.png"}
-    for name in ("p0", "p1", "p2"):  # each fused pair has its provenance record
-        assert (tmp_path / "out" / f"{name}.json").is_file()
-    assert report.count("fused") == 3 and len(report.failed) == 1
-    assert "2D pair" in report.items[0].plan
-    again = fuse_batch(BatchRequest(src, tmp_path / "out", skip_existing=True), never)
-    assert again.count("skipped") == 3  # nothing to fuse: the engine is never loaded
-
-
-def test_unexpected_exception_is_one_line_failure(tmp_path: Path) -> None:
-    src = image_task(tmp_path / "in")
-
-    class Surprise(MeanEngine):
-        def fuse_luminance(self, mri, other, with_masks=False):  # type: ignore[no-untyped-def]
-            if len(self.calls) == 1:
-                self.calls.append(0)
-                raise ValueError("a bad\nsurprise")
-            return super().fuse_luminance(mri, other, with_masks)
-
-    report = fuse_batch(BatchRequest(src, tmp_path / "out"), Surprise)
-    assert [it.status for it in report.items] == ["fused", "failed", "fused"]
-    assert report.items[1].error == "ValueError: a bad surprise"
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["p0.png", "p2.png"]
-    assert not (tmp_path / "out" / "p1.json").exists()  # no record for a failed pair
-
-
-def test_batch_items_outputs_and_format(tmp_path: Path) -> None:
-    src = tmp_path / "in"
-    write_mr_series(src / "MRI" / "case1")
-    (src / "PET").mkdir()
-    write_nifti(src / "PET" / "case1.nii", pet_values(), PET_AFFINE)
-    items = batch_items(BatchRequest(src, tmp_path / "out"))
-    assert [it.output for it in items] == [tmp_path / "out" / "case1.nii.gz"]
-    items = batch_items(BatchRequest(src, tmp_path / "out", format="DICOM"))
-    assert [it.output for it in items] == [tmp_path / "out" / "case1"]
-    with pytest.raises(UsageError, match="--format"):
-        batch_items(BatchRequest(src, tmp_path / "out", format="tiff"))
-    with pytest.raises(UsageError, match="input folder not found"):
-        batch_items(BatchRequest(tmp_path / "none", tmp_path / "out"))
-
-
-def test_batch_volumes_to_dicom(tmp_path: Path) -> None:
-    src = tmp_path / "in"
-    write_mr_series(src / "MRI" / "case1")
-    (src / "PET").mkdir()
-    write_nifti(src / "MRI" / "case2.nii.gz", rng_image(MR_SHAPE), MR_AFFINE)
-    write_nifti(src / "PET" / "case1.nii.gz", pet_values(), PET_AFFINE)
-    write_nifti(src / "PET" / "case2.nii", pet_values(), PET_AFFINE)
-    template = FuseRequest(Path(), Path(), Path(), modality="pet")
-    report = fuse_batch(BatchRequest(src, tmp_path / "out", format="dicom", template=template),
-                        MeanEngine)
-    assert [it.status for it in report.items] == ["fused", "fused"], report.items
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["case1", "case2"]
-    assert (tmp_path / "out" / "case1.json").is_file()  # the record beside each series
-    assert len(list((tmp_path / "out" / "case1").iterdir())) == MR_SHAPE[2]
 
 
 # -- the engine as the fusion path uses it (seeded random weights) ------------------------
