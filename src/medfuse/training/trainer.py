@@ -134,7 +134,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "checkpoint_every": 250, "straight_through": True, "display_luma": True,
         "mask_weight": 1.0, "mask_support": 2.0, "compute_target": None,
         "alpha": 7.0, "mef_ssim": 2.0, "qabf_weight": 10.0,
-        "scd": 2.0, "intensity": 4.0, "contrast": 0.0, "lattice": 100.0,
+        "scd": 1.0, "intensity": 3.0, "contrast": 0.0, "lattice": 100.0,
         "channel_sparsity": 1.0, "sparse_target": 0.3, "criterion": "val_v2",
     },
 }

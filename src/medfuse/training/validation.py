@@ -19,11 +19,11 @@ from medfuse.training.losses import lattice_index
 #: task, among validations whose hard principal fractions both lie in [0.1, 0.9]
 #: (meaningful masks); any such validation ranks above every one outside that range.
 #: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure;
-#: ``val_v2`` (the weights-v2 recipe) adds 0.1 x the mean SCD on top, so a checkpoint that
-#: gains contrast (SCD 0.1) at the cost of 0.01 SSIM or Qabf ties (docs/training.md).
+#: ``val_v2`` (the weights-v2 recipe) adds 0.05 x the mean SCD on top, so a checkpoint that
+#: gains contrast (SCD 0.2) at the cost of 0.01 SSIM or Qabf ties (docs/training.md).
 CRITERION = "val_qabf"
 CRITERIA = ("val_qabf", "val_qabf+ssim", "val_v2")
-SCD_WEIGHT = 0.1
+SCD_WEIGHT = 0.05
 MASK_RANGE = (0.1, 0.9)
 
 
