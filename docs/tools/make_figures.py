@@ -75,6 +75,8 @@ def compare_figure(data: Path, ref: Path, ours: Path, out: Path) -> None:
 
 
 def masks_figure(data: Path, ours: Path, out: Path) -> None:
+    """Both branches' hard spatial masks on one val pair per task, then on the slice
+    through the hot lesion of a generated PET and SPECT study (default windows)."""
     from medfuse.engine import load_model
     from medfuse.fusion import fuse
     from medfuse.io.images import read_image
@@ -90,7 +92,42 @@ def masks_figure(data: Path, ours: Path, out: Path) -> None:
         rows.append([(overlay(a, r.mask_mri), f"MRI branch {r.mask_mri.mean():.0%}"),
                      (overlay(b, r.mask_other), f"{folder(task)} branch {r.mask_other.mean():.0%}"),
                      (r.mask_mri, "mask MRI"), (r.mask_other, f"mask {folder(task)}")])
+    rows += study_mask_rows(eng)
     figure(rows, out / "masks_val.png")
+
+
+def study_mask_rows(eng: object) -> list[list[tuple[np.ndarray, str]]]:
+    """Mask rows for a 2 mm PET and SPECT study (MNI152 with nilearn, else the phantom),
+    on the axial slice through each study's first lesion, through ``medfuse.masks``."""
+    import tempfile
+
+    from medfuse.io.images import read_image
+    from medfuse.masks import region_masks
+    from medfuse.studies import generate_study
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("pet", "spect"):
+            study = generate_study(kind, Path(tmp) / kind, resolution=2, seed=0)
+            inv = np.linalg.inv(np.asarray(study.mri_affine))
+            centre = inv @ np.r_[np.asarray(study.lesions[0].centre_mm), 1.0]
+            z = int(round(float(centre[2])))
+            d = study.directory
+            res = Path(tmp) / f"{kind}-masks"
+            rep = region_masks(d / study.files["mri"], d / study.files["other"], res,
+                               lambda: eng, slice_index=z, axis="axial")  # type: ignore[arg-type, return-value]
+            f = rep.principal_fraction
+
+            def tile(name: str, folder: Path = res) -> np.ndarray:  # 2 mm shown as 2x2 px
+                px = read_image(folder / name).pixels
+                return np.repeat(np.repeat(px, 2, axis=0), 2, axis=1)
+
+            rows.append([
+                (tile("overlay_mri.png"), f"study MRI {f['mri']:.0%}"),
+                (tile("overlay_other.png"), f"study {kind.upper()} {f['other']:.0%}"),
+                (tile("mask_mri.png"), "mask MRI"),
+                (tile("mask_other.png"), f"mask {kind.upper()}")])
+    return rows
 
 
 def main() -> None:

@@ -66,8 +66,9 @@ def test_recipe_sets_defaults_and_explicit_options_win(tmp_path: Path, monkeypat
         return {"steps": 0, "best_step": 0, "best_score": 0.0}
 
     monkeypatch.setattr(tr, "train", fake)
+    init = tmp_path / "init.pt"
     code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r", "--recipe", "v2",
-                     "--alpha", "3", "--steps", "5")
+                     "--alpha", "3", "--steps", "5", "--init", init)
     assert code == 0, text
     cfg = seen["cfg"]
     v2 = tr.RECIPES["v2"]
@@ -75,8 +76,13 @@ def test_recipe_sets_defaults_and_explicit_options_win(tmp_path: Path, monkeypat
     assert cfg.weights.qabf == v2["qabf_weight"] and cfg.weights.scd == v2["scd"]
     assert cfg.weights.channel_sparsity == v2["channel_sparsity"] and cfg.straight_through
     assert cfg.criterion == "val_v2" and cfg.recipe == "v2" and cfg.display_luma
+    assert cfg.weights.lattice_logits == v2["lattice_logits"] > 0
+    assert cfg.mask_lr_scale == v2["mask_lr_scale"] and cfg.lr == v2["lr"]
+    assert cfg.init == str(init)
     assert cfg.semantic is not None and cfg.semantic.endswith("semantic-medfuse.pt")
     code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r2", "--steps", "5")
     assert code == 0 and seen["cfg"].weights.scd == 0.0 and seen["cfg"].recipe is None
     code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r3", "--recipe", "v9")
     assert code == 2 and "unknown recipe" in text, text
+    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r4", "--recipe", "v2")
+    assert code == 2 and "give --init" in text and "\n" not in text.strip(), text

@@ -147,7 +147,7 @@ def train(
     if recipe is not None:
         # by name: typer may bundle its own click, whose ParameterSource is another enum
         given = {k for k in o if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") != "DEFAULT"}
-        o.update({k: v for k, v in recipe_options(recipe).items() if k not in given})
+        o.update({k: v for k, v in recipe_options(recipe, init).items() if k not in given})
     sem = o["semantic"]
     cfg = TrainConfig(
         data=str(data), out=str(out_dir), steps=o["steps"], batch=o["batch"], patch=o["patch"],

@@ -123,28 +123,40 @@ class TrainConfig:
 
 
 #: Named presets of ``medfuse train`` options (CLI parameter names); an option given on
-#: the command line wins over its preset. ``v2`` is the weights-v2 recipe from scratch
-#: (docs/training.md, "weights v2"): inference masks in training, the support prior, the
-#: structural and edge terms of the first bundled weights, and the v2 terms (SCD,
-#: brightness, lattice, sparse channels). Budgets, data and devices stay options.
+#: the command line wins over its preset. ``v2`` is the weights-v2 recipe (docs/training.md,
+#: "weights v2"): a fine-tune of medfuse's first bundled weights (``--init``; never the
+#: authors' checkpoint) with inference masks in training, the support prior, the
+#: structural and edge terms of those weights, and the v2 terms (SCD, brightness, lattice
+#: on the upsampler and on the logits, sparse channels). About 70 minutes on two CPU cores.
+#: Budgets, data and devices stay options.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "v2": {
-        "batch": 8, "patch": 64, "lr": 1e-3, "steps": 12000, "val_every": 1000,
+        "batch": 8, "patch": 64, "lr": 3e-4, "steps": 4500, "val_every": 500,
         "checkpoint_every": 250, "straight_through": True, "display_luma": True,
-        "mask_weight": 1.0, "mask_support": 2.0, "compute_target": None,
-        "alpha": 7.0, "mef_ssim": 2.0, "qabf_weight": 10.0,
-        "scd": 1.0, "intensity": 3.0, "contrast": 0.0, "lattice": 100.0,
+        "mask_weight": 1.0, "mask_support": 2.0, "support_band": (0.3, 0.9),
+        "compute_target": None, "alpha": 7.0, "mef_ssim": 2.0, "qabf_weight": 10.0,
+        "scd": 0.5, "intensity": 4.0, "contrast": 0.0, "lattice": 100.0,
+        "lattice_logits": 0.5, "mask_lr_scale": 30.0,
         "channel_sparsity": 1.0, "sparse_target": 0.3, "criterion": "val_v2",
     },
 }
 
 
-def recipe_options(name: str) -> dict[str, Any]:
+#: Recipes that are fine-tunes: they start from ``--init`` and are refused without it
+#: (from random weights their learning rate and length would train a poor network).
+FINE_TUNE_RECIPES = {"v2"}
+
+
+def recipe_options(name: str, init: object = None) -> dict[str, Any]:
     """The option values of recipe ``name`` (plus the bundled semantic module as
-    ``semantic`` when the recipe uses one and it is installed); unknown names refused."""
+    ``semantic`` when the recipe uses one and it is installed); unknown names refused, and
+    a fine-tune recipe without ``init``."""
     if name not in RECIPES:
         raise UsageError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}")
+    if name in FINE_TUNE_RECIPES and init is None:
+        raise UsageError(f"recipe {name!r} fine-tunes medfuse's first weights: give --init "
+                         "(docs/training.md, weights v2)")
     opts = dict(RECIPES[name])
     if name != "paper":
         from medfuse.engine.weights import bundled_weights_path

@@ -1,0 +1,122 @@
+"""The SSIM / contrast trade-off over candidate weights, from one `medfuse eval --json`.
+
+    python docs/tools/pareto.py eval.json --candidates v1,C,D,v2 [--ship v2]
+        [--ref ref] [--svg docs/img/pareto.svg]
+
+For every candidate (and the reference checkpoint and classical baselines as fixed
+points) the task means of SSIM, SCD, SD and Qabf (standard profile) and how many of the
+weights-v2 goals it meets (``benchmarks/v2_goals.py``). A candidate is on the front when no
+other candidate has SSIM and SCD both at least as high and one of them higher: the two
+metrics that pull hardest against each other (a darker or flatter fused image scores
+better SSIM against both sources and worse SCD and SD). Prints a markdown table; with
+``--svg`` draws SSIM against SCD as a plain SVG (no plotting library needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from v2_goals import goals  # noqa: E402
+
+TASKS = ("MRI_CT", "MRI_PET", "MRI_SPECT")
+BASELINES = ("average", "max", "laplacian", "gff")
+
+
+def task_mean(mean: dict, label: str, metric: str, profile: str = "standard") -> float:
+    """Mean over the three tasks (each task weighs the same, whatever its pair count)."""
+    return sum(mean[(t, label, profile, metric)] for t in TASKS) / len(TASKS)
+
+
+def front(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Labels not dominated in (x, y), both higher-is-better."""
+    out = set()
+    for k, (x, y) in points.items():
+        if not any((x2 >= x and y2 >= y and (x2, y2) != (x, y)) for k2, (x2, y2) in points.items() if k2 != k):
+            out.add(k)
+    return out
+
+
+def svg(points: dict[str, tuple[float, float]], kinds: dict[str, str], ship: str | None) -> str:
+    """SSIM (x) against SCD (y); candidates joined in the given order."""
+    w, h, pad = 640, 420, 60
+    xs = [p[0] for p in points.values()]
+    ys = [p[1] for p in points.values()]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    dx, dy = (x1 - x0) or 1e-3, (y1 - y0) or 1e-3
+    x0, x1, y0, y1 = x0 - 0.08 * dx, x1 + 0.25 * dx, y0 - 0.08 * dy, y1 + 0.08 * dy
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (pad + (x - x0) / (x1 - x0) * (w - 2 * pad),
+                h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+             f'font-family="sans-serif" font-size="12">',
+             f'<rect width="{w}" height="{h}" fill="white"/>',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
+             f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">SSIM (standard, mean of 3 tasks)</text>',
+             f'<text x="15" y="{h / 2}" transform="rotate(-90 15 {h / 2})" text-anchor="middle">'
+             'SCD (mean of 3 tasks)</text>']
+    for i in range(5):
+        xv = x0 + (x1 - x0) * i / 4
+        yv = y0 + (y1 - y0) * i / 4
+        gx, _ = px(xv, y0)
+        _, gy = px(x0, yv)
+        parts.append(f'<text x="{gx}" y="{h - pad + 16}" text-anchor="middle">{xv:.4f}</text>')
+        parts.append(f'<text x="{pad - 6}" y="{gy + 4}" text-anchor="end">{yv:.3f}</text>')
+    cands = [k for k in points if kinds[k] == "candidate"]
+    if len(cands) > 1:
+        path = " ".join(f"{px(*points[k])[0]:.1f},{px(*points[k])[1]:.1f}" for k in cands)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#999" stroke-dasharray="4 3"/>')
+    colours = {"candidate": "#1f77b4", "reference": "#d62728", "baseline": "#7f7f7f"}
+    for k, (x, y) in points.items():
+        cx, cy = px(x, y)
+        r = 7 if k == ship else 4
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{colours[kinds[k]]}"/>')
+        label = f"{k} (shipped)" if k == ship else k
+        parts.append(f'<text x="{cx + 8:.1f}" y="{cy - 6:.1f}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("json", type=Path)
+    ap.add_argument("--candidates", required=True, help="comma-separated method labels, in training order")
+    ap.add_argument("--ref", default="ref")
+    ap.add_argument("--ship", default=None)
+    ap.add_argument("--svg", type=Path, default=None)
+    a = ap.parse_args()
+    doc = json.loads(a.json.read_text())
+    mean = {(s["task"], s["method"], s["profile"], s["metric"]): s["mean"] for s in doc["summary"]}
+    labels = {m["label"] for m in doc["methods"]}
+    cands = [c for c in a.candidates.split(",") if c]
+    missing = [c for c in cands + [a.ref] if c not in labels]
+    if missing:
+        raise SystemExit(f"error: not in {a.json}: {', '.join(missing)}")
+    kinds = {c: "candidate" for c in cands}
+    kinds[a.ref] = "reference"
+    kinds.update({b: "baseline" for b in BASELINES if b in labels})
+    points = {k: (task_mean(mean, k, "SSIM"), task_mean(mean, k, "SCD")) for k in kinds}
+    on_front = front({k: points[k] for k in cands})
+    print("| weights | SSIM | SCD | SD | Qabf | goals met | on the front |")
+    print("|---|---|---|---|---|---|---|")
+    for k in kinds:
+        met = goals(doc, k, a.ref) if kinds[k] == "candidate" else None
+        g = f"{met[1]}/{met[2]}" if met else "-"
+        name = f"**{k}**" if k == a.ship else k
+        flag = "yes" if k in on_front else ("no" if kinds[k] == "candidate" else "-")
+        print(f"| {name} ({kinds[k]}) | {points[k][0]:.4f} | {points[k][1]:.3f} | "
+              f"{task_mean(mean, k, 'SD'):.1f} | {task_mean(mean, k, 'Qabf'):.4f} | {g} | {flag} |")
+    if a.svg:
+        a.svg.write_text(svg(points, kinds, a.ship))
+        print(f"\nplot: {a.svg}")
+
+
+if __name__ == "__main__":
+    main()
