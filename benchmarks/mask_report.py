@@ -12,8 +12,9 @@ Measures, for GeSeNet weights:
   the same anatomy (the support itself);
 - an ablation: the same weights with both spatial masks forced all-principal (the last
   transposed convolution's biases set to +-1e4, nothing else changed), scored like
-  validation (Qabf, SSIM, SCD, SD, EN; standard profile, the written image), and the mean
-  absolute change of the fused luminance;
+  validation (Qabf, SSIM, SCD, SD, EN; standard profile, the written image), and the
+  change of the fused luminance, over the image and over the anatomy where a learned mask
+  is redundant;
 - the fast path: ms per pair of the folded inference form with the box-sparse body
   (``sparse="always"``), without it (``"never"``, the dense masked body), the default
   (``"auto"``) and the forced all-principal weights, interleaved in one run.
@@ -76,6 +77,22 @@ def scores(val, fused: np.ndarray) -> dict[str, dict[str, float]]:  # noqa: ANN0
     return out
 
 
+def change(fused: np.ndarray, forced: np.ndarray, mm: torch.Tensor, mf: torch.Tensor,
+           sup: torch.Tensor) -> dict[str, float]:
+    """How much forcing the masks all-principal changes the fused luminance (grey levels of
+    255): over the image, and over the anatomy where either learned mask is redundant (the
+    only place the masks can act), with the share of those pixels that move by more than
+    one grey level."""
+    diff = np.abs(fused - forced) * 255
+    redundant = (((mm == 0) | (mf == 0)) & (sup > 0))[:, 0].numpy()
+    inside = diff[redundant] if redundant.any() else np.zeros(1)
+    return {"mean_abs_change_255": float(diff.mean()),
+            "redundant_anatomy_share": float(redundant.mean()),
+            "mean_abs_change_in_redundant_anatomy_255": float(inside.mean()),
+            "p99_change_in_redundant_anatomy_255": float(np.percentile(inside, 99)),
+            "redundant_anatomy_pixels_moved_over_1_255": float((inside > 1).mean())}
+
+
 def timing(models: dict[str, object], val, dev: torch.device, repeats: int) -> dict[str, float]:  # noqa: ANN001
     """ms per pair of each folded model over the val pairs, one pair at a time, the
     models interleaved pair by pair so that load changes hit them alike; the median over
@@ -129,7 +146,7 @@ def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3) -> 
                           "smooth_reference_support": lattice_index(sup)},
         "principal": {},
         "ablation_all_principal": {"learned": scores(val, fused), "all_principal": scores(val, fused_forced),
-                                   "mean_abs_change_255": float(np.abs(fused - fused_forced).mean() * 255)},
+                                   **change(fused, fused_forced, mm, mf, sup)},
     }
     for task in sorted(set(val.tasks)):
         idx = [k for k, t in enumerate(val.tasks) if t == task]
