@@ -15,6 +15,8 @@ Measures, for GeSeNet weights:
   validation (Qabf, SSIM, SCD, SD, EN; standard profile, the written image), and the
   change of the fused luminance, over the image and over the anatomy where a learned mask
   is redundant;
+- the share of the anatomy where a mask is tied (margin within 1e-4 of 0: decided by
+  rounding, the sign of a dead mask generator);
 - the fast path: ms per pair of the folded inference form with the box-sparse body
   (``sparse="always"``), without it (``"never"``, the dense masked body), the default
   (``"auto"``) and the forced all-principal weights, interleaved in one run.
@@ -75,6 +77,21 @@ def scores(val, fused: np.ndarray) -> dict[str, dict[str, float]]:  # noqa: ANN0
         idx = [k for k, t in enumerate(val.tasks) if t == task]
         out[task] = {m: float(np.mean([rows[k][m] for k in idx])) for m in rows[0]}
     return out
+
+
+def tied_share(model: torch.nn.Module, val, dev: torch.device, sup: torch.Tensor) -> dict[str, float]:  # noqa: ANN001
+    """Per branch, the share of the support where the spatial margin is within 1e-4 of 0:
+    there the mask is decided by rounding, not by the image (a dead mask generator)."""
+    from medfuse.training.data import as_batch
+
+    tied = {"mri": [], "functional": []}
+    for i in range(0, len(val), 8):
+        mg = model.spatial_margins(as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev))  # type: ignore[attr-defined]
+        s = sup[i : i + 8].to(dev) > 0
+        for name, m in zip(("mri", "functional"), mg):
+            tied[name].append(((m.abs() < 1e-4) & s).sum().item())
+    total = float((sup > 0).sum())
+    return {k: sum(v) / total for k, v in tied.items()}
 
 
 def change(fused: np.ndarray, forced: np.ndarray, mm: torch.Tensor, mf: torch.Tensor,
@@ -148,6 +165,7 @@ def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3) -> 
         "ablation_all_principal": {"learned": scores(val, fused), "all_principal": scores(val, fused_forced),
                                    **change(fused, fused_forced, mm, mf, sup)},
     }
+    out["tied_share_of_support"] = tied_share(model, val, dev, sup)
     for task in sorted(set(val.tasks)):
         idx = [k for k, t in enumerate(val.tasks) if t == task]
         s = sup[idx]

@@ -42,3 +42,23 @@ def test_each_branch_marks_part_of_the_anatomy(phantom_masks) -> None:
         share = m[support].mean()
         assert 0.1 <= share <= 0.95, share  # neither switched off nor all principal
         assert 0.05 <= m.mean() <= 0.9
+
+
+def test_masks_are_decided_by_the_image_not_by_rounding() -> None:
+    """Over the anatomy, almost no mask pixel may sit on a margin of (nearly) exactly 0: a
+    mask generator whose ReLUs died there outputs its bias difference, and with equal biases
+    the mask is floating-point noise that still looks like a plausible principal share."""
+    import torch
+
+    path = bundled_weights_path()
+    if path is None:
+        pytest.skip("this build carries no bundled weights")
+    net = load_model(path, "cpu").model
+    mri, pet = brain_phantom(256, seed=0)
+    y = luminance(pet)
+    a = torch.from_numpy(np.ascontiguousarray(mri, np.float32))[None, None]
+    b = torch.from_numpy(np.ascontiguousarray(y, np.float32))[None, None]
+    support = torch.from_numpy(np.maximum(mri, y) > 8 / 255)[None, None]
+    for margin in net.spatial_margins(a, b):
+        tied = (margin.abs() < 1e-4)[support].float().mean().item()
+        assert tied < 0.05, tied

@@ -76,7 +76,7 @@ def test_recipe_sets_defaults_and_explicit_options_win(tmp_path: Path, monkeypat
     assert cfg.weights.qabf == v2["qabf_weight"] and cfg.weights.scd == v2["scd"]
     assert cfg.weights.channel_sparsity == v2["channel_sparsity"] and cfg.straight_through
     assert cfg.criterion == "val_v2" and cfg.recipe == "v2" and cfg.display_luma
-    assert cfg.weights.lattice_logits == v2["lattice_logits"] > 0
+    assert cfg.weights.lattice == v2["lattice"] > 0 and cfg.weights.lattice_logits == 0
     assert cfg.mask_lr_scale == v2["mask_lr_scale"] and cfg.lr == v2["lr"]
     assert cfg.init == str(init)
     assert cfg.semantic is not None and cfg.semantic.endswith("semantic-medfuse.pt")

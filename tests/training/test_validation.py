@@ -17,6 +17,29 @@ def test_selection_prefers_meaningful_masks() -> None:
     good = {"val_qabf": 0.5, "principal_mri": 0.4, "principal_functional": 0.6}
     degenerate = {"val_qabf": 0.7, "principal_mri": 0.25, "principal_functional": 1.0}
     assert selection_score(good) > selection_score(degenerate)
+    tied = dict(good, val_qabf=0.7, tied_functional=0.6)  # a dead generator's rounding mask
+    assert selection_score(good) > selection_score(tied)
+    assert selection_score(dict(good, tied_mri=0.01, tied_functional=0.0)) == selection_score(good)
+
+
+def test_validation_reports_tied_masks(tmp_path: Path) -> None:
+    """A mask generator whose last layer is zero with equal biases ties everywhere: the
+    validation reports the whole anatomy tied, and the ordinary network almost none."""
+    from medfuse.model import GeSeNet
+    from medfuse.training.data import load_split
+    from medfuse.training.validation import validate
+
+    torch.manual_seed(0)
+    val = load_split(phantom_dataset(tmp_path, n_train=1, n_val=2), "val")
+    model = GeSeNet().eval()
+    res = validate(model, val, torch.device("cpu"))
+    assert res["tied_mri"] < 0.05 and res["tied_functional"] < 0.05
+    with torch.no_grad():
+        up = model.vis_rmm.spa_mask[5]
+        up.weight.zero_()
+        up.bias.fill_(-0.2)
+    res = validate(model, val, torch.device("cpu"))
+    assert res["tied_functional"] == pytest.approx(1.0) and res["tied_mri"] < 0.05
 
 
 def test_validation_columns_keep_the_harvard_header() -> None:

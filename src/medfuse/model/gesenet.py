@@ -162,6 +162,23 @@ class GeSeNet(nn.Module):
             outs.append(rmm.body(e, spa, hard, self.tau))
         return outs[0], outs[1]
 
+    @torch.no_grad()
+    def spatial_margins(self, mri: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The principal-minus-redundant spatial logit margins (MRI, functional), each
+        (N, 1, H, W), of the inference masks (a mask pixel is principal where its margin is
+        above 0). How far a margin is from 0 says whether a mask is decided by the image
+        or by rounding: a mask generator whose ReLUs died over the anatomy outputs its
+        bias difference there, exactly 0 when the biases are equal, and its mask is then
+        floating-point noise (``benchmarks/mask_report.py``, the bundled-weights tests)."""
+        out = []
+        for x, conv, eem, rmm in (
+            (mri, self.inf_conv, self.inf_eem, self.inf_rmm),
+            (other, self.vis_conv, self.vis_eem, self.vis_rmm),
+        ):
+            logits = rmm.spa_mask(eem(conv(x)))
+            out.append(logits[:, 1:2] - logits[:, 0:1])
+        return out[0], out[1]
+
     def masked_body(self, branch: Branch, features: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
         """One branch's region-mask body with the inference (hard) channel masks, on given
         features (N, FEATURES, H, W) and spatial mask (N, 1, H, W): the reference the

@@ -12,7 +12,7 @@ import torch
 from medfuse.errors import UsageError
 from medfuse.model import GeSeNet
 from medfuse.training.data import PairSet, as_batch
-from medfuse.training.losses import lattice_index
+from medfuse.training.losses import lattice_index, signal_support
 
 #: Validation criterion for the best checkpoint (the default): mean Qabf (standard
 #: profile) over val, the edge-transfer metric the bundled weights must win on in every
@@ -25,6 +25,9 @@ CRITERION = "val_qabf"
 CRITERIA = ("val_qabf", "val_qabf+ssim", "val_v2")
 SCD_WEIGHT = 0.05
 MASK_RANGE = (0.1, 0.9)
+#: ... and whose masks are decided by the image: at most this share of the anatomy may sit
+#: on a spatial margin within 1e-4 of 0 (a dead mask generator's tie, decided by rounding).
+MAX_TIED = 0.05
 
 
 def check_criterion(criterion: str) -> None:
@@ -36,9 +39,11 @@ def check_criterion(criterion: str) -> None:
 
 def selection_score(v: dict[str, float], criterion: str = CRITERION) -> float:
     """The number the best checkpoint maximises; validations with degenerate masks (a
-    principal fraction outside :data:`MASK_RANGE`) rank 10 below every meaningful one."""
+    principal fraction outside :data:`MASK_RANGE`, or more than :data:`MAX_TIED` of the
+    anatomy tied) rank 10 below every meaningful one."""
     lo, hi = MASK_RANGE
     ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
+    ok = ok and all(v.get(k, 0.0) <= MAX_TIED for k in ("tied_mri", "tied_functional"))
     check_criterion(criterion)
     score = v["val_qabf"]
     if criterion in ("val_qabf+ssim", "val_v2"):
@@ -70,9 +75,15 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
     fr_f: list[float] = []
     masks_m: list[torch.Tensor] = []
     masks_f: list[torch.Tensor] = []
+    tied = [0.0, 0.0]
+    support_px = 0.0
     for i in range(0, len(val), 8):
         a, b = as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev)
         out = model.fuse(a, b)
+        sup = signal_support(a, b) > 0
+        support_px += float(sup.sum())
+        for n, margin in enumerate(model.spatial_margins(a, b)):
+            tied[n] += float(((margin.abs() < 1e-4) & sup).sum())
         fused = out.fused[:, 0].cpu().numpy()
         fr_m += out.mask_mri.mean(dim=(1, 2, 3)).cpu().tolist()
         fr_f += out.mask_functional.mean(dim=(1, 2, 3)).cpu().tolist()
@@ -100,6 +111,8 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
         "val_scd": float(np.mean([r["SCD"] for r in rows])),
         "lattice_mri": lattice_index(torch.cat(masks_m)),
         "lattice_functional": lattice_index(torch.cat(masks_f)),
+        "tied_mri": tied[0] / max(support_px, 1.0),
+        "tied_functional": tied[1] / max(support_px, 1.0),
     }
     counts = model.sparse_channel_counts()
     res["sparse_mri"] = float(min(counts["mri"]))
@@ -124,4 +137,4 @@ def validation_columns(tasks: list[str]) -> list[str]:
     per_task = [f"{m}_{t}" for m in ("qabf", "mef", "ssim", "scd", "sd", "en") for t in names]
     return ["step", "val_qabf", "val_ssim", "val_mef_ssim", "principal_mri",
             "principal_functional", "val_scd", "lattice_mri", "lattice_functional",
-            "sparse_mri", "sparse_functional", *per_task, "best"]
+            "sparse_mri", "sparse_functional", "tied_mri", "tied_functional", *per_task, "best"]
