@@ -57,6 +57,10 @@ def main() -> None:
     ap.add_argument("--ref", default="ref")
     a = ap.parse_args()
     doc = json.loads(a.json.read_text())
+    labels = {m["label"] for m in doc["methods"]}
+    missing = [k for k in (a.ours or ["medfuse"]) + [a.ref] if k not in labels]
+    if missing:
+        raise SystemExit(f"error: no method {', '.join(missing)} in {a.json} (it has {', '.join(sorted(labels))})")
     for ours in a.ours or ["medfuse"]:
         lines, met, total = goals(doc, ours, a.ref)
         print(f"## {ours}: {met}/{total} goals met")
