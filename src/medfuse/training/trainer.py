@@ -115,6 +115,9 @@ class TrainConfig:
     display_luma: bool = False
     #: The ``--recipe`` preset the options came from (None: options only); a record.
     recipe: str | None = None
+    #: Generated-study pairs added to the training split (0: none); see
+    #: :mod:`medfuse.training.studies`. Drawn with ``seed``, so a resumed run gets the same.
+    studies: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -428,6 +431,11 @@ def train(
     dev = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     train_set, val_set = load_split(cfg.data, "train"), load_split(cfg.data, "val")
+    if cfg.studies:
+        from medfuse.training.studies import concat, study_pairs
+
+        train_set = concat(train_set, study_pairs(cfg.studies, seed=cfg.seed,
+                                                  size=int(train_set.mri.shape[1])))
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
     model = GeSeNet(tau=cfg.tau)
     if cfg.init and not resume:

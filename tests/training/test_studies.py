@@ -1,0 +1,65 @@
+"""Generated-study training pairs: the shape load_split gives, deterministic by seed, and
+usable by a training run beside dataset pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers.training import phantom_dataset
+from medfuse.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def pairs():  # noqa: ANN201
+    from medfuse.training.studies import study_pairs
+
+    return study_pairs(5, seed=3, size=64)
+
+
+def test_study_pairs_look_like_dataset_pairs(pairs) -> None:  # noqa: ANN001
+    assert pairs.mri.shape == pairs.other.shape == pairs.labels.shape == (5, 64, 64)
+    assert pairs.chroma is not None and pairs.chroma.shape == (5, 2, 64, 64)
+    for x in (pairs.mri, pairs.other, pairs.chroma):
+        assert x.dtype == np.float32 and np.isfinite(x).all() and 0 <= x.min() and x.max() <= 1
+    assert pairs.tasks == ["STUDY_PET"] * 3 + ["STUDY_SPECT"] * 2
+    assert len(set(pairs.names)) == 5
+    # a bright functional image: inside the head the windowed uptake is far from black
+    head = pairs.mri > 0.1
+    assert pairs.other[head].mean() > 0.1
+    # coloured: the chroma is not neutral everywhere
+    assert np.abs(pairs.chroma - 0.5).max() > 0.05
+
+
+def test_study_pairs_are_deterministic_by_seed(pairs) -> None:  # noqa: ANN001
+    from medfuse.training.studies import study_pairs
+
+    again = study_pairs(5, seed=3, size=64)
+    assert again.names == pairs.names
+    np.testing.assert_array_equal(again.other, pairs.other)
+    other = study_pairs(5, seed=4, size=64)
+    assert other.names != pairs.names
+
+
+def test_concat_needs_one_size(pairs, tmp_path: Path) -> None:  # noqa: ANN001
+    from medfuse.training.data import load_split
+    from medfuse.training.studies import concat
+
+    data = load_split(phantom_dataset(tmp_path, n_train=2, size=32), "train")
+    with pytest.raises(UsageError, match="one size"):
+        concat(data, pairs)
+    both = concat(load_split(phantom_dataset(tmp_path / "b", n_train=2, size=64), "train"), pairs)
+    assert len(both) == 7 and both.tasks[-1] == "STUDY_SPECT" and both.chroma.shape[0] == 7
+
+
+def test_a_run_trains_on_dataset_and_study_pairs(tmp_path: Path) -> None:
+    from medfuse.training.trainer import TrainConfig, train
+
+    data = phantom_dataset(tmp_path / "data", n_train=2, n_val=1, size=64)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=2, batch=2, patch=16,
+                      checkpoint_every=2, val_every=2, device="cpu", studies=2)
+    summary = train(cfg)
+    assert summary["steps"] == 2
+    assert '"studies": 2' in (tmp_path / "run" / "config.json").read_text()
