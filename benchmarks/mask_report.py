@@ -79,19 +79,19 @@ def scores(val, fused: np.ndarray) -> dict[str, dict[str, float]]:  # noqa: ANN0
     return out
 
 
-def tied_share(model: torch.nn.Module, val, dev: torch.device, sup: torch.Tensor) -> dict[str, float]:  # noqa: ANN001
+def tied_share(model: torch.nn.Module, val, dev: torch.device) -> dict[str, float]:  # noqa: ANN001
     """Per branch, the share of the support where the spatial margin is within 1e-4 of 0:
-    there the mask is decided by rounding, not by the image (a dead mask generator)."""
+    there the mask is decided by rounding, not by the image (a dead mask generator);
+    validation's own count (:func:`medfuse.training.validation.tied_pixels`)."""
     from medfuse.training.data import as_batch
+    from medfuse.training.validation import tied_pixels
 
-    tied = {"mri": [], "functional": []}
+    tied, total = [0.0, 0.0], 0.0
     for i in range(0, len(val), 8):
-        mg = model.spatial_margins(as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev))  # type: ignore[attr-defined]
-        s = sup[i : i + 8].to(dev) > 0
-        for name, m in zip(("mri", "functional"), mg):
-            tied[name].append(((m.abs() < 1e-4) & s).sum().item())
-    total = float((sup > 0).sum())
-    return {k: sum(v) / total for k, v in tied.items()}
+        t, n = tied_pixels(model, as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev))  # type: ignore[arg-type]
+        tied = [x + y for x, y in zip(tied, t)]
+        total += n
+    return {"mri": tied[0] / max(total, 1.0), "functional": tied[1] / max(total, 1.0)}
 
 
 def change(fused: np.ndarray, forced: np.ndarray, mm: torch.Tensor, mf: torch.Tensor,
@@ -165,7 +165,7 @@ def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3) -> 
         "ablation_all_principal": {"learned": scores(val, fused), "all_principal": scores(val, fused_forced),
                                    **change(fused, fused_forced, mm, mf, sup)},
     }
-    out["tied_share_of_support"] = tied_share(model, val, dev, sup)
+    out["tied_share_of_support"] = tied_share(model, val, dev)
     for task in sorted(set(val.tasks)):
         idx = [k for k, t in enumerate(val.tasks) if t == task]
         s = sup[idx]

@@ -153,10 +153,7 @@ class GeSeNet(nn.Module):
         pass of exact tiled inference, which averages them over the whole image."""
         hard = not self.training
         outs = []
-        for x, conv, eem, rmm in (
-            (mri, self.inf_conv, self.inf_eem, self.inf_rmm),
-            (other, self.vis_conv, self.vis_eem, self.vis_rmm),
-        ):
+        for x, conv, eem, rmm in self._branch_parts(mri, other):
             e = eem(conv(x))
             spa = rmm.spatial_mask(e, hard, self.tau)
             outs.append(rmm.body(e, spa, hard, self.tau))
@@ -171,13 +168,15 @@ class GeSeNet(nn.Module):
         bias difference there, exactly 0 when the biases are equal, and its mask is then
         floating-point noise (``benchmarks/mask_report.py``, the bundled-weights tests)."""
         out = []
-        for x, conv, eem, rmm in (
-            (mri, self.inf_conv, self.inf_eem, self.inf_rmm),
-            (other, self.vis_conv, self.vis_eem, self.vis_rmm),
-        ):
+        for x, conv, eem, rmm in self._branch_parts(mri, other):
             logits = rmm.spa_mask(eem(conv(x)))
             out.append(logits[:, 1:2] - logits[:, 0:1])
         return out[0], out[1]
+
+    def _branch_parts(self, mri: torch.Tensor, other: torch.Tensor) -> tuple[tuple[Any, ...], ...]:
+        """(input, first conv, edge enhancement, region mask) of the MRI and the other branch."""
+        return ((mri, self.inf_conv, self.inf_eem, self.inf_rmm),
+                (other, self.vis_conv, self.vis_eem, self.vis_rmm))
 
     def masked_body(self, branch: Branch, features: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
         """One branch's region-mask body with the inference (hard) channel masks, on given

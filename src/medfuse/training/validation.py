@@ -30,6 +30,18 @@ MASK_RANGE = (0.1, 0.9)
 MAX_TIED = 0.05
 
 
+#: A spatial margin this close to 0 counts as tied (decided by rounding, not the image).
+TIE_TOLERANCE = 1e-4
+
+
+def tied_pixels(model: GeSeNet, a: torch.Tensor, b: torch.Tensor) -> tuple[list[float], float]:
+    """([MRI, functional] tied pixel counts, support pixel count) of a batch: pixels inside
+    the signal support whose spatial margin is within :data:`TIE_TOLERANCE` of 0."""
+    sup = signal_support(a, b) > 0
+    tied = [float(((m.abs() < TIE_TOLERANCE) & sup).sum()) for m in model.spatial_margins(a, b)]
+    return tied, float(sup.sum())
+
+
 def check_criterion(criterion: str) -> None:
     """Refuse an unknown best-checkpoint rule (before a run starts, not at its first
     validation)."""
@@ -80,10 +92,9 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
     for i in range(0, len(val), 8):
         a, b = as_batch(val.mri[i : i + 8], dev), as_batch(val.other[i : i + 8], dev)
         out = model.fuse(a, b)
-        sup = signal_support(a, b) > 0
-        support_px += float(sup.sum())
-        for n, margin in enumerate(model.spatial_margins(a, b)):
-            tied[n] += float(((margin.abs() < 1e-4) & sup).sum())
+        batch_tied, batch_support = tied_pixels(model, a, b)
+        tied = [t + u for t, u in zip(tied, batch_tied)]
+        support_px += batch_support
         fused = out.fused[:, 0].cpu().numpy()
         fr_m += out.mask_mri.mean(dim=(1, 2, 3)).cpu().tolist()
         fr_f += out.mask_functional.mean(dim=(1, 2, 3)).cpu().tolist()
