@@ -114,7 +114,7 @@ def train(
     mask_lr_scale: Annotated[float, typer.Option("--mask-lr-scale", min=0.0, help="Learning-rate factor of the channel-mask logits (a fine-tune that must flip channels to sparse).")] = 1.0,
     channel_sparsity: Annotated[float, typer.Option("--channel-sparsity", min=0.0, help="Weight of the hinge that keeps --sparse-target of each masked layer's channels sparse; v2 addition, 0 = off.")] = 0.0,
     sparse_target: Annotated[float, typer.Option("--sparse-target", min=0.0, max=1.0, help="Share of each masked layer's channels held sparse by --channel-sparsity.")] = 0.25,
-    studies: Annotated[int, typer.Option("--studies", min=0, help="Add this many generated-study slice pairs (PET and SPECT, random windows and colour maps) to the training split; 0 = none.")] = 0,
+    studies: Annotated[int, typer.Option("--studies", min=0, max=2000, help="Add this many generated-study slice pairs (PET and SPECT, random windows and colour maps; about 1.3 MB of memory each at 256x256) to the training split; 0 = none.")] = 0,
     recipe: Annotated[str | None, typer.Option("--recipe", help="Preset of loss weights and switches (v2: docs/training.md); options given explicitly win.")] = None,
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Train with the inference masks (argmax, no Gumbel noise) and straight-through gradients.")] = False,
     display_luma: Annotated[bool, typer.Option("--display-luma", help="Losses score the luminance of the RGB that is written (chroma rule, clip to the gamut) rather than the network's own.")] = False,
