@@ -15,6 +15,7 @@ import math
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,14 +52,41 @@ def _fit(plane: np.ndarray, size: int) -> np.ndarray:
     return np.pad(up, ((dy, size - h - dy), (dx, size - w - dx)), mode="edge")
 
 
+def _plan_slices(study: Any, kind: str, rng: np.random.Generator, size: int) -> tuple[str, list[tuple[Any, ...]]]:
+    """One plan of ``study`` with a random window and colour map, and its slices drawn from
+    the middle 60 % of the head: (colour map, [(index, mri, other, cb, cr, coloured)])."""
+    from medfuse.fusion import prepared_slices, read_pair_plan
+    from medfuse.studies.generate import SPECT_COUNTS, VALUES
+
+    # grey matter in the file's units (SPECT is stored as counts)
+    grey = VALUES[kind]["gm"] * (SPECT_COUNTS if kind == "spect" else 1.0)
+    high = grey * float(rng.uniform(*WINDOW_RANGE))
+    cmap = str(rng.choice(STUDY_COLORMAPS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan, _ = read_pair_plan(study.directory / study.files["mri"],
+                                 study.directory / study.files["other"],
+                                 modality=kind, colormap=cmap, window=f"{high / 2},{high}")
+    n = len(plan)
+    picks = sorted(set(int(i) for i in rng.integers(int(0.2 * n), int(0.8 * n), SLICES_PER_PLAN)))
+    out = []
+    for batch in prepared_slices(plan, picks):
+        for index, pair in batch:
+            m, o = _fit(pair.mri_y, size), _fit(pair.other_y, size)
+            if pair.chroma:
+                cb, cr = _fit(pair.chroma[0][0], size), _fit(pair.chroma[0][1], size)
+            else:
+                cb, cr = np.full_like(m, TAU), np.full_like(m, TAU)
+            out.append((index, m, o, cb, cr, bool(pair.chroma)))
+    return cmap, out
+
+
 def study_pairs(count: int, seed: int = 0, size: int = 256, resolution: float = 2.0,
                 kinds: tuple[str, ...] = STUDY_KINDS) -> PairSet:
     """``count`` training pairs from generated studies, shared equally between ``kinds``:
     luminance, chroma and pseudo-labels exactly as :func:`medfuse.training.data.load_split`
     makes them from files. The studies are written to a temporary folder and removed."""
-    from medfuse.fusion import prepared_slices, read_pair_plan
     from medfuse.studies import generate_study
-    from medfuse.studies.generate import SPECT_COUNTS, VALUES
 
     if count < 1:
         raise UsageError(f"--studies {count}: expected at least 1 pair")
@@ -72,37 +100,18 @@ def study_pairs(count: int, seed: int = 0, size: int = 256, resolution: float = 
                 study_seed = int(rng.integers(0, 2**31 - 1))
                 study = generate_study(kind, Path(tmp) / f"{kind}-{s}", resolution=resolution,
                                        seed=study_seed)
-                # grey matter in the file's units (SPECT is stored as counts)
-                grey = VALUES[kind]["gm"] * (SPECT_COUNTS if kind == "spect" else 1.0)
                 for _ in range(2):  # two windows and maps per study
                     if made >= wanted:
                         break
-                    high = grey * float(rng.uniform(*WINDOW_RANGE))
-                    cmap = str(rng.choice(STUDY_COLORMAPS))
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        plan, _ = read_pair_plan(study.directory / study.files["mri"],
-                                                 study.directory / study.files["other"],
-                                                 modality=kind, colormap=cmap,
-                                                 window=f"{high / 2},{high}")
-                    n = len(plan)
-                    picks = sorted(set(int(i) for i in rng.integers(int(0.2 * n), int(0.8 * n),
-                                                                     SLICES_PER_PLAN)))
-                    for batch in prepared_slices(plan, picks):
-                        for index, pair in batch:
-                            if made >= wanted:
-                                break
-                            m = _fit(pair.mri_y, size)
-                            o = _fit(pair.other_y, size)
-                            cb, cr = ((_fit(pair.chroma[0][0], size), _fit(pair.chroma[0][1], size))
-                                      if pair.chroma else (np.full_like(m, TAU), np.full_like(m, TAU)))
-                            mri.append(m)
-                            other.append(o)
-                            chroma.append(np.stack([cb, cr]))
-                            labels.append(pseudo_labels(m, o, kind, (cb, cr) if pair.chroma else None))
-                            tasks.append(STUDY_TASKS[kind])
-                            names.append(f"{STUDY_TASKS[kind]}/seed{study_seed}-{cmap}-{index}")
-                            made += 1
+                    cmap, slices = _plan_slices(study, kind, rng, size)
+                    for index, m, o, cb, cr, coloured in slices[: wanted - made]:
+                        mri.append(m)
+                        other.append(o)
+                        chroma.append(np.stack([cb, cr]))
+                        labels.append(pseudo_labels(m, o, kind, (cb, cr) if coloured else None))
+                        tasks.append(STUDY_TASKS[kind])
+                        names.append(f"{STUDY_TASKS[kind]}/seed{study_seed}-{cmap}-{index}")
+                        made += 1
     return PairSet(np.stack(mri), np.stack(other), np.stack(labels), tasks, names,
                    np.stack(chroma).astype(np.float32))
 
