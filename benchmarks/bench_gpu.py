@@ -16,7 +16,7 @@ What it measures:
    resampling of the head's PET against scipy (NaN masks equal, values within 1e-4).
 2. **throughput**: fused luminance slices per second at 256x256 and 512x512 for several
    batch sizes, host arrays in and out (transfers included), peak GPU memory; plus the
-   engine's previous fold (box-sparse body on, which loops over the batch on the host)
+   engine's previous fold (sparse body on, which loops over the batch on the host)
    and cuDNN's autotuner, for comparison.
 3. **stages**: a synthetic 1 mm head (MRI 197x233x189 NIfTI, PET 2 mm NIfTI on another
    grid) through the same steps as ``fuse_files``, timed per stage: read, plan, resample,

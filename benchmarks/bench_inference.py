@@ -18,9 +18,9 @@ Sections (``--sections``, default all but ``compile``):
   several CPU micro-batch sizes vs the dense engine with batch 8 (the old default).
 * ``rss``: peak resident memory of a fresh process (Python + torch + weights + one run)
   per case, from ``resource.getrusage``; ``large`` adds a 4096x4096 pair (tiled).
-* ``sparse``: the region-mask body alone, dense fold vs block-sparse, against the share
-  of mask blocks that hold principal pixels, to locate the break-even that
-  ``sparse="auto"`` uses.
+* ``sparse``: the region-mask body alone, both branches, dense fold vs the sparse body,
+  against the share of the image its windows cover, next to the cost ``sparse="auto"``
+  models, to fit that model's constants.
 * ``precision``: bfloat16 fast path (CPU) or float16 (CUDA): speed and max error from
   float32 on the reference samples (or the built-in phantoms).
 * ``compile``: ``torch.compile`` of the folded form: build time, latency, agreement.
@@ -394,11 +394,12 @@ def section_rss(args: argparse.Namespace, report: dict[str, Any], large: bool) -
 
 def section_sparse(state: dict[str, Any], args: argparse.Namespace,
                    report: dict[str, Any]) -> None:
-    """Body-only timing against the share of the image the sparse boxes cover, with
-    centred disks of growing radius as spatial masks (compact anatomy)."""
+    """Body-only timing of both branches against the share of the image the sparse
+    body's windows cover, with centred disks of growing radius as spatial masks (compact
+    anatomy), next to the cost that ``sparse="auto"`` models (fit its constants here)."""
     import torch
 
-    from medfuse.model.folded import SPARSE_AUTO_MAX_AREA
+    from medfuse.model.folded import SPARSE_AUTO_MAX_COST, SPARSE_CHAIN_WEIGHT
 
     eng = make_engine(state, args.device, fast=True)
     model = eng.model
@@ -411,27 +412,31 @@ def section_sparse(state: dict[str, Any], args: argparse.Namespace,
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     rows = []
     rounds = 3 if args.quick else 7
-    for radius in (16, 32, 48, 64, 80, 96, 128):
-        spa = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius**2).float()[None, None]
-        spa = spa.to(eng.device)
-        _, area = sparse.sparse_boxes(spa)
-        with torch.inference_mode():
-            ref = model.masked_body("mri", e.contiguous(), spa)
-            got = sparse.masked_body("mri", e, spa)
-            diff = float((got - ref).abs().max())
-            times = interleaved({
-                "dense body": lambda s=spa: dense.masked_body("mri", e, s),
-                "sparse body": lambda s=spa: sparse.masked_body("mri", e, s),
-            }, rounds, warmup=1)
-        rows.append({
-            "principal_fraction": float(spa.mean()), "box_area": area,
-            "dense_median_s": statistics.median(times["dense body"]),
-            "sparse_median_s": statistics.median(times["sparse body"]),
-            "sparse_speedup": paired_speedup(times["dense body"], times["sparse body"]),
-            "max_abs_diff": diff,
-        })
-    report["sparse_sweep"] = {"size": size, "auto_max_area": SPARSE_AUTO_MAX_AREA,
-                              "sparse_channels": model.sparse_channel_counts()["mri"],
+    for branch in ("mri", "functional"):
+        for radius in (16, 32, 48, 64, 80, 96, 128):
+            spa = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius**2).float()[None, None]
+            spa = spa.to(eng.device)
+            _, area = sparse.sparse_boxes(spa)
+            with torch.inference_mode():
+                ref = model.masked_body(branch, e.contiguous(), spa)
+                got = sparse.masked_body(branch, e, spa)
+                diff = float((got - ref).abs().max())
+                times = interleaved({
+                    "dense body": lambda s=spa, br=branch: dense.masked_body(br, e, s),
+                    "sparse body": lambda s=spa, br=branch: sparse.masked_body(br, e, s),
+                }, rounds, warmup=1)
+            rows.append({
+                "branch": branch,
+                "principal_fraction": float(spa.mean()), "window_area": area,
+                "modelled_cost": sparse.sparse_cost(branch, spa),
+                "dense_median_s": statistics.median(times["dense body"]),
+                "sparse_median_s": statistics.median(times["sparse body"]),
+                "sparse_speedup": paired_speedup(times["dense body"], times["sparse body"]),
+                "max_abs_diff": diff,
+            })
+    report["sparse_sweep"] = {"size": size, "auto_max_cost": SPARSE_AUTO_MAX_COST,
+                              "chain_weight": SPARSE_CHAIN_WEIGHT,
+                              "sparse_channels": model.sparse_channel_counts(),
                               "rows": rows}
     print("  sparse sweep: done", flush=True)
 
@@ -569,13 +574,16 @@ def fmt_table(report: dict[str, Any]) -> str:
     if "sparse_sweep" in report:
         s = report["sparse_sweep"]
         lines.append("")
-        lines.append(f"Region-mask body alone, MRI branch ({s['size']}x{s['size']}, sparse channels per layer "
-                     f"{s['sparse_channels']}; auto uses sparse up to {s['auto_max_area']:.0%} box area):")
-        lines.append("| principal px | box area | dense body s | sparse body s | sparse speed-up | max abs diff |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append(f"Region-mask body alone ({s['size']}x{s['size']}, sparse channels per layer "
+                     f"{s['sparse_channels']}; auto uses the sparse body up to a modelled cost of "
+                     f"{s['auto_max_cost']:.2f}, chain weight {s['chain_weight']:g}):")
+        lines.append("| branch | principal px | window area | modelled cost | measured cost "
+                     "| dense body s | sparse body s | max abs diff |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for r in s["rows"]:
-            lines.append(f"| {r['principal_fraction']:.0%} | {r['box_area']:.0%} | {r['dense_median_s']:.4f} | "
-                         f"{r['sparse_median_s']:.4f} | {r['sparse_speedup']:.2f}x | {r['max_abs_diff']:.1e} |")
+            lines.append(f"| {r['branch']} | {r['principal_fraction']:.0%} | {r['window_area']:.0%} | "
+                         f"{r['modelled_cost']:.2f} | {1 / r['sparse_speedup']:.2f} | "
+                         f"{r['dense_median_s']:.4f} | {r['sparse_median_s']:.4f} | {r['max_abs_diff']:.1e} |")
     if "precision" in report:
         p = report["precision"]
         lines.append("")

@@ -1,7 +1,8 @@
 """Do the region masks of a weights file matter? One report, one run, on the val split.
 
     python benchmarks/mask_report.py WEIGHTS [--data ../shared/data/harvard] [--json out.json]
-        [--device cpu] [--repeats 3] [--threads N]
+        [--device cpu] [--repeats 3] [--threads N] [--study pet --study spect]
+        [--study-folder DIR]
 
 Measures, for GeSeNet weights:
 - sparse channels per branch and masked layer (inference rule), and the share of channels;
@@ -17,9 +18,13 @@ Measures, for GeSeNet weights:
   is redundant;
 - the share of the anatomy where a mask is tied (margin within 1e-4 of 0: decided by
   rounding, the sign of a dead mask generator);
-- the fast path: ms per pair of the folded inference form with the box-sparse body
+- the fast path: ms per pair of the folded inference form with the sparse body
   (``sparse="always"``), without it (``"never"``, the dense masked body), the default
-  (``"auto"``) and the forced all-principal weights, interleaved in one run.
+  (``"auto"``) and the forced all-principal weights, interleaved in one run;
+- the same on whole generated studies (``--study pet --study spect``: a 1 mm head, MRI
+  with PET or SPECT, every slice the inference path prepares): ms per study with
+  ``"auto"`` and ``"never"``, interleaved study by study, the largest difference between
+  their fused slices, and how often auto took the sparse body.
 """
 
 from __future__ import annotations
@@ -138,7 +143,71 @@ def timing(models: dict[str, object], val, dev: torch.device, repeats: int) -> d
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3) -> dict:
+def study_slices(kind: str, folder: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every slice of a generated 1 mm ``kind`` study (seed 0, default window) as the
+    inference path prepares it, padded to even size by edge repetition as the engine
+    does, as (1, 1, H, W) tensors. The study is generated into ``folder`` once."""
+    import warnings
+
+    from medfuse.fusion import prepared_slices, read_pair_plan
+    from medfuse.studies import generate_study
+
+    study_dir = folder / f"{kind}-1mm-seed0"
+    if not (study_dir / "study.json").exists():
+        generate_study(kind, study_dir, resolution=1, seed=0)
+    files = json.loads((study_dir / "study.json").read_text())["files"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan, _ = read_pair_plan(study_dir / files["mri"], study_dir / files["other"], modality=kind)
+    out = []
+    for batch in prepared_slices(plan):
+        for _, pair in batch:
+            a, b = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+                    for x in (pair.mri_y, pair.other_y))
+            h, w = a.shape[-2:]
+            pad = (0, w % 2, 0, h % 2)
+            if any(pad):
+                a, b = (torch.nn.functional.pad(x, pad, mode="replicate") for x in (a, b))
+            out.append((a, b))
+    return out
+
+
+def study_timing(model: torch.nn.Module, kinds: list[str], folder: Path, repeats: int,
+                 dev: torch.device) -> dict:
+    """ms per whole study, sparse ``auto`` against ``never`` (the dense masked body),
+    alternating study by study so that load changes hit both alike; the median over
+    ``repeats`` passes. Also the largest fused difference and the sparse body's use."""
+    auto, dense = model.fold(sparse="auto"), model.fold(sparse="never")  # type: ignore[operator]
+    out: dict = {}
+    for kind in kinds:
+        slices = [(a.to(dev), b.to(dev)) for a, b in study_slices(kind, folder)]
+        diff, used = 0.0, {"mri": 0, "functional": 0}
+        with torch.no_grad():
+            for a, b in slices:
+                fa = auto.fuse(a, b, return_bodies=False).fused
+                fd = dense.fuse(a, b, return_bodies=False).fused
+                diff = max(diff, float((fa - fd).abs().max()))
+                for br in used:
+                    used[br] += auto.last_body_paths.get(br, "").startswith("sparse (")
+            times: dict[str, list[float]] = {"auto": [], "never": []}
+            for r in range(repeats):
+                order = ("auto", "never") if r % 2 == 0 else ("never", "auto")
+                for name in order:
+                    m = auto if name == "auto" else dense
+                    t0 = time.perf_counter()
+                    for a, b in slices:
+                        m.fuse(a, b, return_bodies=False)
+                    times[name].append(time.perf_counter() - t0)
+        ms = {k: float(np.median(v)) * 1000 for k, v in times.items()}
+        out[kind] = {"slices": len(slices), "slice_shape": list(slices[0][0].shape[-2:]),
+                     "ms_per_study": ms, "saving": 1 - ms["auto"] / ms["never"],
+                     "max_abs_fused_difference": diff,
+                     "slices_with_sparse_body": used}
+    return out
+
+
+def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3,
+           studies: list[str] | None = None, study_folder: Path | None = None) -> dict:
     from medfuse.engine import build_model, read_state_dict, select_device
     from medfuse.training.data import load_split
     from medfuse.training.losses import lattice_index, signal_support
@@ -176,12 +245,17 @@ def report(weights: Path, data: Path, device: str = "cpu", repeats: int = 3) -> 
                             ("outside_support", (m * (1 - s)).sum() / (1 - s).sum().clamp_min(1)))
         }
     folded = {
-        "box_sparse": model.fold(sparse="always"),
+        "sparse": model.fold(sparse="always"),
         "dense_masked": model.fold(sparse="never"),
         "auto": model.fold(sparse="auto"),
         "all_principal": forced.fold(sparse="never"),
     }
     out["ms_per_pair"] = timing(folded, val, dev, repeats)
+    if studies:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out["ms_per_study"] = study_timing(model, studies, study_folder or Path(tmp), repeats, dev)
     out["device"] = str(dev)
     out["threads"] = torch.get_num_threads()
     return out
@@ -195,10 +269,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--study", action="append", choices=["pet", "spect", "ct"], default=[],
+                    help="also time whole generated 1 mm studies of this kind")
+    ap.add_argument("--study-folder", type=Path,
+                    help="where the studies are kept (generated once); a temporary folder by default")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    rep = report(a.weights, a.data, a.device, a.repeats)
+    rep = report(a.weights, a.data, a.device, a.repeats, a.study, a.study_folder)
     text = json.dumps(rep, indent=1)
     if a.json:
         a.json.write_text(text)

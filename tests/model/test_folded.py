@@ -123,7 +123,7 @@ def test_body_with_given_spatial_mask(radius: float, sparse: str) -> None:
         got = folded.masked_body("mri", e, spa)
     assert (got - ref).abs().max().item() <= TOL
     if sparse == "always" and 0 < radius < 1e9:
-        assert folded.last_body_paths["mri"].startswith("box-sparse")
+        assert folded.last_body_paths["mri"].startswith("sparse (")
 
 
 def test_box_sparse_several_bands_and_borders() -> None:
@@ -141,19 +141,59 @@ def test_box_sparse_several_bands_and_borders() -> None:
         boxes, area = folded.sparse_boxes(spa)
         ref = model.masked_body("functional", e, spa)
         got = folded.masked_body("functional", e, spa)
-    assert len(boxes) == 3 and area < 0.1
+    assert len(boxes) == 3 and area < 0.2  # the windows: boxes grown by 8 pixels
     assert (got - ref).abs().max().item() <= TOL
 
 
+@pytest.mark.parametrize("sparse_channels", ["all", "none", "alternate"])
+def test_sparse_body_with_extreme_channel_masks(sparse_channels: str) -> None:
+    """Every channel sparse (the dense chain is the collect bias alone), none sparse
+    (the sparse body is the dense chain), and a layer without dense inputs."""
+    model = seeded_model(7)
+    ch = model.inf_rmm.body.ch_mask
+    with torch.no_grad():
+        ch.zero_()
+        if sparse_channels == "all":
+            ch[..., 0] = 1.0
+        elif sparse_channels == "none":
+            ch[..., 1] = 1.0
+        else:  # layers 0 and 2 all sparse, 1 and 3 all dense
+            ch[..., 0::2, 0] = 1.0
+            ch[..., 1::2, 1] = 1.0
+    torch.manual_seed(3)
+    e = torch.relu(torch.randn(1, GeSeNet.FEATURES, 48, 56))
+    spa = disk_mask(1, 48, 56, 7.0)
+    folded = FoldedGeSeNet(model, sparse="always")
+    with torch.inference_mode():
+        ref = model.masked_body("mri", e, spa)
+        got = folded.masked_body("mri", e, spa)
+    assert folded.last_body_paths["mri"].startswith("sparse (")
+    assert (got - ref).abs().max().item() <= TOL
+
+
+def test_sparse_cost_model() -> None:
+    """The modelled cost grows with the windows' area and with the dense chain's share."""
+    model = seeded_model(5)
+    folded = FoldedGeSeNet(model)
+    small, large = disk_mask(1, 64, 64, 4.0), disk_mask(1, 64, 64, 14.0)
+    assert folded.sparse_cost("mri", small) < folded.sparse_cost("mri", large)
+    assert folded.sparse_cost("mri", small) > folded.sparse_boxes(small)[1]
+
+
 def test_sparse_auto_threshold() -> None:
+    """auto takes the sparse body exactly when the modelled cost is under the limit."""
     model = seeded_model(5)
     e = torch.relu(torch.randn(1, GeSeNet.FEATURES, 64, 64))
-    folded = FoldedGeSeNet(model, sparse="auto", sparse_max_area=0.25)
+    small = disk_mask(1, 64, 64, 5.0)
+    half = torch.zeros(1, 1, 64, 64)
+    half[..., :40, :] = 1  # a box over 62% of the image
+    probe = FoldedGeSeNet(model)
+    limit = probe.sparse_cost("mri", small) + 0.01
+    assert probe.sparse_cost("mri", half) > limit
+    folded = FoldedGeSeNet(model, sparse="auto", sparse_max_cost=limit)
     with torch.inference_mode():
-        folded.masked_body("mri", e, disk_mask(1, 64, 64, 5.0))
-        assert folded.last_body_paths["mri"].startswith("box-sparse")
-        half = torch.zeros(1, 1, 64, 64)
-        half[..., :40, :] = 1  # a box over 62% of the image
+        folded.masked_body("mri", e, small)
+        assert folded.last_body_paths["mri"].startswith("sparse (")
         folded.masked_body("mri", e, half)
         assert folded.last_body_paths["mri"] == folded.body_mode
 

@@ -78,7 +78,7 @@ class Engine:
     On CUDA (nothing here changes the CPU path, whose results stay bit-identical):
 
     * ``cuda_fold_options`` are passed to the network's ``fold`` on CUDA only. The default
-      turns GeSeNet's box-sparse body off: it is a CPU cache trade-off, and finding its
+      turns GeSeNet's sparse body off: it is a CPU cache trade-off, and finding its
       boxes loops over every image of a batch in Python with a host synchronisation per
       band (thousands per 512-slice batch), while the dense body is cheap on a GPU.
     * both inputs of a call travel in one copy from a page-locked buffer the engine keeps

@@ -21,9 +21,11 @@ program (measured 1.6x faster at 256x256 on 2 CPU threads, see docs/performance.
   are split by input group, the two depthwise Sobel convolutions are one call, and
   activations run in place. Channel attention plus residual is one ``addcmul`` written
   straight into SFT2's input buffer.
-* a true sparse body (``sparse=``) convolves the sparse channels only inside boxes
-  around the principal pixels. It pays only when those boxes cover little of the image;
-  :data:`SPARSE_AUTO_MAX_AREA` is set from the measured break-even.
+* a true sparse body (``sparse=``) skips the sparse channels outside the principal
+  region: the dense-from-dense chain runs over the whole image, and the full masked body
+  only inside windows around the principal boxes. It pays when the windows cover little
+  of the image and the branch has few dense channels; ``sparse="auto"`` decides per call
+  from a cost model measured on CPU (:data:`SPARSE_AUTO_MAX_COST`).
 
 The network builds this form itself (:meth:`GeSeNet.fold`, which calls :func:`fold`).
 Every weight used here is derived from the model's current parameters and cached per
@@ -51,18 +53,21 @@ Tensor = torch.Tensor
 SparseMode = Literal["auto", "never", "always"]
 BodyMode = Literal["stacked", "split"]
 
-#: Box-sparse body: row gaps up to this many pixels between principal rows are bridged
-#: into one band (one convolution per band; tiny bands cost more than they save).
+#: Sparse body: row gaps up to this many pixels between principal rows are bridged
+#: into one band (one window per band; tiny windows cost more than they save).
 SPARSE_GAP = 16
-#: ``sparse="auto"`` uses the box-sparse body for a branch only when its boxes cover at
-#: most this share of the image. Measured on a 2-core AVX-512 CPU
-#: (``benchmarks/bench_inference.py --sections sparse``): the sparse body breaks even at
-#: about 40% box area and is 1.4-1.5x faster at a few percent; 0.3 keeps a margin. The
-#: reference checkpoint's masks (75% and 100% principal, spread over the whole image)
-#: never qualify.
-SPARSE_AUTO_MAX_AREA = 0.3
+#: The sparse body's cost relative to the dense masked body is modelled as
+#: ``SPARSE_CHAIN_WEIGHT * dense_share + window_area``: the dense-from-dense chain runs
+#: over the whole image (``dense_share`` is its share of the body's multiply-adds; its
+#: thin convolutions run at about half the efficiency of the full ones, hence the
+#: weight) and the full body runs inside the windows. Fitted on a 2-core AVX-512 CPU
+#: (``benchmarks/bench_inference.py --sections sparse``, docs/performance.md).
+SPARSE_CHAIN_WEIGHT = 2.0
+#: ``sparse="auto"`` uses the sparse body for a branch only when its modelled cost is at
+#: most this share of the dense body's, a margin under the measured break-even of 1.
+SPARSE_AUTO_MAX_COST = 0.85
 #: The keyword options of :class:`FoldedGeSeNet` (and so of :meth:`GeSeNet.fold`).
-FOLD_OPTIONS = ("channels_last", "dtype", "body", "sparse", "sparse_gap", "sparse_max_area")
+FOLD_OPTIONS = ("channels_last", "dtype", "body", "sparse", "sparse_gap", "sparse_max_cost")
 
 
 @dataclass
@@ -135,8 +140,8 @@ class _MaskedLayer:
     Output channels are ordered ``[dense (n_dense), sparse]``; input channels follow the
     previous layer's order. ``stacked`` adds ``n_dense`` rows (dense outputs from sparse
     inputs only) after the 32 ordinary rows; ``dense_in``/``sparse_in`` are the column
-    halves of ``full`` for the two-call variant; ``block`` is what the box-sparse body
-    convolves inside its boxes (dense outputs from sparse inputs, sparse outputs from all).
+    halves of ``full`` for the two-call variant; ``dense_dense`` (dense outputs from
+    dense inputs) is what the sparse body runs outside its windows.
     """
 
     n_dense: int
@@ -146,7 +151,6 @@ class _MaskedLayer:
     dense_in: Tensor | None
     sparse_in: Tensor | None
     dense_dense: Tensor
-    block: Tensor
 
 
 @dataclass
@@ -162,6 +166,11 @@ class _Branch:
     spa5_bias: Tensor
     layers: list[_MaskedLayer]
     collect: _Pointwise
+    #: ``collect`` restricted to the dense channels (None when every channel is sparse).
+    collect_dense: _Pointwise | None
+    #: The dense-from-dense chain's share of the body's multiply-adds (the sparse body's
+    #: fixed cost).
+    dense_share: float
     ca0: _Conv
     ca2: _Conv
 
@@ -191,8 +200,8 @@ class FoldedGeSeNet:
             and each convolved once, exactly one 32x32 convolution's multiply-adds per
             layer; measured fastest) or ``"stacked"`` (one call per layer with
             ``n_dense`` extra output rows; kept for comparison).
-        sparse: box-sparse body policy; ``"auto"`` uses it when the boxes cover at most
-            ``sparse_max_area`` of the image (default :data:`SPARSE_AUTO_MAX_AREA`).
+        sparse: sparse body policy; ``"auto"`` uses it when its modelled cost is at most
+            ``sparse_max_cost`` of the dense body's (default :data:`SPARSE_AUTO_MAX_COST`).
     """
 
     def __init__(
@@ -204,7 +213,7 @@ class FoldedGeSeNet:
         body: BodyMode = "split",
         sparse: SparseMode = "auto",
         sparse_gap: int = SPARSE_GAP,
-        sparse_max_area: float = SPARSE_AUTO_MAX_AREA,
+        sparse_max_cost: float = SPARSE_AUTO_MAX_COST,
     ) -> None:
         if body not in ("stacked", "split"):
             raise ValueError(f"body must be 'stacked' or 'split', got {body!r}")
@@ -217,7 +226,7 @@ class FoldedGeSeNet:
         self.body_mode = body
         self.sparse = sparse
         self.sparse_gap = sparse_gap
-        self.sparse_max_area = sparse_max_area
+        self.sparse_max_cost = sparse_max_cost
         #: How the last call ran each branch's body, for benchmarks and tests.
         self.last_body_paths: dict[str, str] = {}
         with torch.no_grad():
@@ -289,7 +298,6 @@ class FoldedGeSeNet:
             stacked = dense_in = sparse_in = None
             if i == 0:
                 # Layer 0 has no masked input: dense rows see everything.
-                block = w[nd:]
                 dense_dense = w[:nd]
             else:
                 wd = w.clone()
@@ -299,7 +307,6 @@ class FoldedGeSeNet:
                 stacked = torch.cat([wd, ws], 0)
                 dense_in, sparse_in = w[:, :prev_dense], w[:, prev_dense:]
                 dense_dense = w[:nd, :prev_dense]
-                block = torch.cat([ws, w[nd:]], 0)
             layers.append(
                 _MaskedLayer(
                     n_dense=nd,
@@ -309,14 +316,19 @@ class FoldedGeSeNet:
                     dense_in=self._t(dense_in),
                     sparse_in=self._t(sparse_in),
                     dense_dense=self._t(dense_dense),
-                    block=self._t(block),
                 )
             )
             perms.append(perm)
             prev_perm, prev_dense = perm, nd
         c = body.collect.weight.shape[0]
         col_perm = torch.cat([p + c * i for i, p in enumerate(perms)])
-        collect = self._pointwise(body.collect.weight[:, col_perm], body.collect.bias)
+        collect_w = body.collect.weight[:, col_perm]
+        collect = self._pointwise(collect_w, body.collect.bias)
+        dense_cols = torch.cat([torch.arange(layer.n_dense) + c * i for i, layer in enumerate(layers)])
+        collect_dense = (self._pointwise(collect_w[:, dense_cols], body.collect.bias)
+                         if len(dense_cols) else None)
+        full_macs = sum(layer.full[0].numel() * layer.full.shape[0] for layer in layers)
+        dense_macs = sum(layer.dense_dense.numel() for layer in layers)
         ca = rmm.ca.conv_du
         return _Branch(
             conv=self._conv(first),
@@ -330,6 +342,8 @@ class FoldedGeSeNet:
             spa5_bias=self._t(spa[5].bias),
             layers=layers,
             collect=collect,
+            collect_dense=collect_dense,
+            dense_share=dense_macs / full_macs,
             ca0=self._conv(ca[0]),
             ca2=self._conv(ca[2]),
         )
@@ -364,14 +378,17 @@ class FoldedGeSeNet:
         all_ones = bool(spa.all())
         uniform = all_ones or not bool(spa.any())
         path = "uniform" if uniform else self.body_mode
+        fixed = SPARSE_CHAIN_WEIGHT * b.dense_share
+        # The windows cover at least the principal pixels, so skip finding them when even
+        # that could not pay.
         worth_trying = self.sparse == "always" or (
-            self.sparse == "auto" and float(spa.mean()) <= self.sparse_max_area
-        )  # the boxes cover at least the principal pixels, so skip finding them if so
+            self.sparse == "auto" and fixed + float(spa.mean()) <= self.sparse_max_cost
+        )
         if not uniform and worth_trying:
-            boxes, frac = self._sparse_boxes(spa)
-            if self.sparse == "always" or frac <= self.sparse_max_area:
-                self.last_body_paths[name] = f"box-sparse ({frac:.0%} of the image)"
-                return self._body_boxes(b, e, spa, boxes)
+            boxes, area = self._sparse_boxes(spa, halo=2 * len(b.layers))
+            if self.sparse == "always" or fixed + area <= self.sparse_max_cost:
+                self.last_body_paths[name] = f"sparse ({area:.0%} of the image)"
+                return self._body_windows(b, e, spa, boxes)
         self.last_body_paths[name] = path
         if not uniform and self.body_mode == "split":
             return self._body_split(b, e, spa)
@@ -441,20 +458,23 @@ class FoldedGeSeNet:
         return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device,
                            memory_format=self._fmt).zero_()
 
-    # -- box-sparse body -----------------------------------------------------------------
-    def _sparse_boxes(self, spa: Tensor) -> tuple[list[tuple[int, int, int, int, int]], float]:
+    # -- sparse body ----------------------------------------------------------------------
+    def _sparse_boxes(
+        self, spa: Tensor, halo: int = 0
+    ) -> tuple[list[tuple[int, int, int, int, int]], float]:
         """Boxes (sample, y0, y1, x0, x1) that together cover every principal pixel, and
-        the share of the image they cover.
+        the share of the image they cover once each grows by ``halo`` pixels (clipped
+        to the image; overlaps counted once).
 
         Rows holding principal pixels are grouped into bands (gaps up to
-        ``sparse_gap`` rows are bridged, since a separate convolution per tiny band
-        costs more than it saves) and each band is cut to its principal columns. For
-        compact anatomy this is close to the principal area at a handful of
-        convolution calls, which is what makes it cheaper than per-block gathers."""
+        ``sparse_gap`` rows are bridged, since a separate window per tiny band costs
+        more than it saves) and each band is cut to its principal columns. For compact
+        anatomy this is close to the principal area at a handful of convolution calls,
+        which is what makes it cheaper than per-block gathers."""
         n, _, h, w = spa.shape
         rows = spa.amax(dim=(1, 3)).cpu() > 0  # (N, H)
         boxes = []
-        area = 0
+        covered = torch.zeros(n, h, w, dtype=torch.bool)
         for i in range(n):
             idx = torch.nonzero(rows[i]).flatten().tolist()
             if not idx:
@@ -471,49 +491,50 @@ class FoldedGeSeNet:
                 cols = torch.nonzero(spa[i, 0, y0:y1].amax(dim=0).cpu() > 0).flatten()
                 x0, x1 = int(cols[0]), int(cols[-1]) + 1
                 boxes.append((i, y0, y1, x0, x1))
-                area += (y1 - y0) * (x1 - x0)
-        return boxes, area / float(n * h * w)
+                covered[i, max(y0 - halo, 0) : y1 + halo, max(x0 - halo, 0) : x1 + halo] = True
+        return boxes, float(covered.float().mean())
 
-    def _body_boxes(
+    def _dense_chain(self, b: _Branch, e: Tensor) -> Tensor:
+        """The body where every sparse channel is zero: dense-from-dense convolutions
+        over the whole image, collected. Exact wherever no principal pixel is within a
+        few pixels (sparse channels and their share of dense ones are zero there)."""
+        outs: list[Tensor] = []
+        d = e
+        for i, layer in enumerate(b.layers):
+            if layer.n_dense and (i == 0 or layer.n_dense_in):
+                d = F.relu_(F.conv2d(d, layer.dense_dense, padding=1))
+            else:
+                d = self._zeros(e, layer.n_dense)
+            outs.append(d)
+        if b.collect_dense is None:  # every channel sparse: the collect bias alone
+            out = self._zeros(e, b.collect.weight.shape[0])
+            if b.collect.bias is not None:
+                out += b.collect.bias.view(1, -1, 1, 1)
+            return out
+        return b.collect_dense(outs)
+
+    def _body_windows(
         self, b: _Branch, e: Tensor, spa: Tensor, boxes: list[tuple[int, int, int, int, int]]
     ) -> Tensor:
-        """Region-mask body that computes sparse channels (and the sparse-input part of
-        dense channels) only inside ``boxes``.
+        """Region-mask body that runs sparse channels only near the principal pixels.
 
-        The dense-from-dense part of each layer runs everywhere as an ordinary
-        convolution; the rest runs per box on a one-pixel-haloed window, is multiplied by
-        spa and written back. Exact for the same reason as the dense fold: outside the
-        boxes spa is 0, so sparse outputs are 0 there and so is their contribution to
-        dense outputs.
+        With L masked layers, a principal pixel can change the body at most L pixels
+        away (one 3x3 convolution per layer), so outside the boxes grown by L the dense
+        chain alone is exact. Inside them the full masked body runs on a window grown by
+        2L: its zero padding at the window edge corrupts at most L pixels inward, which
+        are outside the part pasted back. One paste per box; no per-layer scatter.
         """
-        n, _, h, w = e.shape
-        outs: list[Tensor] = []
-        d = s = e
-        for i, layer in enumerate(b.layers):
-            nd = layer.n_dense
-            ns = layer.full.shape[0] - nd
-            if nd and (i == 0 or layer.n_dense_in):
-                d_new = F.conv2d(e if i == 0 else d, layer.dense_dense, padding=1)
-            else:
-                d_new = self._zeros(e, nd)
-            s_new = self._zeros(e, ns)
-            if layer.block.shape[0]:
-                for k, y0, y1, x0, x1 in boxes:
-                    wy0, wy1, wx0, wx1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
-                    win = (slice(k, k + 1), slice(None), slice(wy0, wy1), slice(wx0, wx1))
-                    src = e[win] if i == 0 else torch.cat([d[win], s[win]], 1)
-                    blk = F.conv2d(src, layer.block, padding=1)
-                    blk = blk[..., y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-                    blk = blk * spa[k : k + 1, :, y0:y1, x0:x1]
-                    box = (slice(k, k + 1), slice(None), slice(y0, y1), slice(x0, x1))
-                    if i == 0:
-                        s_new[box] = blk
-                    else:
-                        d_new[box] += blk[:, :nd]
-                        s_new[box] = blk[:, nd:]
-            d, s = F.relu_(d_new), F.relu_(s_new)
-            outs += [d, s]
-        return b.collect(outs)
+        _, _, h, w = e.shape
+        out = self._dense_chain(b, e)
+        m = len(b.layers)
+        for k, y0, y1, x0, x1 in boxes:
+            wy0, wy1, wx0, wx1 = max(y0 - 2 * m, 0), min(y1 + 2 * m, h), max(x0 - 2 * m, 0), min(x1 + 2 * m, w)
+            vy0, vy1, vx0, vx1 = max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
+            win = (slice(k, k + 1), slice(None), slice(wy0, wy1), slice(wx0, wx1))
+            part = self._body_split(b, e[win].contiguous(memory_format=self._fmt),
+                                    spa[win].contiguous(memory_format=self._fmt))
+            out[k : k + 1, :, vy0:vy1, vx0:vx1] = part[..., vy0 - wy0 : vy1 - wy0, vx0 - wx0 : vx1 - wx0]
+        return out
 
     # -- public -----------------------------------------------------------------------
     def _branch_features(
@@ -586,9 +607,16 @@ class FoldedGeSeNet:
         return self._body(b, self._prep(features), self._prep(spa), branch)
 
     def sparse_boxes(self, spa: Tensor) -> tuple[list[tuple[int, int, int, int, int]], float]:
-        """The boxes the box-sparse body would convolve for spatial mask ``spa`` and the
-        share of the image they cover (see ``sparse_max_area``)."""
-        return self._sparse_boxes(self._prep(spa))
+        """The boxes the sparse body would use for spatial mask ``spa`` and the share of
+        the image its windows cover, given 4 masked layers (see ``sparse_max_cost``)."""
+        return self._sparse_boxes(self._prep(spa), halo=2 * len(self.inf.layers))
+
+    def sparse_cost(self, branch: Branch, spa: Tensor) -> float:
+        """The modelled cost of the sparse body against the dense one for ``spa`` (what
+        ``sparse="auto"`` compares with ``sparse_max_cost``)."""
+        b = self.inf if branch == "mri" else self.vis
+        _, area = self._sparse_boxes(self._prep(spa), halo=2 * len(b.layers))
+        return SPARSE_CHAIN_WEIGHT * b.dense_share + area
 
     __call__ = fuse
 
