@@ -18,8 +18,10 @@ from medfuse.training.losses import (
     intensity_loss,
     lattice_index,
     lattice_loss,
+    local_contrast,
     mask_budget,
     mef_ssim_loss,
+    peak_loss,
     phase_deviation,
     qabf_loss,
     scd_loss,
@@ -287,3 +289,21 @@ def test_upsampler_phase_loss_is_zero_exactly_when_a_flat_input_gives_no_lattice
     loss = upsampler_phase_loss(up.weight)
     loss.backward()
     assert up.weight.grad is not None and float(up.weight.grad.abs().sum()) > 0
+
+
+def test_local_contrast_and_peak_hand_cases() -> None:
+    flat = torch.full((1, 1, 40, 40), 0.3)
+    assert float(local_contrast(flat).abs().max()) < 1e-6  # no surround difference
+    b = flat.clone()
+    b[..., 18:22, 18:22] = 0.9  # a hot spot
+    c = local_contrast(b)
+    assert float(c[0, 0, 20, 20]) > 0.4 and float(c[0, 0, 20, 10]) < 0
+    assert float(peak_loss(b, flat, b)) == 0.0  # F keeps the peak
+    assert float(peak_loss(2 * b, flat, b)) == 0.0  # more than the peak: free
+    lost = float(peak_loss(flat, flat, b))  # F flat: the whole peak is missing
+    half = float(peak_loss(0.3 + 0.5 * (b - 0.3), flat, b))
+    assert 0 < half < lost
+    assert half == pytest.approx(lost / 2, rel=1e-4)
+    f = flat.clone().requires_grad_(True)
+    peak_loss(f, flat, b).backward()
+    assert f.grad is not None and float(f.grad[0, 0, 20, 20]) < 0  # pushes the peak up

@@ -46,7 +46,7 @@ def _loss_progress(total: int, label: str) -> Iterator[Callable[[int, dict[str, 
             tasks.append(progress.add_task(label, total=total))
         keys = ("total", "content", "gradient", "ssim", "mef_ssim", "qabf", "semantic", "mask",
                 "mask_support", "scd", "intensity", "contrast", "lattice", "lattice_logits",
-                "channel_sparsity", "loss")
+                "channel_sparsity", "peaks", "loss")
         desc = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row and row[k] == row[k])
         progress.update(tasks[0], completed=step, description=f"{label} {desc}")
 
@@ -109,6 +109,7 @@ def train(
     scd: Annotated[float, typer.Option("--scd", min=0.0, help="Weight of 2 - SCD (each source's contrast kept in F); v2 addition, 0 = off.")] = 0.0,
     intensity: Annotated[float, typer.Option("--intensity", min=0.0, help="Weight of the one-sided, brightness-weighted shortfall below max(A, B) (CT bone, PET/SPECT hot spots); v2 addition, 0 = off.")] = 0.0,
     contrast: Annotated[float, typer.Option("--contrast", min=0.0, help="Weight of the per-image SD shortfall below max(A, B)'s; v2 addition, 0 = off.")] = 0.0,
+    peaks: Annotated[float, typer.Option("--peaks", min=0.0, help="Weight of the one-sided local-peak term: where the functional image stands above its surround (a hot lesion), F must too; 0 = off.")] = 0.0,
     lattice: Annotated[float, typer.Option("--lattice", min=0.0, help="Weight of the phase imbalance of the spatial-mask upsampler (kills the 2-pixel lattice); v2 addition, 0 = off.")] = 0.0,
     lattice_logits: Annotated[float, typer.Option("--lattice-logits", min=0.0, help="Weight of the 2x2-block deviation of the spatial-mask logits (the symptom; --lattice acts on the cause); 0 = off.")] = 0.0,
     mask_lr_scale: Annotated[float, typer.Option("--mask-lr-scale", min=0.0, help="Learning-rate factor of the channel-mask logits (a fine-tune that must flip channels to sparse).")] = 1.0,
@@ -163,7 +164,7 @@ def train(
             mask_target=o["mask_target"], compute_target=o["compute_target"],
             mef_ssim=o["mef_ssim"], qabf=o["qabf_weight"], mask_support=o["mask_support"],
             support_band=(float(o["support_band"][0]), float(o["support_band"][1])),
-            scd=o["scd"], intensity=o["intensity"], contrast=o["contrast"], lattice=o["lattice"],
+            scd=o["scd"], intensity=o["intensity"], contrast=o["contrast"], peaks=o["peaks"], lattice=o["lattice"],
             lattice_logits=o["lattice_logits"],
             channel_sparsity=o["channel_sparsity"], sparse_target=o["sparse_target"]),
         straight_through=o["straight_through"], criterion=o["criterion"],

@@ -57,12 +57,14 @@ BodyMode = Literal["stacked", "split"]
 #: into one band (one window per band; tiny windows cost more than they save).
 SPARSE_GAP = 16
 #: The sparse body's cost relative to the dense masked body is modelled as
-#: ``SPARSE_CHAIN_WEIGHT * dense_share + window_area``: the dense-from-dense chain runs
-#: over the whole image (``dense_share`` is its share of the body's multiply-adds; its
-#: thin convolutions run at about half the efficiency of the full ones, hence the
-#: weight) and the full body runs inside the windows. Fitted on a 2-core AVX-512 CPU
-#: (``benchmarks/bench_inference.py --sections sparse``, docs/performance.md).
-SPARSE_CHAIN_WEIGHT = 2.0
+#: ``SPARSE_CHAIN_WEIGHT * dense_share + SPARSE_AREA_WEIGHT * window_area``: the
+#: dense-from-dense chain runs over the whole image (``dense_share`` is its share of the
+#: body's multiply-adds; its thin convolutions run less efficiently than the full ones)
+#: and the full body runs inside the windows (copies and pastes on top). Fitted on a
+#: 2-core AVX-512 CPU (``benchmarks/bench_inference.py --sections sparse``,
+#: docs/performance.md).
+SPARSE_CHAIN_WEIGHT = 1.3
+SPARSE_AREA_WEIGHT = 1.2
 #: ``sparse="auto"`` uses the sparse body for a branch only when its modelled cost is at
 #: most this share of the dense body's, a margin under the measured break-even of 1.
 SPARSE_AUTO_MAX_COST = 0.85
@@ -382,11 +384,12 @@ class FoldedGeSeNet:
         # The windows cover at least the principal pixels, so skip finding them when even
         # that could not pay.
         worth_trying = self.sparse == "always" or (
-            self.sparse == "auto" and fixed + float(spa.mean()) <= self.sparse_max_cost
+            self.sparse == "auto"
+            and fixed + SPARSE_AREA_WEIGHT * float(spa.mean()) <= self.sparse_max_cost
         )
         if not uniform and worth_trying:
             boxes, area = self._sparse_boxes(spa, halo=2 * len(b.layers))
-            if self.sparse == "always" or fixed + area <= self.sparse_max_cost:
+            if self.sparse == "always" or fixed + SPARSE_AREA_WEIGHT * area <= self.sparse_max_cost:
                 self.last_body_paths[name] = f"sparse ({area:.0%} of the image)"
                 return self._body_windows(b, e, spa, boxes)
         self.last_body_paths[name] = path
@@ -616,7 +619,7 @@ class FoldedGeSeNet:
         ``sparse="auto"`` compares with ``sparse_max_cost``)."""
         b = self.inf if branch == "mri" else self.vis
         _, area = self._sparse_boxes(self._prep(spa), halo=2 * len(b.layers))
-        return SPARSE_CHAIN_WEIGHT * b.dense_share + area
+        return SPARSE_CHAIN_WEIGHT * b.dense_share + SPARSE_AREA_WEIGHT * area
 
     __call__ = fuse
 

@@ -48,6 +48,7 @@ class LossWeights:
     scd: float = 0.0  # sigma: 2 - SCD, contrast each source contributes
     intensity: float = 0.0  # iota: one-sided, brightness-weighted shortfall below max(A, B)
     contrast: float = 0.0  # kappa_sd: per-image standard deviation below max(A, B)'s
+    peaks: float = 0.0  # upsilon: local peaks of the functional image kept in F
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
     channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
@@ -242,6 +243,33 @@ def contrast_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Te
     (the SD metric) held up to that of the brighter source's image, one-sided."""
     target = torch.maximum(a, b).std(dim=(1, 2, 3))
     return (F.relu(target - f.std(dim=(1, 2, 3))) / target.clamp_min(1e-3)).mean()
+
+
+def local_contrast(x: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+    """x minus its Gaussian surround (``sigma`` pixels, separable, borders reflected): how
+    far each pixel stands above or below its neighbourhood."""
+    size = 2 * int(3 * sigma) + 1
+    g = _gaussian_window(size, sigma)[size // 2].to(x)
+    pad = size // 2
+    s = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+    s = F.conv2d(F.pad(s, (0, 0, pad, pad), mode="reflect"), g.view(1, 1, -1, 1))
+    return x - s / g.sum() ** 2
+
+
+def peak_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+    """sum(w * relu(c_B - c_F)) / sum(w) with c = :func:`local_contrast` and w = relu(c_B):
+    where the second image B has a local peak (a hot lesion standing above the tissue
+    around it, a haematoma or bone on CT), F must rise above its own surround at least as
+    much. One-sided and weighted by the peak's height.
+
+    Why: the brightness and SD terms lift F wherever B is bright, the grey-matter shell
+    around a lesion included, so the lesion's step over its shell shrinks; on a realistic
+    PET study the fused lesion kept 0.90 of the colour contrast it has in the PET alone.
+    ``a`` is unused; it keeps the loss signature of the other terms.
+    """
+    cb = local_contrast(b, sigma)
+    w = F.relu(cb)
+    return (w * F.relu(cb - local_contrast(f, sigma))).sum() / w.sum().clamp_min(1e-6)
 
 
 def phase_deviation(x: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ from medfuse.training.losses import (
     mask_budget,
     mask_cost,
     mef_ssim_loss,
+    peak_loss,
     qabf_loss,
     scd_loss,
     semantic_loss,
@@ -71,7 +72,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "torch_rng", "s
 LOG_COLUMNS = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim",
                "mef_ssim", "qabf", "semantic", "mask", "mask_support", "mask_bg",
                "principal_mri", "principal_functional", "scd", "intensity", "contrast",
-               "lattice", "lattice_logits", "channel_sparsity"]
+               "lattice", "lattice_logits", "channel_sparsity", "peaks"]
 
 
 @dataclass
@@ -140,7 +141,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "checkpoint_every": 250, "straight_through": True, "display_luma": True,
         "mask_weight": 1.0, "mask_support": 2.0, "support_band": (0.3, 0.9),
         "compute_target": None, "alpha": 7.0, "mef_ssim": 2.0, "qabf_weight": 10.0,
-        "scd": 0.5, "intensity": 4.0, "contrast": 0.0, "lattice": 100.0,
+        "scd": 0.5, "intensity": 4.0, "contrast": 0.0, "peaks": 0.0, "lattice": 100.0,
         "lattice_logits": 0.0, "mask_lr_scale": 30.0,
         "channel_sparsity": 1.0, "sparse_target": 0.3, "criterion": "val_v2",
     },
@@ -273,6 +274,8 @@ def loss_terms(
         terms["intensity"] = intensity_loss(f, a, b)
     if w.contrast > 0:
         terms["contrast"] = contrast_loss(f, a, b)
+    if w.peaks > 0:
+        terms["peaks"] = peak_loss(f, a, b)
     if w.lattice > 0:
         terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
     if w.lattice_logits > 0 and all(m is not None for m in margins):
@@ -297,7 +300,7 @@ def loss_terms(
         total = total + w.mask_support * terms["mask_support"]
     for name, weight in (("scd", w.scd), ("intensity", w.intensity), ("contrast", w.contrast),
                          ("lattice", w.lattice), ("lattice_logits", w.lattice_logits),
-                         ("channel_sparsity", w.channel_sparsity)):
+                         ("channel_sparsity", w.channel_sparsity), ("peaks", w.peaks)):
         if name in terms:
             total = total + weight * terms[name]
     terms["total"] = total
