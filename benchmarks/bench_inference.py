@@ -399,7 +399,12 @@ def section_sparse(state: dict[str, Any], args: argparse.Namespace,
     anatomy), next to the cost that ``sparse="auto"`` models (fit its constants here)."""
     import torch
 
-    from medfuse.model.folded import SPARSE_AREA_WEIGHT, SPARSE_AUTO_MAX_COST, SPARSE_CHAIN_WEIGHT
+    from medfuse.model.folded import (
+        SPARSE_AREA_WEIGHT,
+        SPARSE_AUTO_MAX_COST,
+        SPARSE_CHAIN_WEIGHT,
+        SPARSE_FIXED,
+    )
 
     eng = make_engine(state, args.device, fast=True)
     model = eng.model
@@ -435,7 +440,8 @@ def section_sparse(state: dict[str, Any], args: argparse.Namespace,
                 "max_abs_diff": diff,
             })
     report["sparse_sweep"] = {"size": size, "auto_max_cost": SPARSE_AUTO_MAX_COST,
-                              "chain_weight": SPARSE_CHAIN_WEIGHT, "area_weight": SPARSE_AREA_WEIGHT,
+                              "fixed": SPARSE_FIXED, "chain_weight": SPARSE_CHAIN_WEIGHT,
+                              "area_weight": SPARSE_AREA_WEIGHT,
                               "sparse_channels": model.sparse_channel_counts(),
                               "rows": rows}
     print("  sparse sweep: done", flush=True)
@@ -576,7 +582,7 @@ def fmt_table(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"Region-mask body alone ({s['size']}x{s['size']}, sparse channels per layer "
                      f"{s['sparse_channels']}; auto uses the sparse body up to a modelled cost of "
-                     f"{s['auto_max_cost']:.2f}; chain weight {s['chain_weight']:g}, area weight "
+                     f"{s['auto_max_cost']:.2f}; fixed {s['fixed']:g}, chain weight {s['chain_weight']:g}, area weight "
                      f"{s['area_weight']:g}):")
         lines.append("| branch | principal px | window area | modelled cost | measured cost "
                      "| dense body s | sparse body s | max abs diff |")

@@ -57,14 +57,15 @@ BodyMode = Literal["stacked", "split"]
 #: into one band (one window per band; tiny windows cost more than they save).
 SPARSE_GAP = 16
 #: The sparse body's cost relative to the dense masked body is modelled as
-#: ``SPARSE_CHAIN_WEIGHT * dense_share + SPARSE_AREA_WEIGHT * window_area``: the
-#: dense-from-dense chain runs over the whole image (``dense_share`` is its share of the
-#: body's multiply-adds; its thin convolutions run less efficiently than the full ones)
-#: and the full body runs inside the windows (copies and pastes on top). Fitted on a
-#: 2-core AVX-512 CPU (``benchmarks/bench_inference.py --sections sparse``,
-#: docs/performance.md).
-SPARSE_CHAIN_WEIGHT = 1.3
-SPARSE_AREA_WEIGHT = 1.2
+#: ``SPARSE_FIXED + SPARSE_CHAIN_WEIGHT * dense_share + SPARSE_AREA_WEIGHT * window_area``:
+#: a fixed share (more, smaller calls), the dense-from-dense chain over the whole image
+#: (``dense_share`` is its share of the body's multiply-adds; thin convolutions run a
+#: little less efficiently) and the full body inside the windows. Fitted on a 2-core
+#: AVX-512 CPU, 2 threads, idle (``benchmarks/bench_inference.py --sections sparse``;
+#: within 0.05 of the measured cost over 14 masks and both branches, docs/performance.md).
+SPARSE_FIXED = 0.2
+SPARSE_CHAIN_WEIGHT = 1.1
+SPARSE_AREA_WEIGHT = 0.92
 #: ``sparse="auto"`` uses the sparse body for a branch only when its modelled cost is at
 #: most this share of the dense body's, a margin under the measured break-even of 1.
 SPARSE_AUTO_MAX_COST = 0.85
@@ -380,7 +381,7 @@ class FoldedGeSeNet:
         all_ones = bool(spa.all())
         uniform = all_ones or not bool(spa.any())
         path = "uniform" if uniform else self.body_mode
-        fixed = SPARSE_CHAIN_WEIGHT * b.dense_share
+        fixed = SPARSE_FIXED + SPARSE_CHAIN_WEIGHT * b.dense_share
         # The windows cover at least the principal pixels, so skip finding them when even
         # that could not pay.
         worth_trying = self.sparse == "always" or (
@@ -619,7 +620,7 @@ class FoldedGeSeNet:
         ``sparse="auto"`` compares with ``sparse_max_cost``)."""
         b = self.inf if branch == "mri" else self.vis
         _, area = self._sparse_boxes(self._prep(spa), halo=2 * len(b.layers))
-        return SPARSE_CHAIN_WEIGHT * b.dense_share + SPARSE_AREA_WEIGHT * area
+        return SPARSE_FIXED + SPARSE_CHAIN_WEIGHT * b.dense_share + SPARSE_AREA_WEIGHT * area
 
     __call__ = fuse
 
