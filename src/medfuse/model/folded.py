@@ -178,6 +178,12 @@ class _Branch:
     ca2: _Conv
 
 
+def _sparse_cost(b: _Branch, window_area: float) -> float:
+    """The sparse body's modelled cost against the dense masked body's (see
+    :data:`SPARSE_FIXED`)."""
+    return SPARSE_FIXED + SPARSE_CHAIN_WEIGHT * b.dense_share + SPARSE_AREA_WEIGHT * window_area
+
+
 def _frozen(t: Tensor | None, dtype: torch.dtype, channels_last: bool) -> Tensor | None:
     if t is None:
         return None
@@ -381,16 +387,14 @@ class FoldedGeSeNet:
         all_ones = bool(spa.all())
         uniform = all_ones or not bool(spa.any())
         path = "uniform" if uniform else self.body_mode
-        fixed = SPARSE_FIXED + SPARSE_CHAIN_WEIGHT * b.dense_share
         # The windows cover at least the principal pixels, so skip finding them when even
         # that could not pay.
         worth_trying = self.sparse == "always" or (
-            self.sparse == "auto"
-            and fixed + SPARSE_AREA_WEIGHT * float(spa.mean()) <= self.sparse_max_cost
+            self.sparse == "auto" and _sparse_cost(b, float(spa.mean())) <= self.sparse_max_cost
         )
         if not uniform and worth_trying:
             boxes, area = self._sparse_boxes(spa, halo=2 * len(b.layers))
-            if self.sparse == "always" or fixed + SPARSE_AREA_WEIGHT * area <= self.sparse_max_cost:
+            if self.sparse == "always" or _sparse_cost(b, area) <= self.sparse_max_cost:
                 self.last_body_paths[name] = f"sparse ({area:.0%} of the image)"
                 return self._body_windows(b, e, spa, boxes)
         self.last_body_paths[name] = path
@@ -620,7 +624,7 @@ class FoldedGeSeNet:
         ``sparse="auto"`` compares with ``sparse_max_cost``)."""
         b = self.inf if branch == "mri" else self.vis
         _, area = self._sparse_boxes(self._prep(spa), halo=2 * len(b.layers))
-        return SPARSE_FIXED + SPARSE_CHAIN_WEIGHT * b.dense_share + SPARSE_AREA_WEIGHT * area
+        return _sparse_cost(b, area)
 
     __call__ = fuse
 
