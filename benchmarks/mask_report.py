@@ -145,10 +145,11 @@ def timing(models: dict[str, object], val, dev: torch.device, repeats: int) -> d
 
 def study_slices(kind: str, folder: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Every slice of a generated 1 mm ``kind`` study (seed 0, default window) as the
-    inference path prepares it, padded to even size by edge repetition as the engine
-    does, as (1, 1, H, W) tensors. The study is generated into ``folder`` once."""
+    inference path prepares it, padded to even size as the engine pads it, as
+    (1, 1, H, W) tensors. The study is generated into ``folder`` once."""
     import warnings
 
+    from medfuse.engine.tiling import pad_to_multiple
     from medfuse.fusion import prepared_slices, read_pair_plan
     from medfuse.studies import generate_study
 
@@ -162,12 +163,8 @@ def study_slices(kind: str, folder: Path) -> list[tuple[torch.Tensor, torch.Tens
     out = []
     for batch in prepared_slices(plan):
         for _, pair in batch:
-            a, b = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+            a, b = (pad_to_multiple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None])
                     for x in (pair.mri_y, pair.other_y))
-            h, w = a.shape[-2:]
-            pad = (0, w % 2, 0, h % 2)
-            if any(pad):
-                a, b = (torch.nn.functional.pad(x, pad, mode="replicate") for x in (a, b))
             out.append((a, b))
     return out
 
