@@ -11,6 +11,7 @@ from medfuse.phantom import brain_phantom
 from medfuse.training.losses import (
     background_mask_penalty,
     channel_sparsity_loss,
+    coloured,
     content_loss,
     contrast_loss,
     display_luminance,
@@ -307,3 +308,17 @@ def test_local_contrast_and_peak_hand_cases() -> None:
     f = flat.clone().requires_grad_(True)
     peak_loss(f, flat, b).backward()
     assert f.grad is not None and float(f.grad[0, 0, 20, 20]) < 0  # pushes the peak up
+
+
+def test_peak_loss_where_and_coloured() -> None:
+    """``where`` drops the pixels it zeroes; ``coloured`` marks non-neutral chroma only."""
+    flat = torch.full((1, 1, 40, 40), 0.3)
+    b = flat.clone()
+    b[..., 18:22, 18:22] = 0.9
+    chroma = torch.full((1, 2, 40, 40), 0.5)
+    assert float(coloured(chroma).sum()) == 0.0  # grey (CT): nothing coloured
+    assert float(peak_loss(flat, flat, b, where=coloured(chroma))) == 0.0
+    chroma[:, 1, 16:24, 16:24] = 0.8  # the hot spot is shown in colour
+    where = coloured(chroma)
+    assert float(where.sum()) == 64.0
+    assert float(peak_loss(flat, flat, b, where=where)) > 0.0

@@ -49,6 +49,7 @@ class LossWeights:
     intensity: float = 0.0  # iota: one-sided, brightness-weighted shortfall below max(A, B)
     contrast: float = 0.0  # kappa_sd: per-image standard deviation below max(A, B)'s
     peaks: float = 0.0  # upsilon: local peaks of the functional image kept in F
+    peaks_coloured_only: bool = False  # the peaks term only where the other image has colour
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
     channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
@@ -256,7 +257,8 @@ def local_contrast(x: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
     return x - s / g.sum() ** 2
 
 
-def peak_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+def peak_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sigma: float = 4.0,
+              where: torch.Tensor | None = None) -> torch.Tensor:
     """sum(w * relu(c_B - c_F)) / sum(w) with c = :func:`local_contrast` and w = relu(c_B):
     where the second image B has a local peak (a hot lesion standing above the tissue
     around it, a haematoma or bone on CT), F must rise above its own surround at least as
@@ -265,11 +267,22 @@ def peak_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sigma: float = 
     Why: the brightness and SD terms lift F wherever B is bright, the grey-matter shell
     around a lesion included, so the lesion's step over its shell shrinks; on a realistic
     PET study the fused lesion kept 0.90 of the colour contrast it has in the PET alone.
-    ``a`` is unused; it keeps the loss signature of the other terms.
+    ``a`` is unused; it keeps the loss signature of the other terms. ``where`` (0/1, the
+    shape of ``b``) limits the term to some pixels, e.g. those the chroma rule colours
+    (uptake, not CT bone: :func:`coloured`).
     """
     cb = local_contrast(b, sigma)
-    w = F.relu(cb)
+    w = F.relu(cb) if where is None else F.relu(cb) * where
     return (w * F.relu(cb - local_contrast(f, sigma))).sum() / w.sum().clamp_min(1e-6)
+
+
+def coloured(chroma: torch.Tensor, level: float = 1 / 255) -> torch.Tensor:
+    """(B, 1, H, W) 0/1: where the chroma (B, 2, H, W) given to the display luminance is
+    not neutral, i.e. where the written image shows the other image's colour (PET and
+    SPECT uptake; never grey CT)."""
+    from medfuse.colour import TAU
+
+    return ((chroma - TAU).abs().amax(dim=1, keepdim=True) > level).to(chroma.dtype)
 
 
 def phase_deviation(x: torch.Tensor) -> torch.Tensor:

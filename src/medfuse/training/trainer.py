@@ -38,6 +38,7 @@ from medfuse.training.losses import (
     LossWeights,
     background_mask_penalty,
     channel_sparsity_loss,
+    coloured,
     content_loss,
     contrast_loss,
     display_luminance,
@@ -275,7 +276,8 @@ def loss_terms(
     if w.contrast > 0:
         terms["contrast"] = contrast_loss(f, a, b)
     if w.peaks > 0:
-        terms["peaks"] = peak_loss(f, a, b)
+        where = coloured(chroma) if w.peaks_coloured_only and chroma is not None else None
+        terms["peaks"] = peak_loss(f, a, b, where=where)
     if w.lattice > 0:
         terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
     if w.lattice_logits > 0 and all(m is not None for m in margins):
