@@ -193,6 +193,7 @@ CASES: list[tuple[str, str, list[str], str | None, str | None]] = [
     ("train-lattice-inf", "train", ["--lattice", "inf"], "--lattice", None),
     ("train-peaks-nan", "train", ["--peaks", "nan"], "--peaks", None),
     ("train-peaks-negative", "train", ["--peaks", "-1"], "--peaks", None),
+    ("train-peaks-coloured-without-display-luma", "train", ["--peaks-coloured-only"], "--display-luma", None),
     ("train-recipe-unknown", "train", ["--recipe", "bogus"], "recipe", None),
     ("train-recipe-v2-without-init", "train", ["--recipe", "v2"], "--init", None),
     ("train-resume-and-force-without-run", "train", ["--resume"], None, None),

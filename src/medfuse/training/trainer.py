@@ -398,6 +398,9 @@ def check_config(cfg: TrainConfig) -> None:
     for name, value in cfg.weights.to_dict().items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             check_number(WEIGHT_OPTIONS.get(name, f"--{name.replace('_', '-')}"), float(value))
+    if cfg.weights.peaks_coloured_only and not cfg.display_luma:
+        raise UsageError("--peaks-coloured-only needs --display-luma (the colour it follows is "
+                         "the written image's)")
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise UsageError(f"--init {cfg.init}: no such weights file")
     band = getattr(cfg.weights, "support_band", None)
