@@ -94,3 +94,19 @@ def test_claim_run_folder(tmp_path: Path) -> None:
     (run / "mine.txt").write_text("x")
     clear_outputs(run, RUN_OUTPUTS)
     assert sorted(p.name for p in run.iterdir()) == ["mine.txt"]
+
+
+def test_csv_log_keeps_the_header_of_an_existing_file(tmp_path: Path) -> None:
+    """Resuming a run logged with fewer columns keeps its table well-formed."""
+    import csv
+
+    from medfuse.training.checkpoint import CsvLog
+
+    path = tmp_path / "log.csv"
+    CsvLog(path, ["step", "total"]).write({"step": 1, "total": 0.5})
+    CsvLog(path, ["step", "total", "peaks"]).write({"step": 2, "total": 0.4, "peaks": 0.1})
+    rows = list(csv.reader(path.open()))
+    assert rows == [["step", "total"], ["1", "0.5"], ["2", "0.4"]]
+    fresh = tmp_path / "new.csv"
+    CsvLog(fresh, ["step", "peaks"]).write({"step": 1, "peaks": 0.1})
+    assert list(csv.reader(fresh.open())) == [["step", "peaks"], ["1", "0.1"]]

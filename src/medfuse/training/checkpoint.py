@@ -171,13 +171,20 @@ def claim_run_folder(out: Path, resume: bool, force: bool, inputs: Iterable[Path
 
 
 class CsvLog:
-    """Append-only CSV with a fixed header (written once, also on resume)."""
+    """Append-only CSV with a fixed header, written once. On resume the file's own header
+    wins, so a run started by an older version (fewer loss columns) stays a well-formed
+    table; values for columns it lacks are not logged."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns = path, columns
-        if not path.exists():
-            with open(path, "w", newline="") as fh:
-                csv.writer(fh).writerow(columns)
+        if path.exists():
+            with open(path, newline="") as fh:
+                header = next(csv.reader(fh), None)
+            if header:
+                self.columns = header
+                return
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerow(columns)
 
     def write(self, row: Mapping[str, Any]) -> None:
         with open(self.path, "a", newline="") as fh:
