@@ -37,6 +37,10 @@ def test_sampler_cuts_chroma_with_its_pair(tmp_path: Path) -> None:
     a2, b2, lab2, chroma = PatchSampler(data, 16, 8, seed=7).sample_with_chroma(6)
     assert np.array_equal(a, a2) and np.array_equal(b, b2) and np.array_equal(lab, lab2)
     assert np.array_equal(chroma[:, 0], b2) and np.array_equal(chroma[:, 1], a2)
+    *_, idx = PatchSampler(data, 16, 8, seed=7).sample_with_source(6)
+    assert idx.shape == (6,) and all(0 <= i < len(data) for i in idx)
+    for k, i in enumerate(idx):  # each patch comes from the pair its index names
+        assert np.isin(b2[k], data.other[i]).all()
 
 
 def test_sampler_state_round_trips_a_weights_only_checkpoint(tmp_path: Path) -> None:

@@ -238,6 +238,42 @@ def test_v2_terms_in_loss_terms_reach_the_mask_logits() -> None:
     assert not {"scd", "intensity", "contrast", "lattice", "lattice_logits", "channel_sparsity"} & set(off)
 
 
+def test_peaks_studies_only_scores_only_the_study_pairs_of_a_batch() -> None:
+    """With ``peaks_studies_only`` the peaks term sees only the pairs flagged as generated
+    studies: a batch of atlas pairs scores 0, one study pair in it scores as that pair
+    alone does, and without the switch the flags change nothing."""
+    from medfuse.model import GeSeNet
+    from medfuse.training.trainer import loss_terms
+
+    torch.manual_seed(2)
+    m = GeSeNet().eval()
+    yy, xx = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    blob = torch.exp(-((yy - 12) ** 2 + (xx - 12) ** 2) / 8.0)
+    a = torch.full((2, 1, 24, 24), 0.3)
+    b = torch.stack([0.2 + 0.6 * blob, 0.2 + 0.3 * blob]).unsqueeze(1)  # two hot lesions
+    w = LossWeights(semantic=0.0, peaks=1.0, peaks_studies_only=True)
+    with torch.no_grad():
+        none = loss_terms(m, a, b, None, w, None, studies=torch.tensor([0.0, 0.0]))["peaks"]
+        second = loss_terms(m, a, b, None, w, None, studies=torch.tensor([0.0, 1.0]))["peaks"]
+        alone = loss_terms(m, a[1:], b[1:], None, w, None, studies=torch.tensor([1.0]))["peaks"]
+        both = loss_terms(m, a, b, None, LossWeights(semantic=0.0, peaks=1.0), None,
+                          studies=torch.tensor([0.0, 0.0]))["peaks"]
+    assert float(none) == 0.0
+    assert float(second) > 0.0 and float(second) == pytest.approx(float(alone), rel=1e-5)
+    assert float(both) > 0.0
+
+
+def test_peaks_studies_only_needs_studies(tmp_path: Path) -> None:
+    from medfuse.training.trainer import TrainConfig, check_config
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"),
+                      weights=LossWeights(peaks=1.0, peaks_studies_only=True))
+    with pytest.raises(UsageError, match="--studies"):
+        check_config(cfg)
+    cfg.studies = 4
+    check_config(cfg)
+
+
 def test_mask_lr_scale_puts_the_channel_logits_in_their_own_group() -> None:
     from medfuse.model import GeSeNet
     from medfuse.training.trainer import _param_groups

@@ -118,6 +118,13 @@ class PatchSampler:
         """(mri, other, labels, chroma): chroma (B, 2, P, P) is cut, rotated and flipped
         with its pair (neutral when the set has none). Draws exactly the random numbers
         :meth:`sample` draws, so a seed gives the same patches either way."""
+        return self.sample_with_source(batch)[:4]
+
+    def sample_with_source(
+        self, batch: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sample_with_chroma` plus the index of each patch's pair in the set, so a
+        loss can tell generated-study pairs from atlas pairs (same random numbers)."""
         p = self.patch
         idx = self.rng.integers(0, len(self.data), batch)
         ys = self.rng.choice(self.ys, batch)
@@ -135,4 +142,4 @@ class PatchSampler:
                 tile = self.data.chroma[idx[k], :, ys[k] : ys[k] + p, xs[k] : xs[k] + p]
                 tile = np.rot90(tile, rot[k], axes=(1, 2))
                 chroma[k] = tile[:, :, ::-1] if flip[k] else tile
-        return out[0], out[1], out[2], chroma
+        return out[0], out[1], out[2], chroma, idx

@@ -50,6 +50,7 @@ class LossWeights:
     contrast: float = 0.0  # kappa_sd: per-image standard deviation below max(A, B)'s
     peaks: float = 0.0  # upsilon: local peaks of the functional image kept in F
     peaks_coloured_only: bool = False  # the peaks term only where the other image has colour
+    peaks_studies_only: bool = False  # the peaks term only on generated-study pairs
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
     channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share

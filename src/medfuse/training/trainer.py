@@ -234,9 +234,12 @@ def loss_terms(
     w: LossWeights,
     seg: SemanticNet | None,
     chroma: torch.Tensor | None = None,
+    studies: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every loss term for one batch and their weighted total. With ``chroma`` (B, 2, H, W)
-    the terms score the luminance of the written RGB (:func:`display_luminance`)."""
+    the terms score the luminance of the written RGB (:func:`display_luminance`);
+    ``studies`` (B,) is 1 for generated-study pairs, 0 for atlas pairs
+    (``peaks_studies_only``)."""
     out = model.fuse(a, b)
     f = out.fused if chroma is None else display_luminance(out.fused, chroma)
     terms: dict[str, torch.Tensor] = {
@@ -277,6 +280,9 @@ def loss_terms(
         terms["contrast"] = contrast_loss(f, a, b)
     if w.peaks > 0:
         where = coloured(chroma) if w.peaks_coloured_only and chroma is not None else None
+        if w.peaks_studies_only and studies is not None:
+            on = studies.to(b.dtype).view(-1, 1, 1, 1)
+            where = on.expand_as(b) if where is None else where * on
         terms["peaks"] = peak_loss(f, a, b, where=where)
     if w.lattice > 0:
         terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
@@ -401,6 +407,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.weights.peaks_coloured_only and not cfg.display_luma:
         raise UsageError("--peaks-coloured-only needs --display-luma (the colour it follows is "
                          "the written image's)")
+    if cfg.weights.peaks_studies_only and not cfg.studies:
+        raise UsageError("--peaks-studies-only needs --studies N (the pairs it acts on)")
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise UsageError(f"--init {cfg.init}: no such weights file")
     band = getattr(cfg.weights, "support_band", None)
@@ -445,6 +453,11 @@ def train(
         train_set = concat(train_set, study_pairs(cfg.studies, seed=cfg.seed,
                                                   size=int(train_set.mri.shape[1])))
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
+    is_study = None  # (N,) 1.0 for generated-study pairs, for --peaks-studies-only
+    if cfg.weights.peaks_studies_only:
+        from medfuse.training.studies import STUDY_TASKS
+
+        is_study = np.isin(train_set.tasks, list(STUDY_TASKS.values())).astype(np.float32)
     model = GeSeNet(tau=cfg.tau)
     if cfg.init and not resume:
         _load_init(model, cfg.init)
@@ -521,12 +534,13 @@ def train(
         if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
             stopped_by_budget = True
             break
-        a, b, lab, chroma = sampler.sample_with_chroma(cfg.batch)
+        a, b, lab, chroma, idx = sampler.sample_with_source(cfg.batch)
         model.tau = _tau_at(cfg, step)
         at, bt = as_batch(a, dev), as_batch(b, dev)
         lt = torch.from_numpy(lab.astype(np.int64)).to(dev)
         ct = torch.from_numpy(chroma).to(dev) if cfg.display_luma else None
-        terms = loss_terms(model, at, bt, lt, cfg.weights, seg, ct)
+        st = torch.from_numpy(is_study[idx]).to(dev) if is_study is not None else None
+        terms = loss_terms(model, at, bt, lt, cfg.weights, seg, ct, st)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
