@@ -194,6 +194,8 @@ CASES: list[tuple[str, str, list[str], str | None, str | None]] = [
     ("train-peaks-nan", "train", ["--peaks", "nan"], "--peaks", None),
     ("train-peaks-negative", "train", ["--peaks", "-1"], "--peaks", None),
     ("train-peaks-coloured-without-display-luma", "train", ["--peaks-coloured-only"], "--display-luma", None),
+    ("train-gamut-nan", "train", ["--gamut", "nan"], "--gamut", None),
+    ("train-gamut-without-display-luma", "train", ["--gamut", "1"], "--display-luma", None),
     ("train-peaks-studies-without-studies", "train", ["--peaks-studies-only"], "--studies", None),
     ("train-recipe-unknown", "train", ["--recipe", "bogus"], "recipe", None),
     ("train-recipe-v2-without-init", "train", ["--recipe", "v2"], "--init", None),

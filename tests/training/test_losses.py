@@ -15,6 +15,7 @@ from medfuse.training.losses import (
     content_loss,
     contrast_loss,
     display_luminance,
+    gamut_loss,
     gradient_loss,
     intensity_loss,
     lattice_index,
@@ -322,3 +323,20 @@ def test_peak_loss_where_and_coloured() -> None:
     where = coloured(chroma)
     assert float(where.sum()) == 64.0
     assert float(peak_loss(flat, flat, b, where=where)) > 0.0
+
+
+def test_gamut_loss_hand_cases() -> None:
+    """Zero for grey chroma and for colour that fits at the given luminance; positive for
+    saturated red on bright luminance, and its gradient lowers that luminance."""
+    from medfuse.colour import rgb_to_ycbcr
+
+    y0, cb, cr = rgb_to_ycbcr(np.array([0.9, 0.2, 0.2]))  # a red that fits near its own Y
+    red = torch.tensor([float(cb), float(cr)]).view(1, 2, 1, 1).expand(1, 2, 4, 4)
+    grey = torch.full((1, 2, 4, 4), 0.5)
+    bright = torch.full((1, 1, 4, 4), 0.8, requires_grad=True)
+    assert float(gamut_loss(bright, grey)) == 0.0
+    assert float(gamut_loss(torch.full((1, 1, 4, 4), float(y0)), red)) == 0.0
+    loss = gamut_loss(bright, red)
+    assert float(loss) == pytest.approx(0.8 + 1.403 * (float(cr) - 0.5) - 1.0, abs=1e-3)
+    loss.backward()
+    assert bright.grad is not None and float(bright.grad.sum()) > 0  # descent lowers Y

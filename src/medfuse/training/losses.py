@@ -51,6 +51,7 @@ class LossWeights:
     peaks: float = 0.0  # upsilon: local peaks of the functional image kept in F
     peaks_coloured_only: bool = False  # the peaks term only where the other image has colour
     peaks_studies_only: bool = False  # the peaks term only on generated-study pairs
+    gamut: float = 0.0  # the functional colour lost to the RGB clip at F's luminance
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
     channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
@@ -442,6 +443,25 @@ def display_luminance(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
 
     r, g, b = ycbcr_planes(f, chroma[:, 0:1], chroma[:, 1:2])
     return luma(r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0))
+
+
+def gamut_loss(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """Mean over the coloured pixels (:func:`coloured`) of how far the unclipped R, G, B of
+    fused luminance ``f`` (B, 1, H, W, the network's own, before any clip) with ``chroma``
+    (B, 2, H, W: Cb, Cr) fall outside [0, 1], summed over the three channels.
+
+    Why: the written RGB is clipped per channel, and a clip takes colour away. On a
+    realistic PET study the hot lesion's red core sits on bright white matter; at that
+    luminance red is out of gamut, the clip turns it pink, and the lesion keeps only 0.84
+    (MRI luminance) to 0.90 (the fused luminance) of the colour contrast it has in the PET
+    alone, mostly in CIELAB a*. Raising the core does not help (the peaks term saturates);
+    luminance that leaves room for the colour does. Zero wherever the colour fits, so grey
+    pairs and pale colour are untouched."""
+    from medfuse.colour import ycbcr_planes
+
+    where = coloured(chroma)
+    excess = sum(F.relu(p - 1.0) + F.relu(-p) for p in ycbcr_planes(f, chroma[:, 0:1], chroma[:, 1:2]))
+    return (excess * where).sum() / where.sum().clamp_min(1.0)
 
 
 def qabf_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -42,6 +42,7 @@ from medfuse.training.losses import (
     content_loss,
     contrast_loss,
     display_luminance,
+    gamut_loss,
     gradient_loss,
     intensity_loss,
     lattice_loss,
@@ -73,7 +74,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "torch_rng", "s
 LOG_COLUMNS = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim",
                "mef_ssim", "qabf", "semantic", "mask", "mask_support", "mask_bg",
                "principal_mri", "principal_functional", "scd", "intensity", "contrast",
-               "lattice", "lattice_logits", "channel_sparsity", "peaks"]
+               "lattice", "lattice_logits", "channel_sparsity", "peaks", "gamut"]
 
 
 @dataclass
@@ -284,6 +285,8 @@ def loss_terms(
             on = studies.to(b.dtype).view(-1, 1, 1, 1)
             where = on.expand_as(b) if where is None else where * on
         terms["peaks"] = peak_loss(f, a, b, where=where)
+    if w.gamut > 0 and chroma is not None:
+        terms["gamut"] = gamut_loss(out.fused, chroma)
     if w.lattice > 0:
         terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
     if w.lattice_logits > 0 and all(m is not None for m in margins):
@@ -308,7 +311,8 @@ def loss_terms(
         total = total + w.mask_support * terms["mask_support"]
     for name, weight in (("scd", w.scd), ("intensity", w.intensity), ("contrast", w.contrast),
                          ("lattice", w.lattice), ("lattice_logits", w.lattice_logits),
-                         ("channel_sparsity", w.channel_sparsity), ("peaks", w.peaks)):
+                         ("channel_sparsity", w.channel_sparsity), ("peaks", w.peaks),
+                         ("gamut", w.gamut)):
         if name in terms:
             total = total + weight * terms[name]
     terms["total"] = total
@@ -407,6 +411,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.weights.peaks_coloured_only and not cfg.display_luma:
         raise UsageError("--peaks-coloured-only needs --display-luma (the colour it follows is "
                          "the written image's)")
+    if cfg.weights.gamut > 0 and not cfg.display_luma:
+        raise UsageError("--gamut needs --display-luma (the colour it keeps is the written "
+                         "image's)")
     if cfg.weights.peaks_studies_only and not cfg.studies:
         raise UsageError("--peaks-studies-only needs --studies N (the pairs it acts on)")
     if cfg.init is not None and not Path(cfg.init).is_file():
