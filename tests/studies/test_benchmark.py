@@ -99,6 +99,11 @@ def test_score_study_end_to_end(tmp_path: Path) -> None:
         assert s.slices >= 6 and set(s.lesion_ratio) == {"hot", "cold"}
         assert all(math.isfinite(v) for v in (s.anatomy_r, s.background_mean, s.air_above))
         assert 0.0 <= s.air_above <= 1.0
+        for name, ratio in s.lesion_ratio.items():  # the ratio is the Lab distances' ratio
+            lab = {k: np.array(v) for k, v in s.lesion_lab[name].items()}
+            ours = np.linalg.norm(lab["core"] - lab["shell"])
+            theirs = np.linalg.norm(lab["other_core"] - lab["other_shell"])
+            assert ratio == pytest.approx(ours / theirs, rel=1e-3)
     assert (tmp_path / "img" / "pet.png").is_file()
     table = result.markdown()
     assert table.count("\n") == 2 + len(methods) and "| pet | composite |" in table

@@ -238,6 +238,10 @@ class Scores:
     background_mean: float
     air_above: float
     slices: int
+    #: Mean CIELAB (L*, a*, b*) of each lesion's core and shell in the fused image and in
+    #: the coloured functional image ("other_core", "other_shell"): shows which of
+    #: lightness and colour a lesion ratio below 1 lost.
+    lesion_lab: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -427,12 +431,14 @@ def _accumulate(pool: _Pool, fused: np.ndarray, other_lab: np.ndarray, mri_grad:
 
 
 def _finish(pool: _Pool, reference: _Pool, study: Study, method: str, n: int) -> Scores:
-    ratios = {}
+    ratios, labs = {}, {}
     for les in study.lesions:
         parts = [p.mean_lab(f"{k}:{les.name}") for p in (pool, reference) for k in ("core", "shell")]
         if any(p is None for p in parts):
             ratios[les.name] = float("nan")
             continue
+        labs[les.name] = {k: [round(float(v), 2) for v in p] for k, p in
+                          zip(("core", "shell", "other_core", "other_shell"), parts)}
         fused_c = float(delta_e(parts[0], parts[1]))
         other_c = float(delta_e(parts[2], parts[3]))
         ratios[les.name] = fused_c / other_c if other_c > 0 else float("nan")
@@ -442,6 +448,7 @@ def _finish(pool: _Pool, reference: _Pool, study: Study, method: str, n: int) ->
         study=study.kind, method=method,
         anatomy_r=pearson(grad_f, grad_m) if grad_f.size else float("nan"),
         lesion_ratio=ratios,
+        lesion_lab=labs,
         delta_e_high=pool.de_sum / pool.de_n if pool.de_n else float("nan"),
         background_mean=pool.air_sum / pool.air_n * 255.0 if pool.air_n else float("nan"),
         air_above=pool.air_above / pool.air_n if pool.air_n else float("nan"),
