@@ -9,6 +9,7 @@ import torch
 
 from medfuse.phantom import brain_phantom
 from medfuse.training.losses import (
+    anatomy_loss,
     background_mask_penalty,
     channel_sparsity_loss,
     coloured,
@@ -340,3 +341,19 @@ def test_gamut_loss_hand_cases() -> None:
     assert float(loss) == pytest.approx(0.8 + 1.403 * (float(cr) - 0.5) - 1.0, abs=1e-3)
     loss.backward()
     assert bright.grad is not None and float(bright.grad.sum()) > 0  # descent lowers Y
+
+
+def test_anatomy_loss_hand_cases() -> None:
+    """0 when F's edges are the MRI's (any gain), near 1 for unrelated edges, 0 for pairs
+    with weight 0 or without MRI edges; its gradient reaches F."""
+    torch.manual_seed(3)
+    mri = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 20, 20), 3, 1)
+    other = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 20, 20), 3, 1)
+    on = torch.ones(2)
+    assert float(anatomy_loss(0.5 * mri + 0.1, mri, on)) == pytest.approx(0.0, abs=1e-5)
+    assert float(anatomy_loss(other, mri, on)) > 0.5
+    assert float(anatomy_loss(other, mri, torch.zeros(2))) == 0.0
+    assert float(anatomy_loss(other, torch.full_like(mri, 0.3), on)) == 0.0
+    f = other.clone().requires_grad_(True)
+    anatomy_loss(f, mri, on).backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0

@@ -52,6 +52,7 @@ class LossWeights:
     peaks_coloured_only: bool = False  # the peaks term only where the other image has colour
     peaks_studies_only: bool = False  # the peaks term only on generated-study pairs
     gamut: float = 0.0  # the functional colour lost to the RGB clip at F's luminance
+    anatomy: float = 0.0  # 1 - correlation of F's and the MRI's edges, study pairs only
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
     channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
@@ -443,6 +444,26 @@ def display_luminance(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
 
     r, g, b = ycbcr_planes(f, chroma[:, 0:1], chroma[:, 1:2])
     return luma(r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0))
+
+
+def anatomy_loss(f: torch.Tensor, a: torch.Tensor, weight: torch.Tensor,
+                 eps: float = 1e-8) -> torch.Tensor:
+    """sum_i w_i (1 - r_i) / sum_i w_i, r_i the Pearson correlation of the Sobel magnitudes
+    of F and of the MRI ``a`` over patch i, ``weight`` (B,) the pairs it applies to.
+
+    Why: on a realistic study the MRI is the anatomy and the PET is smooth, so every edge
+    of the fused luminance should be an MRI edge at its relative strength (the study
+    benchmark's anatomy r). On atlas pairs the PET's own edges are meant to be kept
+    (Qabf), so the term is given the generated-study pairs only. A patch with no edges
+    (air) has no correlation to lose and scores 0."""
+    x = sobel_magnitude(f).flatten(1)
+    y = sobel_magnitude(a).flatten(1)
+    x = x - x.mean(dim=1, keepdim=True)
+    y = y - y.mean(dim=1, keepdim=True)
+    vy = (y * y).sum(dim=1)
+    r = (x * y).sum(dim=1) / torch.sqrt((x * x).sum(dim=1) * vy + eps)
+    w = weight.to(f.dtype) * (vy > 1e-6).to(f.dtype)
+    return (w * (1.0 - r)).sum() / w.sum().clamp_min(1.0)
 
 
 def gamut_loss(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ from medfuse.training.checkpoint import (
 from medfuse.training.data import PatchSampler, as_batch, load_split
 from medfuse.training.losses import (
     LossWeights,
+    anatomy_loss,
     background_mask_penalty,
     channel_sparsity_loss,
     coloured,
@@ -74,7 +75,8 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "torch_rng", "s
 LOG_COLUMNS = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim",
                "mef_ssim", "qabf", "semantic", "mask", "mask_support", "mask_bg",
                "principal_mri", "principal_functional", "scd", "intensity", "contrast",
-               "lattice", "lattice_logits", "channel_sparsity", "peaks", "gamut"]
+               "lattice", "lattice_logits", "channel_sparsity", "peaks", "gamut",
+               "anatomy"]
 
 
 @dataclass
@@ -287,6 +289,8 @@ def loss_terms(
         terms["peaks"] = peak_loss(f, a, b, where=where)
     if w.gamut > 0 and chroma is not None:
         terms["gamut"] = gamut_loss(out.fused, chroma)
+    if w.anatomy > 0 and studies is not None:
+        terms["anatomy"] = anatomy_loss(f, a, studies)
     if w.lattice > 0:
         terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
     if w.lattice_logits > 0 and all(m is not None for m in margins):
@@ -312,7 +316,7 @@ def loss_terms(
     for name, weight in (("scd", w.scd), ("intensity", w.intensity), ("contrast", w.contrast),
                          ("lattice", w.lattice), ("lattice_logits", w.lattice_logits),
                          ("channel_sparsity", w.channel_sparsity), ("peaks", w.peaks),
-                         ("gamut", w.gamut)):
+                         ("gamut", w.gamut), ("anatomy", w.anatomy)):
         if name in terms:
             total = total + weight * terms[name]
     terms["total"] = total
@@ -414,8 +418,10 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.weights.gamut > 0 and not cfg.display_luma:
         raise UsageError("--gamut needs --display-luma (the colour it keeps is the written "
                          "image's)")
-    if cfg.weights.peaks_studies_only and not cfg.studies:
-        raise UsageError("--peaks-studies-only needs --studies N (the pairs it acts on)")
+    for flag, on in (("--peaks-studies-only", cfg.weights.peaks_studies_only),
+                     ("--anatomy", cfg.weights.anatomy > 0)):
+        if on and not cfg.studies:
+            raise UsageError(f"{flag} needs --studies N (the pairs it acts on)")
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise UsageError(f"--init {cfg.init}: no such weights file")
     band = getattr(cfg.weights, "support_band", None)
@@ -461,7 +467,7 @@ def train(
                                                   size=int(train_set.mri.shape[1])))
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
     is_study = None  # (N,) 1.0 for generated-study pairs, for --peaks-studies-only
-    if cfg.weights.peaks_studies_only:
+    if cfg.weights.peaks_studies_only or cfg.weights.anatomy > 0:
         from medfuse.training.studies import STUDY_TASKS
 
         is_study = np.isin(train_set.tasks, list(STUDY_TASKS.values())).astype(np.float32)
