@@ -196,6 +196,7 @@ CASES: list[tuple[str, str, list[str], str | None, str | None]] = [
     ("train-peaks-coloured-without-display-luma", "train", ["--peaks-coloured-only"], "--display-luma", None),
     ("train-gamut-nan", "train", ["--gamut", "nan"], "--gamut", None),
     ("train-gamut-without-display-luma", "train", ["--gamut", "1"], "--display-luma", None),
+    ("train-gamut-studies-without-studies", "train", ["--gamut-studies-only"], "--studies", None),
     ("train-anatomy-inf", "train", ["--anatomy", "inf"], "--anatomy", None),
     ("train-anatomy-without-studies", "train", ["--anatomy", "1"], "--studies", None),
     ("train-peaks-studies-without-studies", "train", ["--peaks-studies-only"], "--studies", None),

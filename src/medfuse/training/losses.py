@@ -52,6 +52,7 @@ class LossWeights:
     peaks_coloured_only: bool = False  # the peaks term only where the other image has colour
     peaks_studies_only: bool = False  # the peaks term only on generated-study pairs
     gamut: float = 0.0  # the functional colour lost to the RGB clip at F's luminance
+    gamut_studies_only: bool = False  # the gamut term only on generated-study pairs
     anatomy: float = 0.0  # 1 - correlation of F's and the MRI's edges, study pairs only
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
@@ -466,7 +467,8 @@ def anatomy_loss(f: torch.Tensor, a: torch.Tensor, weight: torch.Tensor,
     return (w * (1.0 - r)).sum() / w.sum().clamp_min(1.0)
 
 
-def gamut_loss(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+def gamut_loss(f: torch.Tensor, chroma: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the coloured pixels (:func:`coloured`) of how far the unclipped R, G, B of
     fused luminance ``f`` (B, 1, H, W, the network's own, before any clip) with ``chroma``
     (B, 2, H, W: Cb, Cr) fall outside [0, 1], summed over the three channels.
@@ -477,10 +479,13 @@ def gamut_loss(f: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     (MRI luminance) to 0.90 (the fused luminance) of the colour contrast it has in the PET
     alone, mostly in CIELAB a*. Raising the core does not help (the peaks term saturates);
     luminance that leaves room for the colour does. Zero wherever the colour fits, so grey
-    pairs and pale colour are untouched."""
+    pairs and pale colour are untouched. ``weight`` (B,) limits it to some pairs (the
+    generated studies)."""
     from medfuse.colour import ycbcr_planes
 
     where = coloured(chroma)
+    if weight is not None:
+        where = where * weight.to(where.dtype).view(-1, 1, 1, 1)
     excess = sum(F.relu(p - 1.0) + F.relu(-p) for p in ycbcr_planes(f, chroma[:, 0:1], chroma[:, 1:2]))
     return (excess * where).sum() / where.sum().clamp_min(1.0)
 

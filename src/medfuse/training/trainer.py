@@ -288,7 +288,8 @@ def loss_terms(
             where = on.expand_as(b) if where is None else where * on
         terms["peaks"] = peak_loss(f, a, b, where=where)
     if w.gamut > 0 and chroma is not None:
-        terms["gamut"] = gamut_loss(out.fused, chroma)
+        terms["gamut"] = gamut_loss(out.fused, chroma,
+                                    studies if w.gamut_studies_only else None)
     if w.anatomy > 0 and studies is not None:
         terms["anatomy"] = anatomy_loss(f, a, studies)
     if w.lattice > 0:
@@ -419,6 +420,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise UsageError("--gamut needs --display-luma (the colour it keeps is the written "
                          "image's)")
     for flag, on in (("--peaks-studies-only", cfg.weights.peaks_studies_only),
+                     ("--gamut-studies-only", cfg.weights.gamut_studies_only),
                      ("--anatomy", cfg.weights.anatomy > 0)):
         if on and not cfg.studies:
             raise UsageError(f"{flag} needs --studies N (the pairs it acts on)")
@@ -466,8 +468,9 @@ def train(
         train_set = concat(train_set, study_pairs(cfg.studies, seed=cfg.seed,
                                                   size=int(train_set.mri.shape[1])))
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
-    is_study = None  # (N,) 1.0 for generated-study pairs, for --peaks-studies-only
-    if cfg.weights.peaks_studies_only or cfg.weights.anatomy > 0:
+    is_study = None  # (N,) 1.0 for generated-study pairs: the terms given only to them
+    lw = cfg.weights
+    if lw.peaks_studies_only or lw.gamut_studies_only or lw.anatomy > 0:
         from medfuse.training.studies import STUDY_TASKS
 
         is_study = np.isin(train_set.tasks, list(STUDY_TASKS.values())).astype(np.float32)
