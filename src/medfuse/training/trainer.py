@@ -241,8 +241,8 @@ def loss_terms(
 ) -> dict[str, torch.Tensor]:
     """Every loss term for one batch and their weighted total. With ``chroma`` (B, 2, H, W)
     the terms score the luminance of the written RGB (:func:`display_luminance`);
-    ``studies`` (B,) is 1 for generated-study pairs, 0 for atlas pairs
-    (``peaks_studies_only``)."""
+    ``studies`` (B,) is 1 for generated-study pairs, 0 for atlas pairs (the anatomy term
+    and the ``*_studies_only`` switches act on the study pairs alone)."""
     out = model.fuse(a, b)
     f = out.fused if chroma is None else display_luminance(out.fused, chroma)
     terms: dict[str, torch.Tensor] = {
