@@ -10,6 +10,7 @@ import torch
 from medfuse.phantom import brain_phantom
 from medfuse.training.losses import (
     anatomy_loss,
+    anchor_loss,
     background_mask_penalty,
     channel_sparsity_loss,
     coloured,
@@ -358,3 +359,18 @@ def test_anatomy_loss_hand_cases() -> None:
     f = other.clone().requires_grad_(True)
     anatomy_loss(f, mri, on).backward()
     assert f.grad is not None and float(f.grad.abs().sum()) > 0
+
+
+def test_anchor_loss_hand_cases() -> None:
+    """The mean absolute move from the anchor's output, averaged over the selected pairs
+    only; zero where F is the anchor's; its gradient reaches F."""
+    ref = torch.zeros(2, 1, 4, 4)
+    f = torch.stack([torch.full((1, 4, 4), 0.1), torch.full((1, 4, 4), 0.3)]).requires_grad_(True)
+    assert float(anchor_loss(ref, ref)) == 0.0
+    g = f.detach()
+    assert float(anchor_loss(g, ref)) == pytest.approx(0.2)
+    assert float(anchor_loss(g, ref, torch.tensor([1.0, 0.0]))) == pytest.approx(0.1)
+    assert float(anchor_loss(g, ref, torch.tensor([0.0, 1.0]))) == pytest.approx(0.3)
+    assert float(anchor_loss(g, ref, torch.zeros(2))) == 0.0
+    anchor_loss(f, ref, torch.tensor([1.0, 0.0])).backward()
+    assert f.grad is not None and float(f.grad[0].abs().sum()) > 0 and float(f.grad[1].abs().sum()) == 0

@@ -263,6 +263,71 @@ def test_peaks_studies_only_scores_only_the_study_pairs_of_a_batch() -> None:
     assert float(both) > 0.0
 
 
+def test_anchor_holds_the_atlas_pairs_only() -> None:
+    """The anchor term compares F with the anchor model's output on the atlas pairs of a
+    batch (study pairs are free to move); a model anchored to itself scores 0."""
+    from medfuse.model import GeSeNet
+    from medfuse.training.trainer import loss_terms
+
+    torch.manual_seed(4)
+    m = GeSeNet().eval()
+    a, b = torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24)
+    w = LossWeights(semantic=0.0, anchor=1.0)
+    with torch.no_grad():
+        own = m.fuse(a, b).fused
+        moved = own.clone()
+        moved[1] += 0.25  # the anchor differs on the second pair only
+        same = loss_terms(m, a, b, None, w, None, anchor=own)["anchor"]
+        atlas2 = loss_terms(m, a, b, None, w, None, studies=torch.tensor([1.0, 0.0]), anchor=moved)
+        study2 = loss_terms(m, a, b, None, w, None, studies=torch.tensor([0.0, 1.0]), anchor=moved)
+        off = loss_terms(m, a, b, None, LossWeights(semantic=0.0), None, anchor=moved)
+    assert float(same) == pytest.approx(0.0, abs=1e-7)
+    assert float(atlas2["anchor"]) == pytest.approx(0.25, abs=1e-5)
+    assert float(study2["anchor"]) == pytest.approx(0.0, abs=1e-6)
+    assert "anchor" not in off
+    assert float(atlas2["total"]) > float(study2["total"])
+
+
+def test_anchor_needs_weights_and_refuses_files_that_run_code(tmp_path: Path) -> None:
+    from medfuse.training.trainer import TrainConfig, check_config, train
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), weights=LossWeights(anchor=1.0))
+    with pytest.raises(UsageError, match="--anchor-weights"):
+        check_config(cfg)
+    cfg.anchor_weights = str(tmp_path / "missing.pt")
+    with pytest.raises(UsageError, match="missing.pt"):
+        check_config(cfg)
+    data = phantom_dataset(tmp_path / "data", 2, 1)
+    marker = tmp_path / "pwned"
+    bad = crafted_checkpoint(tmp_path / "bad.pt", marker)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=1, batch=2, patch=16,
+                      device="cpu", anchor_weights=str(bad), weights=LossWeights(anchor=1.0))
+    with pytest.raises(WeightsError, match="bad.pt"):
+        train(cfg)
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_run_anchored_to_its_own_init_starts_at_zero(tmp_path: Path) -> None:
+    """--init and --anchor-weights the same file, inference masks in training: the first
+    logged anchor value is the drift of a few steps, far below the content term."""
+    from medfuse.model import GeSeNet
+    from medfuse.training.trainer import TrainConfig, train
+
+    data = phantom_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    torch.save(GeSeNet().state_dict(), init)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=50, batch=2, patch=16,
+                      val_every=50, checkpoint_every=50, device="cpu", init=str(init),
+                      anchor_weights=str(init), straight_through=True, lr=1e-5,
+                      weights=LossWeights(semantic=0.0, anchor=1.0))
+    train(cfg)
+    with open(tmp_path / "run" / "log.csv") as fh:
+        row = list(csv.DictReader(fh))[0]
+    assert 0.0 <= float(row["anchor"]) < 0.1 * float(row["content"])
+
+
 def test_peaks_studies_only_needs_studies(tmp_path: Path) -> None:
     from medfuse.training.trainer import TrainConfig, check_config
 

@@ -123,6 +123,8 @@ def train(
     studies: Annotated[int, typer.Option("--studies", min=0, max=2000, help="Add this many generated-study slice pairs (PET and SPECT, random windows and colour maps; about 1.3 MB of memory each at 256x256) to the training split; 0 = none.")] = 0,
     recipe: Annotated[str | None, typer.Option("--recipe", help="Preset of loss weights and switches (v2: docs/training.md); options given explicitly win.")] = None,
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Train with the inference masks (argmax, no Gumbel noise) and straight-through gradients.")] = False,
+    anchor: Annotated[float, typer.Option("--anchor", min=0.0, help="Weight of how far the fused luminance moves from the --anchor-weights model's on the atlas pairs (all pairs without --studies): keeps the atlas results while the study terms act; 0 = off.")] = 0.0,
+    anchor_weights: Annotated[Path | None, typer.Option("--anchor-weights", help="The model --anchor holds the output to (a previous medfuse weights file; never the authors' checkpoint).")] = None,
     display_luma: Annotated[bool, typer.Option("--display-luma", help="Losses score the luminance of the RGB that is written (chroma rule, clip to the gamut) rather than the network's own.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
     criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule: val_qabf or val_qabf+ssim (both among validations with meaningful masks).")] = "val_qabf",
@@ -172,12 +174,13 @@ def train(
             scd=o["scd"], intensity=o["intensity"], contrast=o["contrast"], peaks=o["peaks"],
             peaks_coloured_only=o["peaks_coloured_only"],
             peaks_studies_only=o["peaks_studies_only"], gamut=o["gamut"],
-            gamut_studies_only=o["gamut_studies_only"], anatomy=o["anatomy"], lattice=o["lattice"],
+            gamut_studies_only=o["gamut_studies_only"], anatomy=o["anatomy"], anchor=o["anchor"],
+            lattice=o["lattice"],
             lattice_logits=o["lattice_logits"],
             channel_sparsity=o["channel_sparsity"], sparse_target=o["sparse_target"]),
         straight_through=o["straight_through"], criterion=o["criterion"],
         init=str(init) if init else None, display_luma=o["display_luma"], recipe=recipe,
-        studies=o["studies"],
+        studies=o["studies"], anchor_weights=str(anchor_weights) if anchor_weights else None,
     )
     steps, criterion = cfg.steps, cfg.criterion
     with _loss_progress(steps, "train") as update:

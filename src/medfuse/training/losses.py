@@ -54,6 +54,7 @@ class LossWeights:
     gamut: float = 0.0  # the functional colour lost to the RGB clip at F's luminance
     gamut_studies_only: bool = False  # the gamut term only on generated-study pairs
     anatomy: float = 0.0  # 1 - correlation of F's and the MRI's edges, study pairs only
+    anchor: float = 0.0  # mean |F - F of the --anchor-weights model| on the atlas pairs
     lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
     lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
     channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
@@ -465,6 +466,22 @@ def anatomy_loss(f: torch.Tensor, a: torch.Tensor, weight: torch.Tensor,
     r = (x * y).sum(dim=1) / torch.sqrt((x * x).sum(dim=1) * vy + eps)
     w = weight.to(f.dtype) * (vy > 1e-6).to(f.dtype)
     return (w * (1.0 - r)).sum() / w.sum().clamp_min(1.0)
+
+
+def anchor_loss(f: torch.Tensor, f_ref: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_i w_i mean|F_i - R_i| / sum_i w_i: how far fused luminance ``f`` has moved from
+    ``f_ref``, the same pairs fused by a previous medfuse model (no gradient), over the
+    pairs ``weight`` (B,) selects (all pairs when None).
+
+    Why: the study terms (gamut, anatomy) are meant to change what the network does on
+    realistic studies, but they also move its output on the atlas pairs, where that shows
+    as lost contrast (SD, SCD). Holding the atlas output to a model whose atlas scores are
+    known lets the study terms act where they are meant to."""
+    per_pair = (f - f_ref).abs().flatten(1).mean(dim=1)
+    if weight is None:
+        return per_pair.mean()
+    w = weight.to(f.dtype)
+    return (w * per_pair).sum() / w.sum().clamp_min(1.0)
 
 
 def gamut_loss(f: torch.Tensor, chroma: torch.Tensor,

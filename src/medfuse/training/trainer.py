@@ -37,6 +37,7 @@ from medfuse.training.data import PatchSampler, as_batch, load_split
 from medfuse.training.losses import (
     LossWeights,
     anatomy_loss,
+    anchor_loss,
     background_mask_penalty,
     channel_sparsity_loss,
     coloured,
@@ -76,7 +77,7 @@ LOG_COLUMNS = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "
                "mef_ssim", "qabf", "semantic", "mask", "mask_support", "mask_bg",
                "principal_mri", "principal_functional", "scd", "intensity", "contrast",
                "lattice", "lattice_logits", "channel_sparsity", "peaks", "gamut",
-               "anatomy"]
+               "anatomy", "anchor"]
 
 
 @dataclass
@@ -123,6 +124,9 @@ class TrainConfig:
     #: Generated-study pairs added to the training split (0: none); see
     #: :mod:`medfuse.training.studies`. Drawn with ``seed``, so a resumed run gets the same.
     studies: int = 0
+    #: The model the anchor term holds the atlas output to (a previous medfuse weights
+    #: file, never the authors' checkpoint); needed when ``weights.anchor`` > 0.
+    anchor_weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -238,11 +242,13 @@ def loss_terms(
     seg: SemanticNet | None,
     chroma: torch.Tensor | None = None,
     studies: torch.Tensor | None = None,
+    anchor: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every loss term for one batch and their weighted total. With ``chroma`` (B, 2, H, W)
     the terms score the luminance of the written RGB (:func:`display_luminance`);
     ``studies`` (B,) is 1 for generated-study pairs, 0 for atlas pairs (the anatomy term
-    and the ``*_studies_only`` switches act on the study pairs alone)."""
+    and the ``*_studies_only`` switches act on the study pairs alone); ``anchor`` (B, 1, H, W)
+    is the anchor model's fused luminance of the same batch, held on the atlas pairs."""
     out = model.fuse(a, b)
     f = out.fused if chroma is None else display_luminance(out.fused, chroma)
     terms: dict[str, torch.Tensor] = {
@@ -292,6 +298,8 @@ def loss_terms(
                                     studies if w.gamut_studies_only else None)
     if w.anatomy > 0 and studies is not None:
         terms["anatomy"] = anatomy_loss(f, a, studies)
+    if w.anchor > 0 and anchor is not None:
+        terms["anchor"] = anchor_loss(f, anchor, None if studies is None else 1.0 - studies)
     if w.lattice > 0:
         terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
     if w.lattice_logits > 0 and all(m is not None for m in margins):
@@ -317,7 +325,7 @@ def loss_terms(
     for name, weight in (("scd", w.scd), ("intensity", w.intensity), ("contrast", w.contrast),
                          ("lattice", w.lattice), ("lattice_logits", w.lattice_logits),
                          ("channel_sparsity", w.channel_sparsity), ("peaks", w.peaks),
-                         ("gamut", w.gamut), ("anatomy", w.anatomy)):
+                         ("gamut", w.gamut), ("anatomy", w.anatomy), ("anchor", w.anchor)):
         if name in terms:
             total = total + weight * terms[name]
     terms["total"] = total
@@ -342,15 +350,16 @@ def export_inputs(run_dir: str | Path, inputs: Iterable[str | Path | None] = ())
 
 def _run_inputs(cfg: TrainConfig, resume: bool) -> list[str]:
     """The files a run reads (``--init`` is not read on resume)."""
-    return [p for p in (cfg.data, cfg.semantic, None if resume else cfg.init) if p]
+    return [p for p in (cfg.data, cfg.semantic, None if resume else cfg.init, cfg.anchor_weights) if p]
 
 
-def _load_init(model: GeSeNet, path: str) -> None:
-    """Start from a previous medfuse run's weights (``--init``), read without running code."""
+def _load_init(model: GeSeNet, path: str, option: str = "--init") -> None:
+    """Load a previous medfuse run's weights (``--init``, ``--anchor-weights``), read
+    without running code."""
     from medfuse.engine import read_state_dict
 
     if not Path(path).is_file():
-        raise UsageError(f"--init {path}: no such weights file")
+        raise UsageError(f"{option} {path}: no such weights file")
 
     try:
         model.load_state_dict(read_state_dict(Path(path)), strict=True)
@@ -426,6 +435,10 @@ def check_config(cfg: TrainConfig) -> None:
             raise UsageError(f"{flag} needs --studies N (the pairs it acts on)")
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise UsageError(f"--init {cfg.init}: no such weights file")
+    if cfg.weights.anchor > 0 and cfg.anchor_weights is None:
+        raise UsageError("--anchor needs --anchor-weights (the model it holds the output to)")
+    if cfg.anchor_weights is not None and not Path(cfg.anchor_weights).is_file():
+        raise UsageError(f"--anchor-weights {cfg.anchor_weights}: no such weights file")
     band = getattr(cfg.weights, "support_band", None)
     if isinstance(band, (tuple, list)) and len(band) == 2:
         lo, hi = (float(b) for b in band)
@@ -470,7 +483,7 @@ def train(
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
     is_study = None  # (N,) 1.0 for generated-study pairs: the terms given only to them
     lw = cfg.weights
-    if lw.peaks_studies_only or lw.gamut_studies_only or lw.anatomy > 0:
+    if lw.peaks_studies_only or lw.gamut_studies_only or lw.anatomy > 0 or (lw.anchor > 0 and cfg.studies):
         from medfuse.training.studies import STUDY_TASKS
 
         is_study = np.isin(train_set.tasks, list(STUDY_TASKS.values())).astype(np.float32)
@@ -479,6 +492,11 @@ def train(
         _load_init(model, cfg.init)
     model.set_straight_through(cfg.straight_through)
     model.to(dev)
+    anchor_model = None  # the frozen model the anchor term holds the atlas output to
+    if cfg.anchor_weights and lw.anchor > 0:
+        anchor_model = GeSeNet(tau=cfg.tau)
+        _load_init(anchor_model, cfg.anchor_weights, "--anchor-weights")
+        anchor_model.to(dev).eval().requires_grad_(False)
     opt = torch.optim.Adam(_param_groups(model, cfg.lr, cfg.mask_lr_scale), lr=cfg.lr,
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -556,7 +574,12 @@ def train(
         lt = torch.from_numpy(lab.astype(np.int64)).to(dev)
         ct = torch.from_numpy(chroma).to(dev) if cfg.display_luma else None
         st = torch.from_numpy(is_study[idx]).to(dev) if is_study is not None else None
-        terms = loss_terms(model, at, bt, lt, cfg.weights, seg, ct, st)
+        ref = None
+        if anchor_model is not None:
+            with torch.no_grad():
+                ref = anchor_model.fuse(at, bt).fused
+                ref = ref if ct is None else display_luminance(ref, ct)
+        terms = loss_terms(model, at, bt, lt, cfg.weights, seg, ct, st, ref)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
