@@ -261,7 +261,7 @@ def test_channel_sparsity_loss_pushes_the_top_channels_only() -> None:
     # target 0.25 of 8 = 2 channels per layer: channel 0 (d = 2, no loss) and the best of
     # the rest (d = -1, hinge 1 - (-1) = 2): mean over 2 x 2 entries = 1.0
     loss = channel_sparsity_loss(lg, 0.25)
-    assert float(loss) == pytest.approx(1.0)
+    assert float(loss.detach()) == pytest.approx(1.0)
     loss.backward()
     assert lg.grad is not None
     touched = (lg.grad[0].abs().sum(dim=(1, 2)) > 0).nonzero().flatten().tolist()
