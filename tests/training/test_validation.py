@@ -22,6 +22,18 @@ def test_selection_prefers_meaningful_masks() -> None:
     assert selection_score(dict(good, tied_mri=0.01, tied_functional=0.0)) == selection_score(good)
 
 
+def test_last_takes_the_latest_meaningful_validation() -> None:
+    """``last`` ranks by step whatever the scores, and a later validation with degenerate
+    masks still ranks below every meaningful one."""
+    from medfuse.training.validation import selection_score
+
+    good = {"val_qabf": 0.7, "principal_mri": 0.4, "principal_functional": 0.6}
+    worse = dict(good, val_qabf=0.5)
+    degenerate = dict(good, principal_functional=1.0)
+    assert selection_score(worse, "last", 1000) > selection_score(good, "last", 500)
+    assert selection_score(good, "last", 500) > selection_score(degenerate, "last", 100000)
+
+
 def test_validation_reports_tied_masks(tmp_path: Path) -> None:
     """A mask generator whose last layer is zero with equal biases ties everywhere: the
     validation reports the whole anatomy tied, and the ordinary network almost none."""

@@ -127,7 +127,7 @@ def train(
     anchor_weights: Annotated[Path | None, typer.Option("--anchor-weights", help="The model --anchor holds the output to (a previous medfuse weights file; never the authors' checkpoint).")] = None,
     display_luma: Annotated[bool, typer.Option("--display-luma", help="Losses score the luminance of the RGB that is written (chroma rule, clip to the gamut) rather than the network's own.")] = False,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
-    criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule: val_qabf or val_qabf+ssim (both among validations with meaningful masks).")] = "val_qabf",
+    criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule, among validations with meaningful masks: val_qabf, val_qabf+ssim, val_v2 (+ 0.05 SCD) or last (the latest).")] = "val_qabf",
     no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,

@@ -532,7 +532,7 @@ def train(
     def run_validation() -> None:
         nonlocal best, best_step
         v = validate(model, val_set, dev)
-        score = selection_score(v, cfg.criterion)
+        score = selection_score(v, cfg.criterion, step)
         improved = score > best
         if improved:
             best, best_step = score, step

@@ -21,8 +21,11 @@ from medfuse.training.losses import lattice_index, signal_support
 #: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure;
 #: ``val_v2`` (the weights-v2 recipe) adds 0.05 x the mean SCD on top, so a checkpoint that
 #: gains contrast (SCD 0.2) at the cost of 0.01 SSIM or Qabf ties (docs/training.md).
+#: ``last`` takes the latest validation with meaningful masks: for a fine-tune whose
+#: atlas output an anchor holds (the atlas scores barely move) and whose study terms
+#: keep improving to the end of the schedule, which an atlas-only score cannot see.
 CRITERION = "val_qabf"
-CRITERIA = ("val_qabf", "val_qabf+ssim", "val_v2")
+CRITERIA = ("val_qabf", "val_qabf+ssim", "val_v2", "last")
 SCD_WEIGHT = 0.05
 MASK_RANGE = (0.1, 0.9)
 #: ... and whose masks are decided by the image: at most this share of the anatomy may sit
@@ -49,14 +52,17 @@ def check_criterion(criterion: str) -> None:
         raise UsageError(f"unknown selection criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
 
 
-def selection_score(v: dict[str, float], criterion: str = CRITERION) -> float:
-    """The number the best checkpoint maximises; validations with degenerate masks (a
-    principal fraction outside :data:`MASK_RANGE`, or more than :data:`MAX_TIED` of the
-    anatomy tied) rank 10 below every meaningful one."""
+def selection_score(v: dict[str, float], criterion: str = CRITERION, step: int = 0) -> float:
+    """The number the best checkpoint maximises (``step``: the validation's training step,
+    which ``last`` ranks by); validations with degenerate masks (a principal fraction
+    outside :data:`MASK_RANGE`, or more than :data:`MAX_TIED` of the anatomy tied) rank
+    below every meaningful one."""
     lo, hi = MASK_RANGE
     ok = all(lo <= v[k] <= hi for k in ("principal_mri", "principal_functional"))
     ok = ok and all(v.get(k, 0.0) <= MAX_TIED for k in ("tied_mri", "tied_functional"))
     check_criterion(criterion)
+    if criterion == "last":
+        return float(step) if ok else float(step) - 1e12
     score = v["val_qabf"]
     if criterion in ("val_qabf+ssim", "val_v2"):
         score += v["val_ssim"]
