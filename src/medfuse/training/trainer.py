@@ -475,25 +475,21 @@ def train(
     dev = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     train_set, val_set = load_split(cfg.data, "train"), load_split(cfg.data, "val")
+    is_study = None  # (N,) 1.0 for generated-study pairs: what the study terms tell apart
     if cfg.studies:
-        from medfuse.training.studies import concat, study_pairs
+        from medfuse.training.studies import STUDY_TASKS, concat, study_pairs
 
         train_set = concat(train_set, study_pairs(cfg.studies, seed=cfg.seed,
                                                   size=int(train_set.mri.shape[1])))
-    sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
-    is_study = None  # (N,) 1.0 for generated-study pairs: the terms given only to them
-    lw = cfg.weights
-    if lw.peaks_studies_only or lw.gamut_studies_only or lw.anatomy > 0 or (lw.anchor > 0 and cfg.studies):
-        from medfuse.training.studies import STUDY_TASKS
-
         is_study = np.isin(train_set.tasks, list(STUDY_TASKS.values())).astype(np.float32)
+    sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
     model = GeSeNet(tau=cfg.tau)
     if cfg.init and not resume:
         _load_init(model, cfg.init)
     model.set_straight_through(cfg.straight_through)
     model.to(dev)
     anchor_model = None  # the frozen model the anchor term holds the atlas output to
-    if cfg.anchor_weights and lw.anchor > 0:
+    if cfg.anchor_weights and cfg.weights.anchor > 0:
         anchor_model = GeSeNet(tau=cfg.tau)
         _load_init(anchor_model, cfg.anchor_weights, "--anchor-weights")
         anchor_model.to(dev).eval().requires_grad_(False)
