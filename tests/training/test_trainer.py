@@ -382,6 +382,6 @@ def test_fit_steps_sets_the_schedule_and_resume_keeps_it(tmp_path: Path, monkeyp
     assert ck["config"]["steps"] == saved["steps"]
     rows = list(csv.DictReader(open(tmp_path / "run" / "val.csv")))
     assert int(rows[0]["step"]) == 4  # the validation that timed the fit
-    again = tr.TrainConfig(**{**cfg.__dict__, "steps": 100000, "max_minutes": 0.0})
+    again = tr.TrainConfig(**{**cfg.__dict__, "steps": 100000, "max_minutes": 1e-9})
     tr.train(again, resume=True)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == saved["steps"]
