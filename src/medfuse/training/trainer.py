@@ -353,13 +353,10 @@ def _run_inputs(cfg: TrainConfig, resume: bool) -> list[str]:
     return [p for p in (cfg.data, cfg.semantic, None if resume else cfg.init, cfg.anchor_weights) if p]
 
 
-def _load_init(model: GeSeNet, path: str, option: str = "--init") -> None:
-    """Load a previous medfuse run's weights (``--init``, ``--anchor-weights``), read
-    without running code."""
+def _load_weights(model: GeSeNet, path: str) -> None:
+    """Load a previous medfuse run's weights (``--init``, ``--anchor-weights``; their
+    existence is checked up front by :func:`check_config`), read without running code."""
     from medfuse.engine import read_state_dict
-
-    if not Path(path).is_file():
-        raise UsageError(f"{option} {path}: no such weights file")
 
     try:
         model.load_state_dict(read_state_dict(Path(path)), strict=True)
@@ -485,13 +482,13 @@ def train(
     sampler = PatchSampler(train_set, cfg.patch, cfg.stride, cfg.seed)
     model = GeSeNet(tau=cfg.tau)
     if cfg.init and not resume:
-        _load_init(model, cfg.init)
+        _load_weights(model, cfg.init)
     model.set_straight_through(cfg.straight_through)
     model.to(dev)
     anchor_model = None  # the frozen model the anchor term holds the atlas output to
     if cfg.anchor_weights and cfg.weights.anchor > 0:
         anchor_model = GeSeNet(tau=cfg.tau)
-        _load_init(anchor_model, cfg.anchor_weights, "--anchor-weights")
+        _load_weights(anchor_model, cfg.anchor_weights)
         anchor_model.to(dev).eval().requires_grad_(False)
     opt = torch.optim.Adam(_param_groups(model, cfg.lr, cfg.mask_lr_scale), lr=cfg.lr,
                            weight_decay=cfg.weight_decay)
