@@ -1,7 +1,7 @@
 """The SSIM / contrast trade-off over candidate weights, from one `medfuse eval --json`.
 
     python docs/tools/pareto.py eval.json --candidates v1,C,D,v2 [--ship v2]
-        [--ref ref] [--svg docs/img/pareto.svg]
+        [--ref ref] [--svg docs/img/pareto.svg] [--study v2=studies.json ...]
 
 For every candidate (and the reference checkpoint and classical baselines as fixed
 points) the task means of SSIM, SCD, SD and Qabf (standard profile) and how many of the
@@ -10,6 +10,12 @@ other candidate has SSIM and SCD both at least as high and one of them higher: t
 metrics that pull hardest against each other (a darker or flatter fused image scores
 better SSIM against both sources and worse SCD and SD). Prints a markdown table; with
 ``--svg`` draws SSIM against SCD as a plain SVG (no plotting library needed).
+
+``--study LABEL=studies.json`` (one per candidate, from ``benchmarks/bench_studies.py``)
+adds the PET study's anatomy r and hot-lesion ratio as columns. When every candidate has
+one, the front is taken over all four (SSIM, SCD, anatomy r, hot lesion): a candidate
+that gives up atlas contrast for the realistic study is then on the front only if no
+other candidate is at least as good on the study too.
 """
 
 from __future__ import annotations
@@ -31,13 +37,23 @@ def task_mean(mean: dict, label: str, metric: str, profile: str = "standard") ->
     return sum(mean[(t, label, profile, metric)] for t in TASKS) / len(TASKS)
 
 
-def front(points: dict[str, tuple[float, float]]) -> set[str]:
-    """Labels not dominated in (x, y), both higher-is-better."""
+def front(points: dict[str, tuple[float, ...]]) -> set[str]:
+    """Labels not dominated: no other point at least as high on every axis and not equal."""
     out = set()
-    for k, (x, y) in points.items():
-        if not any((x2 >= x and y2 >= y and (x2, y2) != (x, y)) for k2, (x2, y2) in points.items() if k2 != k):
+    for k, p in points.items():
+        if not any(all(b >= a for a, b in zip(p, q)) and q != p
+                   for k2, q in points.items() if k2 != k):
             out.add(k)
     return out
+
+
+def pet_study(path: Path) -> tuple[float, float]:
+    """(anatomy r, hot-lesion ratio) of medfuse on the PET study of a bench_studies JSON."""
+    doc = json.loads(path.read_text())
+    for row in doc["scores"]:
+        if row["study"] == "pet" and row["method"] == "medfuse":
+            return row["anatomy_r"], row["lesion_ratio"]["hot"]
+    raise SystemExit(f"error: {path} has no medfuse score on a PET study")
 
 
 def svg(points: dict[str, tuple[float, float]], kinds: dict[str, str], ship: str | None,
@@ -100,6 +116,8 @@ def main() -> None:
     ap.add_argument("--ref", default="ref")
     ap.add_argument("--ship", default=None)
     ap.add_argument("--svg", type=Path, default=None)
+    ap.add_argument("--study", action="append", default=[], metavar="LABEL=JSON",
+                    help="bench_studies JSON of a candidate: adds PET anatomy r and hot lesion")
     a = ap.parse_args()
     doc = json.loads(a.json.read_text())
     mean = {(s["task"], s["method"], s["profile"], s["metric"]): s["mean"] for s in doc["summary"]}
@@ -111,17 +129,32 @@ def main() -> None:
     kinds = {c: "candidate" for c in cands}
     kinds[a.ref] = "reference"
     kinds.update({b: "baseline" for b in BASELINES if b in labels})
+    studies = {}
+    for item in a.study:
+        label, sep, path = item.partition("=")
+        if not sep or label not in cands:
+            raise SystemExit(f"error: --study {item!r}: expected CANDIDATE=studies.json")
+        studies[label] = pet_study(Path(path))
     points = {k: (task_mean(mean, k, "SSIM"), task_mean(mean, k, "SCD")) for k in kinds}
-    on_front = front({k: points[k] for k in cands})
-    print("| weights | SSIM | SCD | SD | Qabf | goals met | on the front |")
-    print("|---|---|---|---|---|---|---|")
+    axes = {k: points[k] + studies.get(k, ()) for k in cands}
+    with_study = bool(studies) and all(k in studies for k in cands)
+    on_front = front(axes if with_study else {k: points[k] for k in cands})
+    head = "| weights | SSIM | SCD | SD | Qabf | goals met |"
+    if studies:
+        head += " PET study r | PET hot lesion |"
+    print(head + " on the front |")
+    print("|---" * (head.count("|")) + "|")
     for k in kinds:
         met = goals(doc, k, a.ref) if kinds[k] == "candidate" else None
         g = f"{met[1]}/{met[2]}" if met else "-"
         name = f"**{k}**" if k == a.ship else k
         flag = "yes" if k in on_front else ("no" if kinds[k] == "candidate" else "-")
-        print(f"| {name} ({kinds[k]}) | {points[k][0]:.4f} | {points[k][1]:.3f} | "
-              f"{task_mean(mean, k, 'SD'):.1f} | {task_mean(mean, k, 'Qabf'):.4f} | {g} | {flag} |")
+        row = (f"| {name} ({kinds[k]}) | {points[k][0]:.4f} | {points[k][1]:.3f} | "
+               f"{task_mean(mean, k, 'SD'):.1f} | {task_mean(mean, k, 'Qabf'):.4f} | {g} |")
+        if studies:
+            r, lesion = studies.get(k, (None, None))
+            row += f" {r:.4f} | {lesion:.3f} |" if r is not None else " - | - |"
+        print(f"{row} {flag} |")
     if a.svg:
         # the reference's standard SSIM (~0.49) would squeeze every other point together:
         # it is left off the plot and named in a note
