@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,7 @@ def pareto():
     spec = importlib.util.spec_from_file_location("pareto_tool", ROOT / "docs" / "tools" / "pareto.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("pareto_tool", None)
+    return module
 
 
 def test_front_in_two_dimensions(pareto) -> None:

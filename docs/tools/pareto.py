@@ -136,9 +136,8 @@ def main() -> None:
             raise SystemExit(f"error: --study {item!r}: expected CANDIDATE=studies.json")
         studies[label] = pet_study(Path(path))
     points = {k: (task_mean(mean, k, "SSIM"), task_mean(mean, k, "SCD")) for k in kinds}
-    axes = {k: points[k] + studies.get(k, ()) for k in cands}
     with_study = bool(studies) and all(k in studies for k in cands)
-    on_front = front(axes if with_study else {k: points[k] for k in cands})
+    on_front = front({k: points[k] + (studies[k] if with_study else ()) for k in cands})
     head = "| weights | SSIM | SCD | SD | Qabf | goals met |"
     if studies:
         head += " PET study r | PET hot lesion |"
