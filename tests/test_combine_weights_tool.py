@@ -85,7 +85,7 @@ def test_refuses_other_networks(tool, two_runs, tmp_path: Path, capsys) -> None:
     other = tmp_path / "other.pt"
     torch.save({"x": torch.zeros(3)}, other)
     assert tool.main([str(tmp_path / "out.pt"), f"{a}=0.5", f"{other}=0.5"]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert f"{other} is not a GeSeNet state dict" in capsys.readouterr().err
 
 
 def test_refuses_the_authors_checkpoint(tool, two_runs, reference_checkpoint: Path,

@@ -12,10 +12,10 @@ the files share (a bias all of them agree on) is kept as it is:
   it, by more.
 
 This only makes sense for files that share a training start (fine-tunes of one set of
-weights); the tool cannot check that. It refuses the authors' checkpoint (matched by the
-its sha256): medfuse weights are never built from it. OUT must not exist
-(unless ``--force``), is never one of the inputs, and appears complete or not at all; it is
-checked against the network before it is written.
+weights); the tool cannot check that. Every input must fit the network, and the authors'
+checkpoint (matched by its sha256) is refused: medfuse weights are never built from it.
+OUT must not exist (unless ``--force``), is never one of the inputs, and appears complete or
+not at all.
 """
 
 from __future__ import annotations
@@ -45,24 +45,26 @@ def parse_term(text: str) -> tuple[Path, float]:
 
 def combine(terms: list[tuple[Path, float]]) -> dict:
     """The combined state dict (tensors by name) of ``terms``; every file read without
-    running code, and all of them must hold the same names and shapes."""
+    running code and checked against the network (so all of them, and the result, hold
+    the same names and shapes)."""
     import torch
 
     from medfuse.engine import read_state_dict
-    from medfuse.engine.weights import sha256_of
+    from medfuse.engine.weights import check_keys, sha256_of
+    from medfuse.model import GeSeNet
 
     total = sum(c for _, c in terms)
     if abs(total - 1.0) > 1e-9:
         raise ValueError(f"the coefficients sum to {total:g}; they must sum to 1")
+    network = GeSeNet()
     states = []
     for path, coef in terms:
         if sha256_of(path) == AUTHORS_CHECKPOINT_SHA256:
             raise ValueError(f"{path} is the authors' checkpoint; medfuse weights are never built from it")
-        states.append((coef, read_state_dict(path)))
+        state = read_state_dict(path)
+        check_keys(network, state, path)
+        states.append((coef, state))
     first = states[0][1]
-    for (path, _), (_, state) in zip(terms[1:], states[1:]):
-        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
-            raise ValueError(f"{path} does not have the tensors of {terms[0][0]}")
     out = {}
     for name, tensor in first.items():
         if tensor.dtype.is_floating_point:
@@ -80,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from medfuse.engine import build_model
     from medfuse.errors import MedfuseError
     from medfuse.io.outputs import atomic_output
 
@@ -90,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file():
                 raise ValueError(f"{path}: no such weights file")
         state = combine(terms)
-        build_model(state)  # raises on any name or shape the network does not have
         with atomic_output(args.out, args.force, [p for p, _ in terms]) as tmp:
             torch.save(state, tmp)
     except (ValueError, MedfuseError) as exc:
