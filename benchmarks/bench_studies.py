@@ -82,6 +82,8 @@ def main() -> None:
                         help="window of the functional image, e.g. pet=5,10 or ct=brain")
     parser.add_argument("--mri-window", default=None)
     parser.add_argument("--colormap", action="append", default=[], metavar="KIND=NAME")
+    parser.add_argument("--gamut-map", default="fit", choices=["fit", "clip"],
+                        help="how colours outside RGB come back, for every method")
     parser.add_argument("--plan-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a further read_pair_plan keyword (VALUE read as JSON when it "
                              "parses, else as text), for options newer planners add")
@@ -115,7 +117,8 @@ def main() -> None:
     settings = bench.BenchSettings(
         label=args.label, windows=_pairs(args.window, "--window"), mri_window=args.mri_window,
         colormaps=_pairs(args.colormap, "--colormap"), source=args.source, alpha=args.alpha,
-        alpha_threshold=args.alpha_threshold, plan_options=_options(args.plan_option))
+        alpha_threshold=args.alpha_threshold,
+        plan_options={"gamut_map": args.gamut_map, **_options(args.plan_option)})
     wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods = []
     for name in wanted:

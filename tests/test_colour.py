@@ -1,6 +1,7 @@
 """medfuse.colour, the colour path the product calls (``luma``, ``rgb_to_ycbcr``,
-``ycbcr_to_rgb``, ``fuse_chroma``): shapes, odd inputs, hand-computed values, round trips,
-the chroma rule's edge cases, and gradients of the torch path the training losses use."""
+``ycbcr_to_rgb``, ``fuse_chroma``, ``fit_luminance``): shapes, odd inputs, hand-computed
+values, round trips, the chroma rule's edge cases, the gamut map, and gradients of the torch
+path the training losses use."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import torch
 
 from medfuse.colour import (
     TAU,
+    fit_luminance,
     fuse_chroma,
     fuse_colour,
     luma,
     luminance,
+    luminance_ceiling,
     rgb_to_ycbcr,
     ycbcr_planes,
     ycbcr_to_rgb,
@@ -203,3 +206,87 @@ def test_luma_gradient_is_the_coefficients() -> None:
     for t, k in ((r, 0.299), (g, 0.587), (b, 0.114)):
         assert t.grad is not None
         torch.testing.assert_close(t.grad, torch.full_like(t, k))
+
+
+# -- the gamut map ----------------------------------------------------------------------------
+
+
+def _red_disc(size: int = 96, radius: int = 20) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2
+
+
+def test_luminance_ceiling_is_where_a_channel_reaches_one() -> None:
+    rng = np.random.default_rng(3)
+    cb, cr = rng.uniform(0.1, 0.9, (2, 500))
+    top = luminance_ceiling(cb, cr)
+    rgb = ycbcr_to_rgb(top, cb, cr, clip=False)
+    np.testing.assert_allclose(rgb.max(axis=-1)[top < 1], 1.0, atol=1e-9)
+    assert (rgb.max(axis=-1) <= 1 + 1e-9).all()
+    np.testing.assert_array_equal(luminance_ceiling(np.full(3, TAU), np.full(3, TAU)), 1.0)
+
+
+def test_fit_leaves_colours_that_fit_alone() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.uniform(0.0, 0.4, (40, 40)).astype(np.float32)
+    cb = np.full_like(y, 0.45)
+    cr = np.full_like(y, 0.6)  # a mild red: fits below Y 0.86
+    np.testing.assert_array_equal(fit_luminance(y, cb, cr), y)
+
+
+def test_fit_keeps_a_strong_colour_on_bright_anatomy() -> None:
+    """Pure red (Cr 1) over bright, textured anatomy: clipping turns it pale pink; the fit
+    lowers the luminance under the disc so the written red is nearly saturated, and the
+    texture survives as a multiplicative pattern (edges correlate with the input's)."""
+    rng = np.random.default_rng(5)
+    size = 96
+    y = (0.75 + 0.2 * rng.random((size, size))).astype(np.float32)
+    disc = _red_disc(size)
+    cr = np.where(disc, 0.95, TAU).astype(np.float32)
+    cb = np.where(disc, 0.35, TAU).astype(np.float32)
+    clipped = ycbcr_to_rgb(y, cb, cr)
+    fitted_y = fit_luminance(y, cb, cr)
+    fitted = ycbcr_to_rgb(fitted_y, cb, cr)
+    core = _red_disc(size, 10)
+
+    def redness(rgb: np.ndarray) -> float:
+        return float((rgb[..., 0] - rgb[..., 1:].mean(-1))[core].mean())
+
+    assert redness(fitted) > redness(clipped) + 0.15
+    def excess(luma_plane: np.ndarray) -> float:  # how far red leaves RGB in the core
+        return float(ycbcr_to_rgb(luma_plane, cb, cr, clip=False)[core].max(-1).mean() - 1)
+
+    # Room is made, though not all of it: a region narrower than the blur gets part.
+    assert excess(fitted_y) < 0.6 * excess(y)
+    assert np.corrcoef(fitted_y[core], y[core])[0, 1] > 0.95  # texture kept, not flattened
+    assert (fitted_y <= y + 1e-7).all()  # only ever lowered
+    far = np.zeros_like(disc)
+    far[:4, :4] = True  # two sigmas and more from the disc: untouched
+    np.testing.assert_allclose(fitted_y[far], y[far], rtol=1e-3)
+
+
+def test_fit_never_touches_kept_pixels_and_eases_towards_them() -> None:
+    size = 96
+    y = np.full((size, size), 0.9, np.float32)
+    disc = _red_disc(size, 30)
+    cr = np.where(disc, 0.95, TAU).astype(np.float32)
+    cb = np.full_like(y, TAU)
+    keep = np.zeros((size, size), bool)
+    keep[:, size // 2 + 5 :] = True  # the right part of the disc shows the MRI
+    out = fit_luminance(y, cb, cr, keep=keep)
+    np.testing.assert_array_equal(out[keep], y[keep])
+    row = out[size // 2, size // 2 - 10 : size // 2 + 5]  # from the disc's middle to keep
+    assert np.all(np.diff(row) >= -1e-6)  # rises smoothly to the kept edge
+    assert row[0] < 0.7 and row[-1] > 0.85  # and meets it without a step
+
+
+def test_fit_scale_is_smooth_on_small_planes() -> None:
+    """The blur never narrows below 16 pixels: on a 32x32 plane the scale is nearly one
+    value, so it cannot flatten the anatomy's edges."""
+    rng = np.random.default_rng(6)
+    y = (0.6 + 0.35 * rng.random((32, 32))).astype(np.float32)
+    cr = np.full_like(y, 0.9)
+    cb = np.full_like(y, TAU)
+    scale = fit_luminance(y, cb, cr) / y
+    assert scale.max() - scale.min() < 0.15
+    assert scale.max() < 1.0

@@ -24,7 +24,7 @@ from medfuse.provenance import SCHEMA, hash_input, read_record, record_path
 TOP = {"schema", "created", "request", "inputs", "decisions", "summary", "outputs", "engine",
        "versions", "warnings", "timings_s"}
 DECISIONS = {"modality", "axis", "slices_in_plan", "two_d", "mri_window", "other_window",
-             "suv", "transparency_floor", "colormap", "grid", "registration",
+             "suv", "transparency_floor", "colormap", "gamut_map", "grid", "registration",
              "misregistration", "checks", "notes", "info"}
 INPUT = {"path", "sha256", "kind", "files", "bytes", "modality", "modality_source", "dicom",
          "format", "shape", "rgb", "voxel_mm", "affine_ras", "has_geometry", "description"}

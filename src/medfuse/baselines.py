@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medfuse.colour import DEFAULT_GAMUT_MAP
 from medfuse.errors import UsageError
 from medfuse.fusion import FusionResult
 from medfuse.prepare.pair import PreparedPair, colourise, prepare_pair
@@ -262,11 +263,12 @@ def fuse(
     method: str = "gff",
     modality: str | None = None,
     resize: bool = False,
+    gamut_map: str = DEFAULT_GAMUT_MAP,
 ) -> FusionResult:
     """Fuse one registered pair with a classical rule (ordinary image paths, arrays in
-    [0, 1] or one-slice image volumes), checked exactly as :func:`medfuse.fusion.fuse`
-    checks them."""
-    pair = prepare_pair(mri, other, modality=modality, resize=resize)
+    [0, 1] or one-slice image volumes), checked and coloured exactly as
+    :func:`medfuse.fusion.fuse` does."""
+    pair = prepare_pair(mri, other, modality=modality, resize=resize, gamut_map=gamut_map)
     return fuse_prepared([pair], method)[0]
 
 

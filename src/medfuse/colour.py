@@ -13,6 +13,17 @@ import numpy as np
 
 TAU = 0.5  # 128 of 255: neutral chroma in [0, 1] units
 
+#: How colours that fall outside RGB are brought back (see :func:`fit_luminance`):
+#: ``fit`` lowers the luminance smoothly until they fit, ``clip`` clips each channel (the
+#: paper's code).
+GAMUT_MAPS = ("fit", "clip")
+DEFAULT_GAMUT_MAP = "fit"
+#: Gaussian width of the luminance scale of ``fit``: this fraction of the plane's longer
+#: side, and never under FIT_SIGMA_MIN pixels (a scale that varies as fast as the anatomy's
+#: edges would flatten them).
+FIT_SIGMA = 1 / 16
+FIT_SIGMA_MIN = 16.0
+
 # Forward: Y = 0.299R + 0.587G + 0.114B; Cr = 0.713(R - Y) + .5; Cb = 0.564(B - Y) + .5
 _KR, _KG, _KB = 0.299, 0.587, 0.114
 _CR_SCALE, _CB_SCALE = 0.713, 0.564
@@ -56,6 +67,52 @@ def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, clip: bool = Tru
     return np.clip(rgb, 0.0, 1.0) if clip else rgb
 
 
+def luminance_ceiling(cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """The highest Y at which a pixel of chroma (``cb``, ``cr``) still has R, G and B <= 1."""
+    dcr, dcb = np.asarray(cr) - TAU, np.asarray(cb) - TAU
+    over = np.maximum.reduce([np.zeros_like(dcr), _R_CR * dcr, -_G_CR * dcr - _G_CB * dcb,
+                              _B_CB * dcb])
+    return 1.0 - over
+
+
+def fit_luminance(y: np.ndarray, cb: np.ndarray, cr: np.ndarray,
+                  sigma: float | None = None, keep: np.ndarray | None = None) -> np.ndarray:
+    """Lower the fused luminance where its colour would leave RGB, smoothly, so it fits.
+
+    A strong colour on a bright pixel (red over white matter) has no RGB value: clipping
+    each channel turns it pale (red to pink, blue to white), and the lesion or the low
+    uptake it marks fades. Lowering each such pixel to its own ceiling keeps the colour
+    but flattens the MRI wherever uptake is high. Instead the per-pixel scale
+    ``min(1, ceiling / Y)`` is blurred (Gaussian, ``sigma`` pixels; default 1/16 of the
+    longer side, at least 16) and multiplied in: the colour gets its room region by
+    region, and the MRI's edges survive as a multiplicative pattern. Pixels in ``keep``
+    (a bool mask: the transparent ones, which show the MRI exactly) are left as they are,
+    and the scale eases back to 1 within about ``sigma / 2`` of them, so the MRI there
+    meets the coloured part without a step. A plane whose colours fit is returned
+    unchanged; some pixels at the edge of a region may still clip.
+    """
+    import cv2
+
+    y = np.asarray(y, dtype=np.float32)
+    need = np.minimum(1.0, np.maximum(luminance_ceiling(cb, cr), 0.05)
+                      / np.maximum(y, 1e-6)).astype(np.float32)
+    if keep is not None:
+        need[keep] = 1.0
+    if need.min() >= 1.0:
+        return y
+    if sigma is None:
+        sigma = max(FIT_SIGMA_MIN, FIT_SIGMA * max(y.shape[-2:]))
+    blur = cv2.BORDER_REPLICATE
+    scale = np.minimum(cv2.GaussianBlur(need, (0, 0), sigma, borderType=blur), 1.0)
+    if keep is not None and keep.any():
+        # 0 on the edge of ``keep`` (where the blurred mask is 1/2), 1 from sigma/2 inside.
+        inside = cv2.GaussianBlur((~keep).astype(np.float32), (0, 0), sigma / 2,
+                                  borderType=blur)
+        scale = 1.0 - (1.0 - scale) * np.clip(2.0 * inside - 1.0, 0.0, 1.0)
+        scale[keep] = 1.0
+    return (y * scale).astype(np.float32)
+
+
 def fuse_chroma(channels: list[np.ndarray] | tuple[np.ndarray, ...], tau: float = TAU) -> np.ndarray:
     """Chroma rule over any number of sources: C = sum C_i |C_i - tau| / sum |C_i - tau|,
     and tau where every source is neutral (0/0)."""
@@ -73,7 +130,9 @@ def fuse_colour(
     chroma_sources: list[tuple[np.ndarray, np.ndarray]],
     tau: float = TAU,
 ) -> np.ndarray:
-    """RGB from the fused luminance and the (Cb, Cr) of each source, by the chroma rule."""
+    """RGB from the fused luminance and the (Cb, Cr) of each source, by the chroma rule,
+    each channel clipped (the paper's rule; :func:`medfuse.prepare.pair.colourise` is
+    the product's, with the gamut map)."""
     cb = fuse_chroma([c[0] for c in chroma_sources], tau)
     cr = fuse_chroma([c[1] for c in chroma_sources], tau)
     return ycbcr_to_rgb(fused_y, cb, cr)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medfuse.colour import DEFAULT_GAMUT_MAP
 from medfuse.errors import UsageError
 from medfuse.io.volume import Volume
 from medfuse.prepare.pair import PreparedPair, colourise, prepare_pair, split_pair, stretch
@@ -79,17 +80,19 @@ def fuse(
     resize: bool = False,
     do_stretch: bool = False,
     with_masks: bool = False,
+    gamut_map: str = DEFAULT_GAMUT_MAP,
 ) -> FusionResult:
     """Fuse one registered pair of planes: ordinary image paths, arrays in [0, 1] or
     one-slice image volumes. DICOM/NIfTI inputs go through :func:`fuse_files`.
 
     Loads the default weights on the default device when no engine is given.
+    ``gamut_map``: how colours outside RGB come back (:func:`colourise`).
     """
     if engine is None:
         from medfuse.engine import load_model
 
         engine = load_model()
-    pair = prepare_pair(mri, other, modality=modality, resize=resize)
+    pair = prepare_pair(mri, other, modality=modality, resize=resize, gamut_map=gamut_map)
     return fuse_prepared([pair], engine, with_masks=with_masks, do_stretch=do_stretch)[0]
 
 
@@ -133,7 +136,8 @@ def prepared_slices(
         yield [
             (index, split_pair(mri[n], other[n], plan.modality,
                                name if plan.two_d else f"{name}[{index}]",
-                               None if transparent is None else transparent[n]))
+                               None if transparent is None else transparent[n],
+                               plan.gamut_map))
             for n, index in enumerate(chunk)
         ]
 
@@ -190,6 +194,8 @@ class FuseRequest:
     register: str | None = None
     #: ``--save-transform``: where to write the registration's ITK transform (.tfm).
     save_transform: Path | None = None
+    #: ``--gamut-map``: ``fit`` (default) or ``clip``; see :func:`colourise`.
+    gamut_map: str = DEFAULT_GAMUT_MAP
 
 
 @dataclass
@@ -237,6 +243,7 @@ def read_pair_plan(
     allow_non_mr: bool = False,
     floor: str | None = None,
     register: str | None = None,
+    gamut_map: str = DEFAULT_GAMUT_MAP,
     timings: dict[str, float] | None = None,
     after_read: Callable[[], None] | None = None,
 ) -> tuple[FusionPlan, list[int] | None]:
@@ -249,7 +256,7 @@ def read_pair_plan(
     from medfuse.prepare.plan import check_plan_options
     from medfuse.prepare.windowing import parse_window
 
-    check_plan_options(axis, modality, colormap)
+    check_plan_options(axis, modality, colormap, gamut_map)
     other_w = parse_window(window, "--window")
     mri_w = parse_window(mri_window, "--mri-window")
     floor_value, transparency = parse_floor(floor)
@@ -275,7 +282,7 @@ def read_pair_plan(
             fixed = [slice_index]
     plan = plan_fusion(mri_vol, other_vol, axis, modality, colormap, mri_w, other_w, resize,
                        allow_non_mr=allow_non_mr, floor=floor_value, transparency=transparency,
-                       register=register)
+                       register=register, gamut_map=gamut_map)
     if timings is not None:
         timings["plan"] = time.perf_counter() - started
         if plan.registration is not None:
@@ -317,7 +324,8 @@ def _resample_on_device(plan: FusionPlan, engine: Engine) -> None:
 
 def check_options(request: FuseRequest) -> None:
     """Check every option value of ``request`` that needs no input and no output: bit
-    depth, axis, modality, colour map, both windows, floor, preview style, registration.
+    depth, axis, modality, colour map, gamut map, both windows, floor, preview style,
+    registration.
     ``fuse_files`` calls it first; a batch calls it once on the request its pairs share,
     so a bad shared value is one usage error, not a failure of every pair."""
     from medfuse.io.sinks import PREVIEW_STYLES
@@ -327,7 +335,7 @@ def check_options(request: FuseRequest) -> None:
 
     if request.bit_depth not in (None, 8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, got {request.bit_depth}")
-    check_plan_options(request.axis, request.modality, request.colormap)
+    check_plan_options(request.axis, request.modality, request.colormap, request.gamut_map)
     parse_window(request.window, "--window")
     parse_window(request.mri_window, "--mri-window")
     parse_floor(request.floor)
@@ -444,7 +452,7 @@ def fuse_files(
             mri_window=request.mri_window, series=tuple(request.series),
             volume_index=request.volume_index, resize=request.resize,
             allow_non_mr=request.allow_non_mr, floor=request.floor, register=request.register,
-            timings=timings, after_read=check_extra_outputs,
+            gamut_map=request.gamut_map, timings=timings, after_read=check_extra_outputs,
         )
     notes = [str(w.message) for w in caught]
     n = 1 if plan.two_d else len(plan)

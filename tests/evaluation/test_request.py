@@ -69,6 +69,8 @@ def test_command_line_reproduces_the_request(tmp_path: Path) -> None:
     assert request.command_line() == (
         f"medfuse eval '{tmp_path / 'my data'}' --method 'a=gesenet:w 1.pt' --fused x "
         "--profile standard --profile toolbox2022 --axis coronal --slice 3 --device cpu")
+    clip = EvalRequest(tmp_path, methods=["average"], gamut_map="clip")
+    assert clip.command_line().endswith("--method average --profile standard --gamut-map clip")
 
 
 def test_a_folder_of_volume_pairs(tmp_path: Path) -> None:

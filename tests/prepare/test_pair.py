@@ -144,14 +144,44 @@ def test_transparent_pixels_show_the_mri_exactly() -> None:
     activity = rng_image((8, 8), 7)
     below = activity < 0.3
     other = apply_colormap(activity, "jet")
-    pair = split_pair(mri, other, "pet", transparent=below)
     fused_y = rng_image((8, 8), 8)  # what a network might say
-    rgb = colourise(fused_y, pair)
-    np.testing.assert_array_equal(rgb[below], np.repeat(mri[below][:, None], 3, -1))
-    plain = colourise(fused_y, split_pair(mri, other, "pet"))
+    for gamut_map in ("fit", "clip"):
+        pair = split_pair(mri, other, "pet", transparent=below, gamut_map=gamut_map)
+        rgb = colourise(fused_y, pair)
+        np.testing.assert_array_equal(rgb[below], np.repeat(mri[below][:, None], 3, -1))
+    # Per-channel clipping works pixel by pixel, so the others are as without a floor.
+    plain = colourise(fused_y, split_pair(mri, other, "pet", gamut_map="clip"))
     np.testing.assert_array_equal(rgb[~below], plain[~below])
     assert np.abs(plain[below] - mri[below][:, None]).max() > 0.05  # it did matter
     grey = split_pair(mri, activity, "pet", transparent=below)  # --colormap none
     out = colourise(fused_y, grey)
     np.testing.assert_array_equal(out[below], mri[below])
     np.testing.assert_array_equal(out[~below], fused_y[~below])
+
+
+def test_gamut_map_fit_by_default_clip_on_request() -> None:
+    """The default keeps a strong colour on bright anatomy red; ``clip`` is the paper's
+    per-channel clip, pixel by pixel; grey output is the same either way; an unknown name
+    is a usage error naming the option."""
+    size = 64
+    mri = np.full((size, size), 0.95, np.float32)
+    other = np.zeros((size, size, 3), np.float32)
+    other[16:48, 16:48, 0] = 1.0  # a red square on black
+    fused_y = mri.copy()
+    fit = colourise(fused_y, split_pair(mri, other, "pet"))
+    clip = colourise(fused_y, split_pair(mri, other, "pet", gamut_map="clip"))
+    centre = (slice(28, 36), slice(28, 36))
+    assert fit[centre][..., 1].mean() < clip[centre][..., 1].mean() - 0.2  # less pink
+    y, cb, cr = rgb_to_ycbcr(other)
+    from medfuse.colour import ycbcr_to_rgb
+    neutral = np.full_like(cb, TAU)
+    from medfuse.colour import fuse_chroma
+    expected = ycbcr_to_rgb(fused_y, fuse_chroma([neutral, cb]), fuse_chroma([neutral, cr]))
+    np.testing.assert_allclose(clip, expected, atol=1e-6)
+    grey = np.full((size, size), 0.5, np.float32)
+    for name in ("fit", "clip", " FIT "):
+        out = colourise(fused_y, split_pair(mri, grey, "ct", gamut_map=name))
+        np.testing.assert_array_equal(out, np.clip(fused_y, 0, 1))
+    with pytest.raises(UsageError, match="--gamut-map"):
+        split_pair(mri, other, "pet", gamut_map="pale")
+    assert prepare_pair(mri, other, gamut_map="Clip").gamut_map == "clip"

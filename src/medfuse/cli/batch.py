@@ -18,6 +18,7 @@ from medfuse.cli.options import (
     DebugOpt,
     DeviceOpt,
     ForceOpt,
+    GamutMapOpt,
     ModalityOpt,
     MriWindowOpt,
     QuietOpt,
@@ -82,6 +83,7 @@ def batch(
     window: WindowOpt = None,
     mri_window: MriWindowOpt = None,
     colormap: ColormapOpt = None,
+    gamut_map: GamutMapOpt = "fit",
     anonymize: AnonymizeOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -97,8 +99,8 @@ def batch(
 
     template = FuseRequest(
         Path(), Path(), Path(), volume_index=volume, axis=axis, window=window,
-        mri_window=mri_window, colormap=colormap, modality=modality, resize=resize,
-        stretch=stretch, bit_depth=bit_depth, anonymize=anonymize, force=force,
+        mri_window=mri_window, colormap=colormap, gamut_map=gamut_map, modality=modality,
+        resize=resize, stretch=stretch, bit_depth=bit_depth, anonymize=anonymize, force=force,
     )
     request = BatchRequest(in_dir, out_dir, pairs, fmt, skip_existing, batch_size, template,
                            resume, num_parts, part_id, workers or (None if backend == "ray" else 1),

@@ -18,6 +18,7 @@ from medfuse.cli.options import (
     DebugOpt,
     DeviceOpt,
     ForceOpt,
+    GamutMapOpt,
     SliceOpt,
     VerboseOpt,
     WeightsOpt,
@@ -139,6 +140,7 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Pairs or slices per GeSeNet call.")] = 8,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    gamut_map: GamutMapOpt = "fit",
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -156,7 +158,7 @@ def eval_cmd(
         profiles=profile or [], metrics=metric or [], csv=csv_path, json=json_path,
         report=report, save_fused=save_fused, examples=examples, resize=resize, axis=axis,
         slice_index=slice_index, batch_size=batch_size, weights=weights, device=device,
-        force=force,
+        force=force, gamut_map=gamut_map,
     )
     with progress_bar("scoring", None) as update:
         done = evaluate_files(request, progress=update)

@@ -18,6 +18,7 @@ from medfuse.cli.options import (
     DeviceOpt,
     FloorOpt,
     ForceOpt,
+    GamutMapOpt,
     ModalityOpt,
     MriWindowOpt,
     OutputFileOpt,
@@ -75,6 +76,7 @@ def fuse(
     window: WindowOpt = None,
     mri_window: MriWindowOpt = None,
     colormap: ColormapOpt = None,
+    gamut_map: GamutMapOpt = "fit",
     fmt: FormatOpt = None,
     preview: PreviewOpt = None,
     preview_style: PreviewStyleOpt = "montage",
@@ -98,8 +100,8 @@ def fuse(
     request = FuseRequest(
         mri=mri, other=other, output=output, format=fmt, series=tuple(series or ()),
         volume_index=volume, axis=axis, slice_index=slice_, slices=slices, window=window,
-        mri_window=mri_window, colormap=colormap, modality=modality, resize=resize,
-        stretch=stretch, bit_depth=bit_depth, preview=preview, anonymize=anonymize, force=force,
+        mri_window=mri_window, colormap=colormap, gamut_map=gamut_map, modality=modality,
+        resize=resize, stretch=stretch, bit_depth=bit_depth, preview=preview, anonymize=anonymize, force=force,
         preview_style=preview_style, floor=floor, register=register,
         save_transform=save_transform, allow_non_mr=allow_non_mr,
     )

@@ -114,6 +114,13 @@ ColormapOpt = Annotated[
                  "keep their contrast through hue, so the hue maps (rainbow, jet) keep them "
                  "best."),
 ]
+GamutMapOpt = Annotated[
+    str,
+    typer.Option("--gamut-map", help="How a strong colour on bright anatomy, which RGB "
+                 "cannot show, comes back: fit (default) lowers the luminance smoothly there "
+                 "so the colour keeps its hue; clip clips each channel, as the paper's code "
+                 "does (colours turn pale: red to pink, blue to white)."),
+]
 FloorOpt = Annotated[
     str | None,
     typer.Option("--floor", help="PET/SPECT volumes: values at or below this are not "

@@ -65,6 +65,7 @@ def to_json(result: EvalResult) -> dict[str, Any]:
         "tasks": [{"name": t.name, "folder": str(t.folder), "modality": t.modality,
                    "pairs": len(t.pairs)} for t in result.tasks],
         "seconds": round(result.seconds, 3),
+        "gamut_map": result.gamut_map,
         "summary": [{"task": s.task, "method": s.method, "profile": s.profile,
                      "metric": s.metric, "mean": _num(s.mean), "std": _num(s.std),
                      "n": s.n, "n_nan": s.n_nan} for s in result.summaries()],

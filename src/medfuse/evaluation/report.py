@@ -304,7 +304,7 @@ def render_markdown(result: EvalResult, plots: dict[tuple[str, str], str],
     lines += [
         f"- data: `{result.data_dir}`" + (f", split `{result.split}`" if result.split else ""),
         "- tasks: " + ", ".join(f"{n} ({len(tasks[n].pairs)} pairs)" for n in scored),
-        f"- profiles: {', '.join(result.profiles)}",
+        f"- profiles: {', '.join(result.profiles)}; gamut map {result.gamut_map}",
         f"- medfuse {__version__}, {when}, {result.seconds:.1f} s",
     ]
     if command:

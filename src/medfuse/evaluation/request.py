@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medfuse.colour import DEFAULT_GAMUT_MAP
 from medfuse.errors import UsageError
 from medfuse.evaluation.methods import GESENET, check_unique, parse_fused, parse_method
 from medfuse.evaluation.run import EvalResult, evaluate, parse_metrics, parse_profiles
+from medfuse.prepare.pair import check_gamut_map
 
 
 @dataclass
@@ -41,6 +43,8 @@ class EvalRequest:
     weights: str | None = None
     device: str = "auto"
     force: bool = False
+    #: ``--gamut-map``: ``fit`` (default, what ``medfuse fuse`` writes) or ``clip``.
+    gamut_map: str = DEFAULT_GAMUT_MAP
 
     def command_line(self) -> str:
         """The command that reproduces this evaluation, for the report: built from the
@@ -67,6 +71,8 @@ class EvalRequest:
             parts += ["--slice", str(self.slice_index)]
         if self.device != "auto":
             parts += ["--device", self.device]
+        if self.gamut_map.strip().lower() != DEFAULT_GAMUT_MAP:
+            parts += ["--gamut-map", self.gamut_map]
         return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -101,6 +107,7 @@ def evaluate_files(
     check_unique(methods)
     if request.axis is not None:
         check_axis(request.axis)
+    check_gamut_map(request.gamut_map)
     profiles = parse_profiles(request.profiles)
     metrics = parse_metrics(request.metrics)
     if request.weights is not None and not any(m.kind == GESENET and m.path is None
@@ -132,7 +139,7 @@ def evaluate_files(
         batch_size=request.batch_size, resize=request.resize, axis=request.axis,
         slice_index=request.slice_index, save_fused=request.save_fused, force=request.force,
         examples=request.examples, split=request.split, data_dir=request.data_dir,
-        progress=step,
+        progress=step, gamut_map=request.gamut_map,
     )
     written: list[Path] = []
     if request.csv is not None:

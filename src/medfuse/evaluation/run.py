@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medfuse.colour import DEFAULT_GAMUT_MAP
 from medfuse.errors import InputError, MedfuseError, UsageError
 from medfuse.evaluation.methods import (
     FusedImages,
@@ -49,6 +50,7 @@ from medfuse.io.images import to_uint
 from medfuse.io.layout import IMAGE_SUFFIXES, Pair, Task
 from medfuse.io.outputs import StagedFolder, atomic_output, check_output
 from medfuse.metrics import METRIC_NAMES, PROFILES, compute_metrics_colour
+from medfuse.prepare.pair import check_gamut_map
 from medfuse.vocabulary import TABLE
 
 if TYPE_CHECKING:
@@ -128,6 +130,9 @@ class EvalResult:
     data_dir: Path | None = None
     split: str | None = None
     seconds: float = 0.0
+    #: How the coloured outputs of the methods medfuse runs brought colours outside RGB
+    #: back (:func:`medfuse.prepare.pair.colourise`).
+    gamut_map: str = DEFAULT_GAMUT_MAP
 
     @property
     def missing(self) -> list[Problem]:
@@ -241,12 +246,13 @@ class _Loaded:
     b255: np.ndarray
 
 
-def _load_image_pair(pair: Pair, modality: str, resize: bool) -> _Loaded:
+def _load_image_pair(pair: Pair, modality: str, resize: bool, gamut_map: str) -> _Loaded:
     from medfuse.io.images import read_image
     from medfuse.prepare.pair import prepare_pair, resize_to
 
     a, b = read_image(pair.mri), read_image(pair.other)
-    prepared = prepare_pair(a, b, modality=modality, resize=resize, name=pair.name)
+    prepared = prepare_pair(a, b, modality=modality, resize=resize, name=pair.name,
+                            gamut_map=gamut_map)
     a_px, b_px = a.pixels, b.pixels
     resized = b_px.shape[:2] != a_px.shape[:2]
     if resized:
@@ -292,8 +298,9 @@ class _Run:
     def __init__(self, methods: list[MethodSpec], profiles: list[str], metrics: list[str],
                  runners: dict[str, Runner], fused: dict[tuple[str, str], FusedImages],
                  save_fused: Path | None, force: bool,
-                 progress: Callable[[int], None] | None):
+                 progress: Callable[[int], None] | None, gamut_map: str = DEFAULT_GAMUT_MAP):
         self.methods, self.profiles, self.metrics = methods, profiles, metrics
+        self.gamut_map = gamut_map
         self.runners, self.fused = runners, fused
         self.save_fused, self.force, self.progress = save_fused, force, progress
         self.rows: list[ImageScore] = []
@@ -352,7 +359,8 @@ class _Run:
         ready: list[tuple[int, _Loaded]] = []
         for i, pair in chunk:
             try:
-                ready.append((i, _load_image_pair(pair, task.modality, resize)))
+                ready.append((i, _load_image_pair(pair, task.modality, resize,
+                                                  self.gamut_map)))
             except MedfuseError as exc:
                 self.fail(task.name, pair.name, "", "error", str(exc), all_methods=True)
                 self.tick(len(self.methods))
@@ -410,7 +418,8 @@ class _Run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             plan, fixed = read_pair_plan(pair.mri, pair.other, modality=task.modality,
-                                         axis=axis, slice_index=slice_index, resize=resize)
+                                         axis=axis, slice_index=slice_index, resize=resize,
+                                         gamut_map=self.gamut_map)
         notes = [" ".join(str(w.message).split()) for w in caught]
         n = 1 if plan.two_d else len(plan)
         tally = _Tally({m.label: [] for m in self.methods})
@@ -550,6 +559,7 @@ def evaluate(
     data_dir: Path | None = None,
     engines: Mapping[str, Engine] | None = None,
     progress: Callable[[int], None] | None = None,
+    gamut_map: str = DEFAULT_GAMUT_MAP,
 ) -> EvalResult:
     """Fuse every pair of every task with every method and score each output.
 
@@ -560,9 +570,11 @@ def evaluate(
     scores only that slice of each (image pairs are single slices and ignore it). Pairs that cannot be read or fused, and
     ``--fused`` files that are missing or the wrong size, become :class:`Problem` entries
     and are left out of the means; they never stop the run. ``progress`` is called with
-    the number of (pair, method) units just finished.
+    the number of (pair, method) units just finished. ``gamut_map`` colours the outputs of
+    the methods medfuse runs (``clip`` reproduces the paper's images and published tables).
     """
     t0 = time.perf_counter()
+    gamut_map = check_gamut_map(gamut_map)
     methods = list(methods)
     check_unique(methods)
     profile_list = parse_profiles(profiles)
@@ -583,7 +595,8 @@ def evaluate(
     fused = {(task.name, m.label): FusedImages.scan(m, fused_folder(m, task, len(tasks), split))
              for task in tasks for m in methods if not m.runs}
 
-    run = _Run(methods, profile_list, metric_list, runners, fused, save_fused, force, progress)
+    run = _Run(methods, profile_list, metric_list, runners, fused, save_fused, force, progress,
+               gamut_map)
     step = max(1, batch_size)
     for t, task in enumerate(tasks):
         run.task_order = t
@@ -607,7 +620,7 @@ def evaluate(
     return EvalResult(
         tasks=tasks, methods=methods, profiles=profile_list, metrics=metric_list,
         rows=run.rows, problems=run.problems, examples=kept, method_info=info,
-        data_dir=data_dir, split=split, seconds=time.perf_counter() - t0,
+        data_dir=data_dir, split=split, seconds=time.perf_counter() - t0, gamut_map=gamut_map,
     )
 
 

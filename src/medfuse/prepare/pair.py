@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medfuse.colour import TAU, fuse_chroma, rgb_to_ycbcr, ycbcr_to_rgb
-from medfuse.errors import InputError
+from medfuse.colour import (
+    DEFAULT_GAMUT_MAP,
+    GAMUT_MAPS,
+    TAU,
+    fit_luminance,
+    fuse_chroma,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+from medfuse.errors import InputError, UsageError
 from medfuse.vocabulary import parse_modality
 
 if TYPE_CHECKING:
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Smallest plane side the network accepts.
 MIN_SIDE = 8
+#: Chroma within this of neutral (half an 8-bit level) counts as grey for the gamut map.
+_GREY_CHROMA = 0.5 / 255
 
 
 @dataclass
@@ -42,6 +52,9 @@ class PreparedPair:
     #: data); there the fused pixel is the MRI's, uncoloured. None: nothing is transparent
     #: (ordinary images, CT).
     transparent: np.ndarray | None = None
+    #: How :func:`colourise` brings colours outside RGB back: ``fit`` or ``clip``
+    #: (:data:`medfuse.colour.GAMUT_MAPS`).
+    gamut_map: str = DEFAULT_GAMUT_MAP
 
     @property
     def colour(self) -> bool:
@@ -49,17 +62,28 @@ class PreparedPair:
 
 
 def split_pair(mri: np.ndarray, other: np.ndarray, modality: str, name: str = "",
-               transparent: np.ndarray | None = None) -> PreparedPair:
+               transparent: np.ndarray | None = None,
+               gamut_map: str = DEFAULT_GAMUT_MAP) -> PreparedPair:
     """Split planes already checked by the plan: the other's luminance and, for PET/SPECT
     colour, its chroma (CT has no colour meaning, so a colour CT's chroma is dropped).
-    ``transparent`` marks the pixels at or below the other's floor (see :func:`colourise`)."""
+    ``transparent`` marks the pixels at or below the other's floor and ``gamut_map`` says
+    how colours outside RGB come back (see :func:`colourise`)."""
     if other.ndim == 3:
         y, cb, cr = rgb_to_ycbcr(other)
         chroma = [] if modality == "ct" else [(cb.astype(np.float32), cr.astype(np.float32))]
     else:
         y, chroma = other, []
     return PreparedPair(mri.astype(np.float32), y.astype(np.float32), chroma, modality, name,
-                        other, transparent)
+                        other, transparent, check_gamut_map(gamut_map))
+
+
+def check_gamut_map(name: str) -> str:
+    """``name`` (any case, spaces around ignored) as one of
+    :data:`medfuse.colour.GAMUT_MAPS`; a usage error for anything else."""
+    value = str(name).strip().lower()
+    if value not in GAMUT_MAPS:
+        raise UsageError(f"--gamut-map {name!r}: expected one of {', '.join(GAMUT_MAPS)}")
+    return value
 
 
 def _as_plane(x: Volume | np.ndarray | str | Path, label: str) -> tuple[np.ndarray, str]:
@@ -120,12 +144,13 @@ def prepare_pair(
     modality: str | None = None,
     resize: bool = False,
     name: str = "",
+    gamut_map: str = DEFAULT_GAMUT_MAP,
 ) -> PreparedPair:
     """Check a pair of single planes (paths of ordinary images, arrays in [0, 1] or one-slice
     image volumes) and split it for the network.
 
     The MRI must be grey. The other image is grey (CT-like) or colour (PET/SPECT
-    pseudo-colour); ``modality`` overrides that guess.
+    pseudo-colour); ``modality`` overrides that guess. ``gamut_map``: see :func:`colourise`.
     """
     a, a_where = _as_plane(mri, "MRI")
     b, b_where = _as_plane(other, "other")
@@ -139,7 +164,8 @@ def prepare_pair(
         if not resize:
             raise size_mismatch(a.shape, b.shape, a_where, b_where)
         b = resize_to(b, a.shape[:2])
-    return split_pair(a, b, mod or ("pet" if b.ndim == 3 else "ct"), name)
+    return split_pair(a, b, mod or ("pet" if b.ndim == 3 else "ct"), name,
+                      gamut_map=gamut_map)
 
 
 def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
@@ -152,6 +178,12 @@ def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
     because a colour map whose low end is not black (jet) would otherwise still tint air
     through the luminance it gives the network, and because the network's fused luminance
     over air is not exactly the MRI's.
+
+    A strong colour on bright luminance falls outside RGB. ``pair.gamut_map`` ``fit`` (the
+    default) lowers the luminance there smoothly so the colour keeps its hue and strength
+    (:func:`medfuse.colour.fit_luminance`), leaving grey and transparent pixels as they
+    are; ``clip`` clips each channel, as the paper's code does (reproducing published
+    tables needs it). Grey output is never changed.
     """
     if pair.transparent is not None:
         fused_y = np.where(pair.transparent, pair.mri_y, fused_y)
@@ -165,6 +197,13 @@ def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
     sources = [(neutral, neutral), *chroma]
     cb = fuse_chroma([c[0] for c in sources])
     cr = fuse_chroma([c[1] for c in sources])
+    if pair.gamut_map == "fit":
+        # Grey pixels (no colour from any source) and transparent ones keep their
+        # luminance: the fit only makes room for colour.
+        keep = (np.abs(cb - TAU) < _GREY_CHROMA) & (np.abs(cr - TAU) < _GREY_CHROMA)
+        if pair.transparent is not None:
+            keep |= pair.transparent
+        fused_y = fit_luminance(fused_y, cb, cr, keep=keep)
     return ycbcr_to_rgb(fused_y, cb, cr).astype(np.float32)
 
 
@@ -179,6 +218,7 @@ def stretch(image: np.ndarray) -> np.ndarray:
 __all__ = [
     "MIN_SIDE",
     "PreparedPair",
+    "check_gamut_map",
     "colourise",
     "prepare_pair",
     "resize_to",

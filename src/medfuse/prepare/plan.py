@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from medfuse.colour import DEFAULT_GAMUT_MAP
 from medfuse.errors import InputError, UsageError
 from medfuse.io.geometry import (
     box_overlap,
@@ -38,7 +39,7 @@ from medfuse.io.geometry import (
 from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
 from medfuse.prepare.colormaps import check_colormap, pseudo_colour, resolve_colormap
-from medfuse.prepare.pair import MIN_SIDE, resize_to, size_mismatch
+from medfuse.prepare.pair import MIN_SIDE, check_gamut_map, resize_to, size_mismatch
 from medfuse.prepare.windowing import (
     FLOOR_FRACTION,
     SuvDecision,
@@ -124,6 +125,9 @@ class FusionPlan:
     #: Resamples the other volume on the engine's device (set by fusion for CUDA engines);
     #: None: trilinear resampling with scipy on the CPU.
     resampler: Any = field(default=None, repr=False, compare=False)
+    #: How colours outside RGB come back in the fused image (``fit`` or ``clip``; see
+    #: :func:`medfuse.prepare.pair.colourise`).
+    gamut_map: str = DEFAULT_GAMUT_MAP
 
     @property
     def colour(self) -> bool:
@@ -203,7 +207,8 @@ class FusionPlan:
         """Every decision, the core ones in the first line, for ``-v``."""
         what = "2D pair" if self.two_d else f"{len(self)} {self.axis} slice(s)"
         parts = [
-            f"{what}; modality {self.modality}; colour map {self.colormap or 'none'}; "
+            f"{what}; modality {self.modality}; colour map {self.colormap or 'none'}"
+            + (f" (gamut map {self.gamut_map})" if self.colour else "") + "; "
             f"MRI window {self.mri_window.describe()}; other window "
             f"{self.other_window.describe()}"
             + ("; other volume resampled onto the MRI grid (trilinear)" if self.resampled else "")
@@ -244,6 +249,7 @@ class FusionPlan:
             "transparency_floor": None if self.floor is None else {
                 "value": self.floor, "as_given": self.floor_text(), "source": self.floor_source},
             "colormap": {"name": self.colormap, "source": self.colormap_source},
+            "gamut_map": self.gamut_map if self.colour else None,
             "grid": {
                 "resampled": self.resampled,
                 "interpolation": "trilinear" if self.resampled else None,
@@ -569,10 +575,12 @@ def _warn_score(plan: FusionPlan) -> None:
 
 
 def check_plan_options(axis: str | None = None, modality: str | None = None,
-                       colormap: str | None = None) -> None:
-    """Check the values of ``--axis``, ``--modality`` and ``--colormap`` whenever they are
-    given, before any input is read: each is a usage error even where the pair would not
-    use it (two 2D images are not sliced, a colour PET is not coloured)."""
+                       colormap: str | None = None, gamut_map: str | None = None) -> None:
+    """Check the values of ``--axis``, ``--modality``, ``--colormap`` and ``--gamut-map``
+    whenever they are given, before any input is read: each is a usage error even where the
+    pair would not use it (two 2D images are not sliced, a colour PET is not coloured)."""
+    if gamut_map is not None:
+        check_gamut_map(gamut_map)
     if axis is not None:
         check_axis(axis)
     if modality is not None:
@@ -595,6 +603,7 @@ def plan_fusion(
     floor: float | None = None,
     transparency: bool = True,
     register: str | None = None,
+    gamut_map: str = DEFAULT_GAMUT_MAP,
 ) -> FusionPlan:
     """Check a pair and decide windows, floor, grid, modality and colour map, before any
     fusion.
@@ -603,9 +612,10 @@ def plan_fusion(
     the MRI's); volumes are always put on the MRI grid through their affines instead.
     ``floor`` overrides the transparency floor (in SUV for a PET in SUV, else scanner units),
     ``transparency=False`` colours every voxel; ``register`` = ``rigid`` or ``affine``
-    registers the other volume onto the MRI first (SimpleITK).
+    registers the other volume onto the MRI first (SimpleITK). ``gamut_map``: how colours
+    outside RGB come back (:func:`medfuse.prepare.pair.colourise`).
     """
-    check_plan_options(axis, modality, colormap)
+    check_plan_options(axis, modality, colormap, gamut_map)
     check_first_input(mri, allow_non_mr)
     mri = _as_grey_mri(mri)
     if mri.is_2d != other.is_2d:
@@ -671,6 +681,7 @@ def plan_fusion(
         two_d=two_d, notes=notes, resize=resize and two_d, floor=floor_value,
         floor_source=floor_source, suv=suv, modality_source=mod_source,
         colormap_source=cmap_source, registration=registration, info=info, checks=checks,
+        gamut_map=check_gamut_map(gamut_map),
     )
     plan.misregistration = score_pair(plan)
     if registration is not None:
