@@ -110,9 +110,9 @@ ColormapOpt = Annotated[
     str | None,
     typer.Option("--colormap", help="Colour map for a grey PET/SPECT image: rainbow (PET "
                  "default), sunset (SPECT default), hot, jet, gray, the DICOM palettes pet, "
-                 "hot-iron, hot-metal-blue, pet-20-step, or none to fuse it as grey. Lesions "
-                 "keep their contrast through hue, so the hue maps (rainbow, jet) keep them "
-                 "best."),
+                 "hot-iron, hot-metal-blue, pet-20-step, or none to fuse it as grey. A hot "
+                 "lesion keeps its contrast mostly through hue, so the hue maps (rainbow, "
+                 "jet) keep it best."),
 ]
 GamutMapOpt = Annotated[
     str,
