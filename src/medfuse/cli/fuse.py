@@ -102,8 +102,8 @@ def fuse(
         volume_index=volume, axis=axis, slice_index=slice_, slices=slices, window=window,
         mri_window=mri_window, colormap=colormap, gamut_map=gamut_map, modality=modality,
         resize=resize, stretch=stretch, bit_depth=bit_depth, preview=preview,
-        anonymize=anonymize, force=force, preview_style=preview_style, floor=floor, register=register,
-        save_transform=save_transform, allow_non_mr=allow_non_mr,
+        anonymize=anonymize, force=force, preview_style=preview_style, floor=floor,
+        register=register, save_transform=save_transform, allow_non_mr=allow_non_mr,
     )
     with progress_bar("fusing slices", None, not quiet) as update:
         report = fuse_files(request, engine_loader(weights, device, verbose),
