@@ -180,8 +180,8 @@ def test_gamut_map_fit_by_default_clip_on_request() -> None:
     np.testing.assert_allclose(clip, expected, atol=1e-6)
     grey = np.full((size, size), 0.5, np.float32)
     for name in ("fit", "clip", " FIT "):
-        out = colourise(fused_y, split_pair(mri, grey, "ct", gamut_map=name))
+        out = colourise(fused_y, prepare_pair(mri, grey, "ct", gamut_map=name))
         np.testing.assert_array_equal(out, np.clip(fused_y, 0, 1))
     with pytest.raises(UsageError, match="--gamut-map"):
-        split_pair(mri, other, "pet", gamut_map="pale")
+        prepare_pair(mri, other, "pet", gamut_map="pale")
     assert prepare_pair(mri, other, gamut_map="Clip").gamut_map == "clip"

@@ -74,7 +74,7 @@ def split_pair(mri: np.ndarray, other: np.ndarray, modality: str, name: str = ""
     else:
         y, chroma = other, []
     return PreparedPair(mri.astype(np.float32), y.astype(np.float32), chroma, modality, name,
-                        other, transparent, check_gamut_map(gamut_map))
+                        other, transparent, gamut_map)
 
 
 def check_gamut_map(name: str) -> str:
@@ -155,6 +155,7 @@ def prepare_pair(
     a, a_where = _as_plane(mri, "MRI")
     b, b_where = _as_plane(other, "other")
     mod = parse_modality(modality) if modality is not None else None
+    gamut_map = check_gamut_map(gamut_map)
     if a.ndim == 3:
         raise InputError(f"the MRI must be grey, but {a_where} is a colour image "
                          "(R, G and B differ)")
@@ -200,9 +201,8 @@ def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
     if pair.gamut_map == "fit":
         # Grey pixels (no colour from any source) and transparent ones keep their
         # luminance: the fit only makes room for colour.
+        # (Transparent pixels were given neutral chroma above, so they are grey here.)
         keep = (np.abs(cb - TAU) < _GREY_CHROMA) & (np.abs(cr - TAU) < _GREY_CHROMA)
-        if pair.transparent is not None:
-            keep |= pair.transparent
         fused_y = fit_luminance(fused_y, cb, cr, keep=keep)
     return ycbcr_to_rgb(fused_y, cb, cr).astype(np.float32)
 

@@ -615,7 +615,8 @@ def plan_fusion(
     registers the other volume onto the MRI first (SimpleITK). ``gamut_map``: how colours
     outside RGB come back (:func:`medfuse.prepare.pair.colourise`).
     """
-    check_plan_options(axis, modality, colormap, gamut_map)
+    check_plan_options(axis, modality, colormap)
+    gamut_map = check_gamut_map(gamut_map)
     check_first_input(mri, allow_non_mr)
     mri = _as_grey_mri(mri)
     if mri.is_2d != other.is_2d:
@@ -681,7 +682,7 @@ def plan_fusion(
         two_d=two_d, notes=notes, resize=resize and two_d, floor=floor_value,
         floor_source=floor_source, suv=suv, modality_source=mod_source,
         colormap_source=cmap_source, registration=registration, info=info, checks=checks,
-        gamut_map=check_gamut_map(gamut_map),
+        gamut_map=gamut_map,
     )
     plan.misregistration = score_pair(plan)
     if registration is not None:
