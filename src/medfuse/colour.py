@@ -86,9 +86,9 @@ def fit_luminance(y: np.ndarray, cb: np.ndarray, cr: np.ndarray,
     ``min(1, ceiling / Y)`` is blurred (Gaussian, ``sigma`` pixels; default 1/16 of the
     longer side, at least 16) and multiplied in: the colour gets its room region by
     region, and the MRI's edges survive as a multiplicative pattern. Pixels in ``keep``
-    (a bool mask: the transparent ones, which show the MRI exactly) are left as they are,
-    and the scale eases back to 1 within about ``sigma / 2`` of them, so the MRI there
-    meets the coloured part without a step. A plane whose colours fit is returned
+    (a bool mask; the colour path passes the grey ones, transparent pixels included,
+    which show the MRI exactly) are left as they are, and the scale eases back to 1 within
+    about ``sigma / 2`` of them, so the MRI there meets the coloured part without a step. A plane whose colours fit is returned
     unchanged; some pixels at the edge of a region may still clip.
     """
     import cv2
