@@ -236,15 +236,24 @@ def test_clean_leftovers_spares_other_parts(tmp_path: Path) -> None:
 
 
 def _kill_script(src: Path, out: Path, weights: Path, workers: int) -> str:
+    """A batch that stops in its progress callback once three pairs are in the ledger, so
+    the kill lands mid-way however fast the rest would go (the parent writes the ledger
+    and calls back; workers may still finish outputs the ledger never records)."""
     return textwrap.dedent(f"""
+        import time
         from pathlib import Path
         from medfuse.batch import BatchRequest, fuse_batch
         from medfuse.fusion import FuseRequest
         from medfuse.parallel import EngineSpec
+
+        def hold(item, done, total):
+            if done >= 3:
+                time.sleep(300)
+
         if __name__ == "__main__":
             fuse_batch(BatchRequest(Path({str(src)!r}), Path({str(out)!r}), workers={workers},
                                     template=FuseRequest(Path(), Path(), Path(), modality="pet")),
-                       EngineSpec({str(weights)!r}, "cpu"))
+                       EngineSpec({str(weights)!r}, "cpu"), progress=hold)
     """)
 
 
