@@ -104,3 +104,10 @@ def test_consoles_escape_control_characters_in_markup_and_plain_text() -> None:
     text = buf.getvalue()
     assert "\x1b" not in text
     assert "failed evil\\x1b[2J.png: bad" in text and "evil\\x1b[31m.png" in text
+
+
+def test_cli_gamut_map_default_is_the_library_default() -> None:
+    from medfuse.cli.options import GAMUT_MAP_DEFAULT
+    from medfuse.colour import DEFAULT_GAMUT_MAP, GAMUT_MAPS
+
+    assert GAMUT_MAP_DEFAULT == DEFAULT_GAMUT_MAP and GAMUT_MAP_DEFAULT in GAMUT_MAPS

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from medfuse.cli.app import app
 from medfuse.cli.options import (
+    GAMUT_MAP_DEFAULT,
     AnonymizeOpt,
     AxisOpt,
     BitDepthOpt,
@@ -83,7 +84,7 @@ def batch(
     window: WindowOpt = None,
     mri_window: MriWindowOpt = None,
     colormap: ColormapOpt = None,
-    gamut_map: GamutMapOpt = "fit",
+    gamut_map: GamutMapOpt = GAMUT_MAP_DEFAULT,
     anonymize: AnonymizeOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",

@@ -14,6 +14,7 @@ import typer
 
 from medfuse.cli.app import app
 from medfuse.cli.options import (
+    GAMUT_MAP_DEFAULT,
     AxisOpt,
     DebugOpt,
     DeviceOpt,
@@ -140,7 +141,7 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Pairs or slices per GeSeNet call.")] = 8,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
-    gamut_map: GamutMapOpt = "fit",
+    gamut_map: GamutMapOpt = GAMUT_MAP_DEFAULT,
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,

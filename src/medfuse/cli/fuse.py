@@ -9,6 +9,7 @@ import typer
 
 from medfuse.cli.app import app
 from medfuse.cli.options import (
+    GAMUT_MAP_DEFAULT,
     AllowNonMrOpt,
     AnonymizeOpt,
     AxisOpt,
@@ -76,7 +77,7 @@ def fuse(
     window: WindowOpt = None,
     mri_window: MriWindowOpt = None,
     colormap: ColormapOpt = None,
-    gamut_map: GamutMapOpt = "fit",
+    gamut_map: GamutMapOpt = GAMUT_MAP_DEFAULT,
     fmt: FormatOpt = None,
     preview: PreviewOpt = None,
     preview_style: PreviewStyleOpt = "montage",

@@ -114,6 +114,9 @@ ColormapOpt = Annotated[
                  "lesion keeps its contrast mostly through hue, so the hue maps (rainbow, "
                  "jet) keep it best."),
 ]
+#: ``medfuse.colour.DEFAULT_GAMUT_MAP``, spelt out so that parsing the command line needs no
+#: NumPy (a test holds the two equal).
+GAMUT_MAP_DEFAULT = "fit"
 GamutMapOpt = Annotated[
     str,
     typer.Option("--gamut-map", help="How a strong colour on bright anatomy, which RGB "
