@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.synth import pydicom_sample, rng_image
-from medfuse.colour import TAU, rgb_to_ycbcr
+from medfuse.colour import TAU, fuse_chroma, rgb_to_ycbcr, ycbcr_to_rgb
 from medfuse.errors import InputError, UsageError
 from medfuse.io.images import read_image, write_image
 from medfuse.prepare.pair import (
@@ -173,9 +173,7 @@ def test_gamut_map_fit_by_default_clip_on_request() -> None:
     centre = (slice(28, 36), slice(28, 36))
     assert fit[centre][..., 1].mean() < clip[centre][..., 1].mean() - 0.2  # less pink
     y, cb, cr = rgb_to_ycbcr(other)
-    from medfuse.colour import ycbcr_to_rgb
     neutral = np.full_like(cb, TAU)
-    from medfuse.colour import fuse_chroma
     expected = ycbcr_to_rgb(fused_y, fuse_chroma([neutral, cb]), fuse_chroma([neutral, cr]))
     np.testing.assert_allclose(clip, expected, atol=1e-6)
     grey = np.full((size, size), 0.5, np.float32)
