@@ -88,8 +88,9 @@ def fit_luminance(y: np.ndarray, cb: np.ndarray, cr: np.ndarray,
     region, and the MRI's edges survive as a multiplicative pattern. Pixels in ``keep``
     (a bool mask; the colour path passes the grey ones, transparent pixels included,
     which show the MRI exactly) are left as they are, and the scale eases back to 1 within
-    about ``sigma / 2`` of them, so the MRI there meets the coloured part without a step. A plane whose colours fit is returned
-    unchanged; some pixels at the edge of a region may still clip.
+    about ``sigma / 2`` of them, so the MRI there meets the coloured part without a step.
+    A plane whose colours fit is returned unchanged; some pixels at the edge of a region
+    may still clip.
     """
     import cv2
 

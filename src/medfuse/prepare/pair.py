@@ -199,9 +199,8 @@ def colourise(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
     cb = fuse_chroma([c[0] for c in sources])
     cr = fuse_chroma([c[1] for c in sources])
     if pair.gamut_map == "fit":
-        # Grey pixels (no colour from any source) and transparent ones keep their
-        # luminance: the fit only makes room for colour.
-        # (Transparent pixels were given neutral chroma above, so they are grey here.)
+        # Grey pixels keep their luminance: the fit only makes room for colour.
+        # Transparent pixels were given neutral chroma above, so they are grey here too.
         keep = (np.abs(cb - TAU) < _GREY_CHROMA) & (np.abs(cr - TAU) < _GREY_CHROMA)
         fused_y = fit_luminance(fused_y, cb, cr, keep=keep)
     return ycbcr_to_rgb(fused_y, cb, cr).astype(np.float32)
