@@ -111,3 +111,30 @@ def test_cli_gamut_map_default_is_the_library_default() -> None:
     from medfuse.colour import DEFAULT_GAMUT_MAP, GAMUT_MAPS
 
     assert GAMUT_MAP_DEFAULT == DEFAULT_GAMUT_MAP and GAMUT_MAP_DEFAULT in GAMUT_MAPS
+
+
+def test_python_dash_m_medfuse(tmp_path: Path) -> None:
+    """``python -m medfuse`` is the same command line as the ``medfuse`` script."""
+    import os
+
+    import medfuse
+
+    # The medfuse under test, wherever the interpreter's own install points.
+    env = {**os.environ, "PYTHONPATH": str(Path(medfuse.__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-m", "medfuse", "--version"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=60, env=env)
+    assert res.returncode == 0 and res.stdout == f"medfuse {__version__}\n", res.stderr
+    res = subprocess.run([sys.executable, "-m", "medfuse", "--help"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=60, env=env)
+    assert res.returncode == 0 and "python -m medfuse" in res.stdout and "fuse" in res.stdout
+
+
+def test_the_version_is_stated_once() -> None:
+    """``pyproject.toml`` reads the version from ``medfuse/__init__.py``; it names none."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"] and "version" not in project["project"]
+    assert project["tool"]["hatch"]["version"]["path"] == "src/medfuse/__init__.py"
+    assert __version__ == "1.0.0"

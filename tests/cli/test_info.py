@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from helpers.cli import run
 from medfuse import __version__
@@ -41,3 +44,52 @@ def test_demo(tmp_path: Path, mean_engine: None) -> None:
     r = run("demo", "-o", out)
     assert r.code == 2 and "--force" in r.err
     assert run("demo", "-o", out, "--force", "-q").out == ""
+
+
+def test_info_names_the_models_folder_even_when_empty(tmp_path: Path, random_weights: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "models"
+    monkeypatch.setenv("MEDFUSE_MODELS_DIR", str(folder))
+    r = run("info", "-w", random_weights, "-d", "cpu")
+    assert r.code == 0, r.text
+    assert f"models folder   {folder} (does not exist yet" in r.out
+    folder.mkdir()
+    assert f"models folder   {folder} (empty" in run("info", "-w", random_weights, "-d", "cpu").out
+    (folder / "mine.pt").write_bytes(random_weights.read_bytes())
+    r = run("info", "-w", random_weights, "-d", "cpu")
+    assert f"{folder} (1 model, for --weights NAME)" in r.out
+    assert "model mine" in r.out and str(folder / "mine.pt") in r.out
+
+
+def test_info_states_the_licence(random_weights: Path) -> None:
+    from medfuse.installation import licence
+
+    r = run("info", "-w", random_weights, "-d", "cpu")
+    line = next(ln for ln in r.out.splitlines() if ln.startswith("licence"))
+    assert licence() in line and licence() == "MIT"
+
+
+def test_info_json_is_the_same_facts(random_weights: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDFUSE_MODELS_DIR", str(tmp_path))
+    r = run("info", "-w", random_weights, "-d", "cpu", "--json")
+    assert r.code == 0, r.text
+    facts = json.loads(r.out)
+    assert facts["medfuse"] == __version__ and facts["device"] == "cpu"
+    assert facts["weights"] == str(random_weights) and len(facts["sha256"]) == 64
+    assert facts["models_dir"] == str(tmp_path) and facts["models"] == {}
+    assert facts["licence"] == "MIT" and facts["device_error"] is None
+
+
+def test_info_reports_a_missing_gpu_instead_of_failing(random_weights: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = run("info", "-w", random_weights, "-d", "cuda")
+    assert r.code == 0, r.text
+    device = next(ln for ln in r.out.splitlines() if ln.startswith("device"))
+    assert "none (" in device and "CUDA is not available" in device
+    facts = json.loads(run("info", "-w", random_weights, "-d", "cuda:1", "--json").out)
+    assert facts["device"] is None and "CUDA is not available" in facts["device_error"]
+    assert facts["cuda_available"] is False

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import platform
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,33 +60,49 @@ def demo(
 def info(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts "
+                                          "and bug reports) instead of rows.")] = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Versions, the device medfuse would use, the weights it would load, and your models."""
-    import torch
+    """Versions, the torch build, the device medfuse would use, the weights it would load,
+    the licence, and your models folder with the models in it."""
+    from medfuse.installation import describe_installation
 
-    from medfuse import __version__
-    from medfuse.engine import resolve_weights, select_device, sha256_of, user_models
-    from medfuse.errors import MedfuseError
+    facts = describe_installation(weights, device)
+    if as_json:
+        out.print(json.dumps(facts.as_dict(), indent=2), markup=False, soft_wrap=True)
+        return
+    for key, value in info_rows(facts):
+        out.print(f"{key:<14}  {value}", soft_wrap=True, markup=False)
 
-    dev = select_device(device)
-    rows: list[tuple[str, str]] = [
-        ("medfuse", __version__),
-        ("python", platform.python_version()),
-        ("torch", torch.__version__),
-        ("cuda available", str(torch.cuda.is_available())),
-        ("device", str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")),
-        ("threads", str(torch.get_num_threads())),
+
+def info_rows(facts: Any) -> list[tuple[str, str]]:
+    """``medfuse info``'s rows: the facts worded for a person."""
+    build = f"CUDA {facts.torch_cuda} build" if facts.torch_cuda else "CPU-only build"
+    if facts.device_error:
+        device = f"none ({facts.device_error})"
+    else:
+        device = facts.device + (f" ({facts.device_name})" if facts.device_name else "")
+    rows = [
+        ("medfuse", facts.medfuse),
+        ("python", facts.python),
+        ("torch", f"{facts.torch} ({build})"),
+        ("cuda available", str(facts.cuda_available)),
+        ("device", device),
+        ("threads", str(facts.threads)),
     ]
-    try:
-        path = resolve_weights(weights)
-        rows += [("weights", str(path)), ("sha256", sha256_of(path))]
-        if path.with_name("MODEL_CARD.md").is_file():
-            rows.append(("model card", str(path.with_name("MODEL_CARD.md"))))
-    except MedfuseError as exc:
-        rows.append(("weights", f"none ({exc})"))
-    rows += [(f"model {name}", str(p)) for name, p in user_models()]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        out.print(f"{k:<{width}}  {v}", soft_wrap=True, markup=False)
+    if facts.weights:
+        rows += [("weights", facts.weights), ("sha256", facts.sha256)]
+        if facts.model_card:
+            rows.append(("model card", facts.model_card))
+    else:
+        rows.append(("weights", f"none ({facts.weights_error})"))
+    rows.append(("licence", f"{facts.licence} (medfuse and its bundled weights)"))
+    count = len(facts.models)
+    state = ("does not exist yet; put NAME.pt files there" if not facts.models_dir_exists
+             else "empty; put NAME.pt files there" if not count
+             else f"{count} model{'s' if count != 1 else ''}, for --weights NAME")
+    rows.append(("models folder", f"{facts.models_dir} ({state})"))
+    rows += [(f"model {name}", path) for name, path in facts.models.items()]
+    return rows

@@ -4,6 +4,7 @@ the one place library errors become one line and an exit code."""
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,45 @@ class SafeConsole(Console):
 
     def render_str(self, text: str, **kwargs: Any) -> Any:
         return super().render_str(printable(text), **kwargs)
+
+
+def help_text(text: str | None) -> str | None:
+    """``text`` as the help renderer should get it: paragraphs kept, the line breaks of a
+    docstring inside a paragraph joined, and Rich markup escaped.
+
+    Why: Typer renders help through Rich markup, so ``pip install "medfuse[register]"``
+    would lose ``[register]`` as an unknown style tag, and a docstring's own line breaks
+    would show as ragged lines. Applied to every command and option at once
+    (:func:`tidy_help`), so no help text needs to remember either."""
+    if text is None:
+        return None
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(escape(" ".join(p.split())) for p in paragraphs if p.strip())
+
+
+def tidy_help(command: Any) -> None:
+    """Prepare ``command``'s help once: :func:`help_text` on its own help and on each
+    parameter's, and boolean switches shown as switches (no ``<bool>`` value column, which
+    read as if ``--force`` wanted a value), the ``--help`` switch included."""
+    if getattr(command, "_medfuse_help_tidied", False):
+        return
+    command.help = help_text(command.help)
+    command.short_help = help_text(command.short_help)
+    for param in getattr(command, "params", ()):
+        if getattr(param, "help", None):
+            param.help = help_text(param.help)
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    get_help_option = command.get_help_option
+
+    def switch_help_option(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = switch_help_option
+    command._medfuse_help_tidied = True
 
 
 console = SafeConsole(stderr=True, highlight=False)
