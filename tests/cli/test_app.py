@@ -131,7 +131,10 @@ def test_python_dash_m_medfuse(tmp_path: Path) -> None:
 
 def test_the_version_is_stated_once() -> None:
     """``pyproject.toml`` reads the version from ``medfuse/__init__.py``; it names none."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
 
     root = Path(__file__).resolve().parents[2]
     project = tomllib.loads((root / "pyproject.toml").read_text())
