@@ -22,6 +22,7 @@ import numpy as np
 
 from medfuse.engine.device import select_device
 from medfuse.engine.precision import HALF_TOLERANCE, reduced_precision_check
+from medfuse.engine.skipping import EmptySpace
 from medfuse.engine.tiling import (
     MARGIN,
     TILE,
@@ -75,6 +76,11 @@ class Engine:
     exact tiles of ``tile_size`` (plus :data:`~medfuse.engine.tiling.MARGIN`), which bounds
     memory without changing the result.
 
+    ``skip_empty``: on CPU, each slice runs the network only near its content and
+    gives the rest the value the whole-slice network gives there
+    (:mod:`~medfuse.engine.skipping`; exact up to float rounding). Off only to measure
+    the whole-slice path.
+
     On CUDA (nothing here changes the CPU path, whose results stay bit-identical):
 
     * ``cuda_fold_options`` are passed to the network's ``fold`` on CUDA only. The default
@@ -100,8 +106,10 @@ class Engine:
     tile_size: int = TILE
     cuda_fold_options: dict[str, Any] = field(default_factory=lambda: {"sparse": "never"})
     cudnn_benchmark: bool = False
+    skip_empty: bool = True
     _sha256: str | None = field(default=None, repr=False)
     _pinned: Any = field(default=None, repr=False)
+    _empty: EmptySpace | None = field(default=None, repr=False)
 
     @property
     def weights_sha256(self) -> str | None:
@@ -243,6 +251,11 @@ class Engine:
         net = self._network()
         with torch.inference_mode(), self._exact_float32():
             a, b = self._inputs(mri, other)
+            skipped = self._skipping(net, a, b, with_masks)
+            if skipped is not None:
+                f, mm, mf = skipped
+                return f[:, :h, :w], (mm if mm is None else mm[:, :h, :w]), \
+                    (mf if mf is None else mf[:, :h, :w])
             out = net.fuse(a, b, return_bodies=False)
             crop = (slice(None), 0, slice(0, h), slice(0, w))
             fused = self._to_numpy(out.fused[crop])
@@ -253,6 +266,23 @@ class Engine:
                 self._to_numpy(out.mask_mri[crop]),
                 self._to_numpy(out.mask_functional[crop]),
             )
+
+    def _skipping(
+        self, net: FusionPass, a: torch.Tensor, b: torch.Tensor, with_masks: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+        """One padded slice with empty space skipped (CPU, the folded form, one slice per
+        call as ``cpu_micro_batch`` sets by default), or None where that does not apply
+        or would not pay."""
+        radius = getattr(net, "receptive_radius", None)
+        if not self.skip_empty or self.device.type != "cpu" or radius is None or a.shape[0] != 1:
+            return None
+        if self._empty is None or self._empty.radius != radius:
+            self._empty = EmptySpace(radius, self.model.SIZE_MULTIPLE)
+        done = self._empty.fuse_slice(net, a, b, with_masks)
+        if done is None:
+            return None
+        f, mm, mf = done
+        return f[None], (None if mm is None else mm[None]), (None if mf is None else mf[None])
 
     def _run_tiled(
         self, mri: np.ndarray, other: np.ndarray, with_masks: bool = True

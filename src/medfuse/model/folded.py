@@ -38,7 +38,7 @@ model in training mode must run the model itself (the engine does).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,6 +69,16 @@ SPARSE_AREA_WEIGHT = 0.92
 #: ``sparse="auto"`` uses the sparse body for a branch only when its modelled cost is at
 #: most this share of the dense body's, a margin under the measured break-even of 1.
 SPARSE_AUTO_MAX_COST = 0.85
+#: Pixels of context a fused pixel depends on, counted layer by layer: the edge module 3
+#: (three chained 3x3 convolutions), the spatial mask 9 (a 3x3 convolution, 2x2 pooling,
+#: a 3x3 convolution at half resolution and a stride-2 3x3 transposed convolution: at
+#: most 9 rows or columns away on one side, 6 on the other), each of the 4 masked body
+#: layers 1 more (12), SFT2 1 (13), decoder2 and decoder1 1 each (15); rounded up to even
+#: so a crop grown by it keeps the 2x2 pooling grid. Tighter than the network's
+#: conservative ``RECEPTIVE_RADIUS`` (24), which tiling uses.
+RECEPTIVE_RADIUS = 16
+#: ``pooled`` as a function of the two body outputs (MRI, functional) giving the means.
+PooledFromBodies = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 #: The keyword options of :class:`FoldedGeSeNet` (and so of :meth:`GeSeNet.fold`).
 FOLD_OPTIONS = ("channels_last", "dtype", "body", "sparse", "sparse_gap", "sparse_max_cost")
 
@@ -236,6 +246,8 @@ class FoldedGeSeNet:
         self.sparse = sparse
         self.sparse_gap = sparse_gap
         self.sparse_max_cost = sparse_max_cost
+        #: See :data:`RECEPTIVE_RADIUS`; ``fuse`` also accepts ``pooled`` as a function.
+        self.receptive_radius = RECEPTIVE_RADIUS
         #: How the last call ran each branch's body, for benchmarks and tests.
         self.last_body_paths: dict[str, str] = {}
         with torch.no_grad():
@@ -563,19 +575,23 @@ class FoldedGeSeNet:
         self,
         mri: Tensor,
         other: Tensor,
-        pooled: tuple[Tensor, Tensor] | None = None,
+        pooled: tuple[Tensor, Tensor] | PooledFromBodies | None = None,
         return_bodies: bool = True,
     ) -> FusionOutput:
         """Same contract as :meth:`GeSeNet.fuse` in eval mode: (N, 1, H, W) inputs with
-        even H and W; ``pooled`` overrides the channel-attention means (tiling).
+        even H and W; ``pooled`` overrides the channel-attention means (tiling), or is a
+        function of the two body outputs that returns them: a crop of a larger image
+        then gets that image's means in one pass (the engine's empty-space skipping).
 
         ``return_bodies=False`` frees the region-mask body outputs as soon as they are
         used (lower peak memory) and returns empty tensors in their place."""
         if mri.shape[-2] % 2 or mri.shape[-1] % 2:
             raise ValueError(f"GeSeNet needs even height and width, got {tuple(mri.shape[-2:])}")
-        p_inf, p_vis = pooled if pooled is not None else (None, None)
         inf_e, spa_i, body_i = self._branch_features(self.inf, self._prep(mri), "mri")
         vis_e, spa_v, body_v = self._branch_features(self.vis, self._prep(other), "functional")
+        if callable(pooled):
+            pooled = pooled(body_i, body_v)
+        p_inf, p_vis = pooled if pooled is not None else (None, None)
         # Ordered so that few full-size tensors are alive at once (peak memory): the
         # residual features are written straight into the buffer that SFT2's first half
         # reads, then the scale half, then the decoder, freeing as it goes.
