@@ -24,6 +24,13 @@ Sections (``--sections``, default all but ``compile``):
 * ``precision``: bfloat16 fast path (CPU) or float16 (CUDA): speed and max error from
   float32 on the reference samples (or the built-in phantoms).
 * ``compile``: ``torch.compile`` of the folded form: build time, latency, agreement.
+* ``head``: the 1 mm head (MRI 197x233x189, 2 mm PET) end to end through ``fuse_files``
+  with empty-space skipping and with whole slices (``Engine(skip_empty=False)``),
+  interleaved; the ratio, the exactness on the same run (fused luminance and the written
+  volume), and the per-stage split both ways (read, plan, resample, prepare, network,
+  colour, write). About 2 minutes idle, 1 with ``--quick``.
+* ``atlas``: 256x256 pairs one call each (the Harvard atlas val pairs where present,
+  else phantoms), both ways: skipping must not make them slower.
 
 The process tuning the ``medfuse`` CLI applies (passive OpenMP waiting, the glibc
 allocator tuning, the thread count) is applied here explicitly through
@@ -59,7 +66,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ALL_SECTIONS = ("latency", "volume", "rss", "large", "sparse", "precision")
+ALL_SECTIONS = ("latency", "volume", "rss", "large", "sparse", "precision", "head", "atlas")
 AGREE_TOL = 1e-4
 
 
@@ -327,6 +334,136 @@ def section_volume(state: dict[str, Any], args: argparse.Namespace,
                      "agree": diff <= AGREE_TOL and same})
     report["volume"] = rows
     print("  volume: done", flush=True)
+
+
+class RecordingEngine:
+    """The engine with every fused luminance slice it returns kept (what the exactness
+    of skipping is measured on); everything else passes through."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.fused: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def fuse_luminance(self, mri: Any, other: Any, with_masks: bool = False) -> Any:
+        out = self.engine.fuse_luminance(mri, other, with_masks)
+        self.fused.append(out[0].copy())
+        return out
+
+
+def skip_exactness(a: list[Any], b: list[Any]) -> dict[str, Any]:
+    """Largest |difference| of fused luminance between two runs, and how many pixels
+    differ after 8-bit and 16-bit quantisation."""
+    import numpy as np
+
+    fa, fb = np.concatenate([x.reshape(-1) for x in a]), np.concatenate([x.reshape(-1) for x in b])
+    q8 = lambda x: np.round(np.clip(x, 0, 1) * 255)  # noqa: E731
+    q16 = lambda x: np.round(np.clip(x, 0, 1) * 65535)  # noqa: E731
+    return {"pixels": int(fa.size), "max_abs_diff": float(np.abs(fa - fb).max()),
+            "bit_identical": bool(np.array_equal(fa, fb)),
+            "differ_8bit": int((q8(fa) != q8(fb)).sum()),
+            "differ_16bit": int((q16(fa) != q16(fb)).sum())}
+
+
+def section_head(state: dict[str, Any], args: argparse.Namespace,
+                 report: dict[str, Any]) -> None:
+    """The 1 mm head (``bench_gpu``'s: MRI 197x233x189, PET 2 mm on another grid) end to
+    end through ``fuse_files`` with empty-space skipping and with the whole-slice path,
+    interleaved, in one process; the written volumes and the fused luminance compared;
+    then each way once more stage by stage."""
+    import tempfile
+
+    import nibabel as nib
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from bench_gpu import _head, staged
+
+    from medfuse.fusion import FuseRequest, fuse_files
+
+    engines = {"skipping": make_engine(state, args.device, fast=True),
+               "whole slices": make_engine(state, args.device, fast=True, skip_empty=False)}
+    rounds = 1 if args.quick else 2
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        head = _head(tmp)
+        for e in engines.values():  # fold and background reference built outside the timing
+            e.fuse_luminance(*phantom_pair(64))
+        recorders = {k: RecordingEngine(e) for k, e in engines.items()}
+        written: dict[str, Path] = {}
+
+        def run(name: str) -> None:
+            rec = recorders[name]
+            rec.fused.clear()
+            written[name] = tmp / f"{name.replace(' ', '_')}.nii.gz"
+            fuse_files(FuseRequest(*head, written[name], modality="pet", force=True), lambda: rec)
+
+        times = interleaved({k: (lambda k=k: run(k)) for k in engines}, rounds, warmup=0)
+        exact = skip_exactness(recorders["skipping"].fused, recorders["whole slices"].fused)
+        va = np.asarray(nib.load(written["skipping"]).dataobj)
+        vb = np.asarray(nib.load(written["whole slices"]).dataobj)
+        exact["written_dtype"] = str(va.dtype)
+        exact["written_values_differ"] = int((va != vb).sum())
+        exact["written_max_abs_diff"] = float(np.abs(va.astype(np.float64) - vb).max())
+        counts = dict(engines["skipping"]._empty.counts)
+        stages = {k: staged(head, tmp / f"staged-{i}.nii.gz", e, False, 8)
+                  for i, (k, e) in enumerate(engines.items())}
+    per = {k: n / max(1, rounds) for k, n in counts.items()}
+    report["head"] = {
+        "case": "1 mm head, 197x233x189 MRI + 2 mm PET NIfTI -> NIfTI (fuse_files)",
+        "rounds": rounds, "skipping": summary(times["skipping"]),
+        "whole_slices": summary(times["whole slices"]),
+        "speedup": paired_speedup(times["whole slices"], times["skipping"]),
+        "slices_by_path": per, "exactness": exact, "stages": stages,
+        "agree": exact["written_values_differ"] == 0,
+    }
+    print("  head: done", flush=True)
+
+
+def atlas_pairs(quick: bool) -> tuple[list[tuple[Any, Any]], str]:
+    """Harvard atlas validation pairs (256x256) where ../shared has them, else phantoms."""
+    shared = Path(os.environ.get("MEDFUSE_SHARED", ROOT.parent / "shared")) / "data" / "harvard"
+    per_task = 4 if quick else 8
+    if shared.is_dir():
+        from medfuse.prepare.pair import prepare_pair
+
+        pairs = []
+        for task, mod in (("MRI_CT", "CT"), ("MRI_PET", "PET"), ("MRI_SPECT", "SPECT")):
+            names = sorted((shared / task / "val" / "MRI").glob("*.png"))[:per_task]
+            for f in names:
+                p = prepare_pair(f, shared / task / "val" / mod / f.name)
+                pairs.append((p.mri_y, p.other_y))
+        return pairs, f"Harvard atlas val pairs, {per_task} per task"
+    a, b = phantom_pair(256, 3 * per_task)
+    return list(zip(a, b)), f"{3 * per_task} brain phantom pairs (no atlas here)"
+
+
+def section_atlas(state: dict[str, Any], args: argparse.Namespace,
+                  report: dict[str, Any]) -> None:
+    """256x256 pairs one call each (as ``medfuse fuse`` and the evaluation run them),
+    with and without empty-space skipping, interleaved."""
+    pairs, source = atlas_pairs(args.quick)
+    engines = {"skipping": make_engine(state, args.device, fast=True),
+               "whole slices": make_engine(state, args.device, fast=True, skip_empty=False)}
+    outs: dict[str, list[Any]] = {k: [] for k in engines}
+
+    def run(name: str) -> None:
+        outs[name] = [engines[name].fuse_luminance(m, o)[0] for m, o in pairs]
+
+    rounds = 2 if args.quick else 3
+    times = interleaved({k: (lambda k=k: run(k)) for k in engines}, rounds, warmup=1)
+    exact = skip_exactness(outs["skipping"], outs["whole slices"])
+    counts = engines["skipping"]._empty.counts
+    report["atlas"] = {
+        "case": f"{len(pairs)} x 256x256 pairs, one call each ({source})", "rounds": rounds,
+        "skipping": summary(times["skipping"]), "whole_slices": summary(times["whole slices"]),
+        "speedup": paired_speedup(times["whole slices"], times["skipping"]),
+        "slices_by_path": {k: n / (rounds + 1) for k, n in counts.items()},
+        "exactness": exact, "agree": exact["differ_8bit"] == 0,
+    }
+    print("  atlas: done", flush=True)
 
 
 def peak_rss_mib() -> float:
@@ -609,6 +746,32 @@ def fmt_table(report: dict[str, Any]) -> str:
         else:
             lines.append(f"torch.compile: build {c['build_s']:.0f} s, speed-up {c['speedup']:.2f}x, "
                          f"max abs diff {c['max_abs_diff']:.1e}")
+    for key in ("head", "atlas"):
+        if key not in report:
+            continue
+        h = report[key]
+        x = h["exactness"]
+        lines.append("")
+        lines.append(f"{h['case']}, {h['rounds']} interleaved rounds; slices per run by path "
+                     f"{h['slices_by_path']}:")
+        lines.append("| path | median s | best s | speed-up |")
+        lines.append("|---|---|---|---|")
+        lines.append(f"| whole slices | {h['whole_slices']['median_s']:.2f} | "
+                     f"{h['whole_slices']['min_s']:.2f} | 1.00x |")
+        lines.append(f"| **empty space skipped** | {h['skipping']['median_s']:.2f} | "
+                     f"{h['skipping']['min_s']:.2f} | **{h['speedup']:.2f}x** |")
+        written = (f"; written {x['written_dtype']} values that differ: {x['written_values_differ']}"
+                   if "written_dtype" in x else "")
+        lines.append(f"exactness on this run ({x['pixels']} fused luminance pixels): max abs diff "
+                     f"{x['max_abs_diff']:.1e}, bit-identical {x['bit_identical']}, differ after "
+                     f"8-bit {x['differ_8bit']}, after 16-bit {x['differ_16bit']}{written}")
+        if "stages" in h:
+            names = ["read", "plan", "resample", "prepare", "network", "colour", "write", "total"]
+            lines.append("| stage | whole slices s | skipping s |")
+            lines.append("|---|---|---|")
+            for n in names:
+                a, b = h["stages"]["whole slices"].get(n, 0.0), h["stages"]["skipping"].get(n, 0.0)
+                lines.append(f"| {n} | {a:.2f} | {b:.2f} |")
     lines.append("")
     lines.append(f"agreement (<= {AGREE_TOL:g}, identical masks): {'OK' if report['agree'] else 'FAILED'}")
     return "\n".join(lines)
@@ -666,8 +829,13 @@ def main(argv: list[str] | None = None) -> int:
         section_precision(state, args, report)
     if "compile" in sections:
         section_compile(state, args, report)
+    if "head" in sections:
+        section_head(state, args, report)
+    if "atlas" in sections:
+        section_atlas(state, args, report)
     report["machine"]["load_after"] = load_avg()
-    rows = report.get("latency", []) + report.get("volume", [])
+    rows = report.get("latency", []) + report.get("volume", []) + \
+        [report[k] for k in ("head", "atlas") if k in report]
     report["agree"] = all(r["agree"] for r in rows)
     text = fmt_table(report)
     print()

@@ -209,6 +209,40 @@ def test_pooled_override_matches() -> None:
             assert (got - ref).abs().max().item() <= TOL
 
 
+def test_pooled_as_a_function_of_the_bodies() -> None:
+    """``pooled`` given as a function gets this call's body outputs and its means are
+    used: the identity function's means equal no override at all, and a function that
+    returns fixed means equals passing them."""
+    model = seeded_model()
+    a, b = tensor_pair(1, 32, 36, seed=5)
+    fixed = (torch.rand(1, GeSeNet.FEATURES, 1, 1), torch.rand(1, GeSeNet.FEATURES, 1, 1))
+    seen = []
+
+    def own_means(bi: torch.Tensor, bv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append((bi.shape, bv.shape))
+        return bi.mean((-2, -1), keepdim=True), bv.mean((-2, -1), keepdim=True)
+
+    folded = model.fold()
+    with torch.inference_mode():
+        assert torch.equal(folded.fuse(a, b, pooled=own_means).fused, folded.fuse(a, b).fused)
+        assert torch.equal(folded.fuse(a, b, pooled=lambda *_: fixed).fused,
+                           folded.fuse(a, b, pooled=fixed).fused)
+    assert seen == [((1, GeSeNet.FEATURES, 32, 36),) * 2]
+
+
+def test_without_mask_shortcuts() -> None:
+    """``mask_shortcuts=False`` (no host reads of mask values, for CUDA graphs) computes
+    the same function, uniform masks included."""
+    model = seeded_model(7)
+    with torch.no_grad():
+        model.vis_rmm.spa_mask[5].bias.copy_(torch.tensor([-1e4, 1e4]))  # all-ones mask
+    a, b = tensor_pair(2, 32, 40, seed=6)
+    folded = model.fold(sparse="never", mask_shortcuts=False)
+    with torch.inference_mode():
+        assert_same_output(folded.fuse(a, b), model.fuse(a, b))
+    assert folded.last_body_paths["functional"] == "split"
+
+
 def test_return_bodies_false_drops_only_the_bodies() -> None:
     model = seeded_model()
     a, b = tensor_pair(1, 32, 32, seed=7)

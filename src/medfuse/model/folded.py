@@ -80,7 +80,8 @@ RECEPTIVE_RADIUS = 16
 #: ``pooled`` as a function of the two body outputs (MRI, functional) giving the means.
 PooledFromBodies = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 #: The keyword options of :class:`FoldedGeSeNet` (and so of :meth:`GeSeNet.fold`).
-FOLD_OPTIONS = ("channels_last", "dtype", "body", "sparse", "sparse_gap", "sparse_max_cost")
+FOLD_OPTIONS = ("channels_last", "dtype", "body", "sparse", "sparse_gap", "sparse_max_cost",
+                "mask_shortcuts")
 
 
 @dataclass
@@ -221,6 +222,10 @@ class FoldedGeSeNet:
             ``n_dense`` extra output rows; kept for comparison).
         sparse: sparse body policy; ``"auto"`` uses it when its modelled cost is at most
             ``sparse_max_cost`` of the dense body's (default :data:`SPARSE_AUTO_MAX_COST`).
+        mask_shortcuts: look at each spatial mask on the host and run a plain convolution
+            where it is uniform (default). False never reads mask values on the host (no
+            device synchronisation), so the forward pass can be captured in a CUDA graph
+            or compiled without graph breaks; use it with ``sparse="never"``.
     """
 
     def __init__(
@@ -233,6 +238,7 @@ class FoldedGeSeNet:
         sparse: SparseMode = "auto",
         sparse_gap: int = SPARSE_GAP,
         sparse_max_cost: float = SPARSE_AUTO_MAX_COST,
+        mask_shortcuts: bool = True,
     ) -> None:
         if body not in ("stacked", "split"):
             raise ValueError(f"body must be 'stacked' or 'split', got {body!r}")
@@ -246,6 +252,7 @@ class FoldedGeSeNet:
         self.sparse = sparse
         self.sparse_gap = sparse_gap
         self.sparse_max_cost = sparse_max_cost
+        self.mask_shortcuts = mask_shortcuts
         #: See :data:`RECEPTIVE_RADIUS`; ``fuse`` also accepts ``pooled`` as a function.
         self.receptive_radius = RECEPTIVE_RADIUS
         #: How the last call ran each branch's body, for benchmarks and tests.
@@ -396,8 +403,11 @@ class FoldedGeSeNet:
         return hard_mask(logits, dim=1)
 
     def _body(self, b: _Branch, e: Tensor, spa: Tensor, name: str) -> Tensor:
-        all_ones = bool(spa.all())
-        uniform = all_ones or not bool(spa.any())
+        if self.mask_shortcuts:
+            all_ones = bool(spa.all())
+            uniform = all_ones or not bool(spa.any())
+        else:
+            all_ones = uniform = False
         path = "uniform" if uniform else self.body_mode
         # The windows cover at least the principal pixels, so skip finding them when even
         # that could not pay.
