@@ -1,13 +1,22 @@
 """GPU path, measured: accuracy against CPU, batched slices per second, per-stage times of a
 1 mm head end to end, with scipy or device resampling.
 
-Run on a machine with CUDA (about two and a half minutes on an H200 including start-up;
-needs only ``PYTHONPATH=src`` with torch, numpy, scipy, nibabel and pydicom)::
+Run on a machine with CUDA, as one command (needs only ``PYTHONPATH=src`` with torch,
+numpy, scipy, nibabel and pydicom; nothing is downloaded)::
 
-    PYTHONPATH=src python benchmarks/bench_gpu.py --json gpu.json
+    PYTHONPATH=src timeout 540 python benchmarks/bench_gpu.py --weights weights/gesenet-medfuse.pt
+
+Sections run in the order below and stop starting once ``--budget-s`` (default 420 s)
+is spent, so a run fits a 10-minute slot with room for a rerun; the JSON is rewritten
+after every section (a run cut short keeps what it measured). It goes to
+``benchmarks/results/gpu-<card>-torch<version>.json`` unless ``--json`` says otherwise,
+with the card, the torch and CUDA versions and the goals each figure is checked against.
+The exit code is 1 when an accuracy check fails.
 
 On a CPU-only machine ``--device cpu`` runs the per-stage and end-to-end sections only
-(the CPU per-stage table of docs/performance.md comes from that).
+(the CPU per-stage table of docs/performance.md comes from that); ``--device cpu --smoke
+--sections variants`` runs the variant code on small CPU tensors (everything but the CUDA
+graph), to check the script itself.
 
 What it measures:
 
@@ -25,9 +34,19 @@ What it measures:
 4. **end_to_end**: ``fuse_files`` on the head (record and input hashes included), with
    scipy resampling and with device resampling patched into the plan (what the proposed
    one-line plan change does).
-5. **cpu_workers**: the host CPU's network slices per second, one process with all
+5. **variants**: the network alone on device tensors at 256x256 (batch ``--variant-batch``,
+   default 512), float16 and float32: the folded form as the engine runs it
+   (channels-last), NCHW, without mask shortcuts (no host synchronisation), replayed as a
+   CUDA graph, and ``torch.compile`` of the folded form (default mode and
+   ``reduce-overhead``, float16 only); slices per second, build time, and the max difference from the
+   eager form in the same precision and from float32.
+6. **cpu_workers**: the host CPU's network slices per second, one process with all
    threads against one single-threaded process per core (up to 8): what ``--workers``
    is for on a many-core node.
+
+Goals it checks (``goals`` in the JSON): float32 on CUDA within 1e-5 of CPU, float16
+within 2/255; at least 2,000 slices/s at 256x256 batched; the 1 mm head under 2 s end to
+end.
 """
 
 from __future__ import annotations
@@ -46,7 +65,10 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("accuracy", "throughput", "stages", "end_to_end", "cpu_workers")
+SECTIONS = ("accuracy", "throughput", "end_to_end", "variants", "stages", "cpu_workers")
+#: The goals the figures are checked against.
+GOALS = {"float32_max_abs_diff": 1e-5, "float16_max_abs_diff": 2 / 255,
+         "slices_per_s_256": 2000.0, "head_end_to_end_s": 2.0}
 HEAD_SLICES = 189
 
 
@@ -156,10 +178,10 @@ def _throughput_row(weights: str | None, size: int, batch: int, precision: str,
 
 def throughput(weights: str | None) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"auto": [], "float32": [], "variants": []}
-    for size, batches in ((256, (32, 128, 512, 1024)), (512, (32, 128))):
+    for size, batches in ((256, (128, 512, 1024)), (512, (128,))):
         for batch in batches:
             out["auto"].append(_throughput_row(weights, size, batch, "auto"))
-    for size, batches in ((256, (32, 128, 512)), (512, (32, 128))):
+    for size, batches in ((256, (128, 512)),):
         for batch in batches:
             out["float32"].append(_throughput_row(weights, size, batch, "float32"))
     # What the engine changes bought, and what the autotuner would add.
@@ -167,6 +189,122 @@ def throughput(weights: str | None) -> dict[str, list[dict[str, Any]]]:
                                            cuda_fold_options={"sparse": "auto"}))
     out["variants"].append(_throughput_row(weights, 256, 512, "auto", cudnn_benchmark=True))
     return out
+
+
+# -- 5. variants (network only) -----------------------------------------------------------------
+
+
+def _cuda_graph(fn: Any, a: Any, b: Any) -> Any:
+    """``fn(a, b)`` captured once as a CUDA graph over static input buffers; the returned
+    function copies new inputs in and replays it."""
+    import torch
+
+    sa, sb = a.clone(), b.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm-up outside the capture (cuDNN plans, allocator pools)
+            fn(sa, sb)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(sa, sb)
+
+    def replay(x: Any, y: Any) -> Any:
+        sa.copy_(x)
+        sb.copy_(y)
+        graph.replay()
+        return out
+
+    return replay
+
+
+def _variant_row(name: str, make: Any, a: Any, b: Any, reference: dict[str, Any],
+                 iters: int) -> dict[str, Any]:
+    import torch
+
+    row: dict[str, Any] = {"variant": name, "batch": int(a.shape[0]),
+                           "size": int(a.shape[-1]), "dtype": str(a.dtype)}
+    try:
+        t0 = time.perf_counter()
+        fn = make()
+        got = fn(a, b)  # first call: compile or capture
+        _sync(a.device)
+        row["build_s"] = round(time.perf_counter() - t0, 2)
+        for _ in range(2):
+            fn(a, b)
+        _sync(a.device)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            got = fn(a, b)
+        _sync(a.device)
+        dt = time.perf_counter() - t0
+        row["slices_per_s"] = round(iters * a.shape[0] / dt, 1)
+        got = got.float()
+        for key, ref in reference.items():
+            row[f"max_abs_diff_vs_{key}_in_255"] = float((got - ref).abs().max()) * 255
+    except Exception as exc:  # one variant failing must not lose the others
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    if torch.cuda.is_available() and a.device.type == "cuda":
+        row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def variants(weights: str | None, device: str, size: int, batch: int, smoke: bool = False
+             ) -> list[dict[str, Any]]:
+    """The network alone on device tensors, as the engine folds it and in the forms that
+    might run it faster (see the module docstring)."""
+    import torch
+
+    from medfuse.engine import build_model, read_state_dict, resolve_weights
+
+    dev = torch.device(device)
+    model = build_model(read_state_dict(resolve_weights(weights))).to(dev)
+    mri, other = _phantom_batch(min(batch, 8), size)
+    reps = -(-batch // len(mri))
+    a32 = torch.from_numpy(np.tile(mri, (reps, 1, 1))[:batch]).unsqueeze(1).to(dev)
+    b32 = torch.from_numpy(np.tile(other, (reps, 1, 1))[:batch]).unsqueeze(1).to(dev)
+    iters = 2 if smoke else max(5, 4096 // batch)
+    cuda = dev.type == "cuda"
+    flags = (torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+                                        allow_tf32=False) if cuda else contextlib.nullcontext())
+    rows: list[dict[str, Any]] = []
+    with torch.inference_mode(), flags:
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = False
+        exact = model.fold(dtype=torch.float32, sparse="never")
+        ref32 = exact.fuse(a32, b32, return_bodies=False).fused.float()
+        for dtype in (torch.float16, torch.float32) if cuda else (torch.float32,):
+            a, b = a32.to(dtype), b32.to(dtype)
+
+            def folded(dtype: Any = dtype, **options: Any) -> Any:
+                net = model.fold(dtype=dtype, **{"sparse": "never", **options})
+                return lambda x, y: net.fuse(x, y, return_bodies=False).fused
+
+            eager = folded()(a, b).float()
+            reference = {"eager": eager, "float32": ref32}
+            cases: list[tuple[str, Any]] = [
+                ("folded, channels-last (the engine's)", folded),
+                ("folded, NCHW", lambda f=folded: f(channels_last=False)),
+                ("folded, no mask shortcuts", lambda f=folded: f(mask_shortcuts=False)),
+            ]
+            if cuda:
+                cases.append(("CUDA graph of the folded form",
+                              lambda f=folded, a=a, b=b: _cuda_graph(f(mask_shortcuts=False), a, b)))
+            # Compiling takes about a minute a mode: float16 only, the precision the
+            # engine picks on CUDA (float32 on the CPU smoke run).
+            modes = ("default", "reduce-overhead") if dtype == torch.float16 else ()
+            for mode in modes if cuda else ("default",):
+                cases.append((f"torch.compile, mode={mode}",
+                              lambda f=folded, mode=mode: torch.compile(
+                                  f(mask_shortcuts=False), mode=mode, dynamic=False)))
+            for name, make in cases:
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                rows.append(_variant_row(name, make, a, b, reference, iters))
+            torch._dynamo.reset()
+    return rows
 
 
 # -- 3. stages ---------------------------------------------------------------------------------
@@ -371,7 +509,14 @@ def main() -> int:
     parser.add_argument("--network-sample", type=int, default=None,
                         help="stages: time the network on this many slices and scale "
                         "(default: all on cuda, 16 on cpu)")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="start no section after this many seconds (default 420)")
+    parser.add_argument("--variant-batch", type=int, default=512,
+                        help="variants: slices per call (default 512)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="variants on small CPU tensors, to check the script")
     args = parser.parse_args()
+    started = time.perf_counter()
     import torch
 
     from medfuse.engine.runtime import tune_process
@@ -383,44 +528,96 @@ def main() -> int:
         return 2
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not cuda:
-        sections = [s for s in sections if s in ("stages", "end_to_end", "cpu_workers")]
+        cpu_ok = ("stages", "end_to_end", "cpu_workers") + (("variants",) if args.smoke else ())
+        sections = [s for s in sections if s in cpu_ok]
         if args.sections == ",".join(SECTIONS):
             sections = ["stages"]  # the whole head through a CPU network takes minutes
     sample = args.network_sample or (None if cuda else 16)
     batch = args.batch or (128 if cuda else 8)
+    card = torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu"
     result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-        "torch": torch.__version__, "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
+        "device": card, "torch": torch.__version__, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "argv": sys.argv[1:], "goals": GOALS, "sections_skipped_for_budget": [],
     }
+    out_json = args.json or default_json(card, torch.__version__)
+
+    def save() -> None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(result, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         head = _head(tmp)
-        if "accuracy" in sections:
-            result["accuracy"] = accuracy(args.weights, head)
-            print(json.dumps(result["accuracy"]), flush=True)
-        if "throughput" in sections:
-            result["throughput"] = throughput(args.weights)
-        if "stages" in sections:
-            result["stages"] = stages(args.weights, args.device, head, tmp, batch, sample)
-        if "end_to_end" in sections:
-            result["end_to_end"] = end_to_end(args.weights, args.device, head, tmp, batch,
-                                              runs=2 if cuda else 1)
-        if "cpu_workers" in sections:
-            # How the host's cores are best used by --workers: one process with all
-            # threads, or one single-threaded process per core (up to 8).
-            from bench_batch import steady_state
+        for section in [s for s in SECTIONS if s in sections]:
+            if time.perf_counter() - started > args.budget_s:
+                result["sections_skipped_for_budget"].append(section)
+                continue
+            t0 = time.perf_counter()
+            if section == "accuracy":
+                result["accuracy"] = accuracy(args.weights, head)
+                print(json.dumps(result["accuracy"]), flush=True)
+            elif section == "throughput":
+                result["throughput"] = throughput(args.weights)
+            elif section == "stages":
+                result["stages"] = stages(args.weights, args.device, head, tmp, batch, sample)
+            elif section == "end_to_end":
+                result["end_to_end"] = end_to_end(args.weights, args.device, head, tmp, batch,
+                                                  runs=2 if cuda else 1)
+            elif section == "variants":
+                size = 64 if args.smoke else 256
+                vbatch = 2 if args.smoke else args.variant_batch
+                result["variants"] = variants(args.weights, args.device, size, vbatch, args.smoke)
+            elif section == "cpu_workers":
+                # How the host's cores are best used by --workers: one process with all
+                # threads, or one single-threaded process per core (up to 8).
+                from bench_batch import steady_state
 
-            from medfuse.parallel import available_cpus
+                from medfuse.parallel import available_cpus
 
-            result["cpu_workers"] = steady_state(min(8, available_cpus()), slices=16,
-                                                 rounds=1, weights=args.weights)
-            print(json.dumps(result["cpu_workers"]), flush=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    return 0
+                result["cpu_workers"] = steady_state(min(8, available_cpus()), slices=16,
+                                                     rounds=1, weights=args.weights)
+                print(json.dumps(result["cpu_workers"]), flush=True)
+            result.setdefault("section_seconds", {})[section] = round(time.perf_counter() - t0, 1)
+            result["checks"] = checks(result)
+            save()
+    result["checks"] = checks(result)
+    save()
+    print(json.dumps(result, indent=2))
+    print(f"JSON: {out_json}")
+    failed = [k for k, v in result["checks"].items() if k.startswith("accuracy") and v is False]
+    return 1 if failed else 0
+
+
+def default_json(card: str, torch_version: str) -> Path:
+    """benchmarks/results/gpu-<card>-torch<version>.json, names made file-safe."""
+    slug = "".join(c if c.isalnum() else "-" for c in card.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    ver = torch_version.replace("+", "-")
+    return Path(__file__).resolve().parent / "results" / f"gpu-{slug}-torch{ver}.json"
+
+
+def checks(result: dict[str, Any]) -> dict[str, bool | None]:
+    """Each goal met (True), missed (False) or not measured in this run (None)."""
+    acc = result.get("accuracy", {})
+    out: dict[str, bool | None] = {
+        "accuracy_float32": (acc["max_abs_diff_float32"] <= GOALS["float32_max_abs_diff"]
+                             if "max_abs_diff_float32" in acc else None),
+        "accuracy_float16": (acc["max_abs_diff_float16"] <= GOALS["float16_max_abs_diff"]
+                             if "max_abs_diff_float16" in acc else None),
+    }
+    rates = [r.get("slices_per_s", 0.0) for r in result.get("variants", [])
+             if r.get("size") == 256 and "error" not in r]
+    rates += [r["slices_per_s"] for r in result.get("throughput", {}).get("auto", [])
+              if r["size"] == 256]
+    out["slices_per_s_256"] = max(rates) >= GOALS["slices_per_s_256"] if rates else None
+    e2e = result.get("end_to_end", {})
+    runs = [min(v["runs_s"]) for k, v in e2e.items() if isinstance(v, dict) and "runs_s" in v]
+    out["head_end_to_end"] = min(runs) <= GOALS["head_end_to_end_s"] if runs else None
+    return out
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from medfuse.engine.network import FusionPass
 
 #: Skip only where the crop covers at most this share of the slice: above it, the crop
-#: plus the background pass cost about what the whole slice does.
-SKIP_MAX_AREA = 0.8
+#: plus the background square's pass (about 4% of a 256x256 slice) and the copies of the
+#: body maps cost about what the whole slice does.
+SKIP_MAX_AREA = 0.9
 #: Background references kept per engine (one per slice size and background values).
 CACHE_SIZE = 8
 

@@ -69,14 +69,15 @@ SPARSE_AREA_WEIGHT = 0.92
 #: ``sparse="auto"`` uses the sparse body for a branch only when its modelled cost is at
 #: most this share of the dense body's, a margin under the measured break-even of 1.
 SPARSE_AUTO_MAX_COST = 0.85
-#: Pixels of context a fused pixel depends on, counted layer by layer: the edge module 3
-#: (three chained 3x3 convolutions), the spatial mask 9 (a 3x3 convolution, 2x2 pooling,
-#: a 3x3 convolution at half resolution and a stride-2 3x3 transposed convolution: at
-#: most 9 rows or columns away on one side, 6 on the other), each of the 4 masked body
-#: layers 1 more (12), SFT2 1 (13), decoder2 and decoder1 1 each (15); rounded up to even
-#: so a crop grown by it keeps the 2x2 pooling grid. Tighter than the network's
-#: conservative ``RECEPTIVE_RADIUS`` (24), which tiling uses.
-RECEPTIVE_RADIUS = 16
+#: Pixels of context a fused pixel depends on (the reach of one input pixel), counted layer
+#: by layer: the edge module 3 (three chained 3x3 convolutions); the spatial mask 8 (a 3x3
+#: convolution, 2x2 pooling, a 3x3 convolution at half resolution and a stride-2 3x3
+#: transposed convolution reach 4 rows on one side and 5 on the other, plus the edge
+#: module's 3); each of the 4 masked body layers one more than the last, starting from the
+#: mask's 8 (11); SFT2 12; decoder2 13; decoder1 14. Tighter than the network's
+#: conservative ``RECEPTIVE_RADIUS`` (24), which tiling uses; empty-space skipping crops by
+#: this one (tests/engine/test_skipping.py measures that no change reaches further).
+RECEPTIVE_RADIUS = 14
 #: ``pooled`` as a function of the two body outputs (MRI, functional) giving the means.
 PooledFromBodies = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 #: The keyword options of :class:`FoldedGeSeNet` (and so of :meth:`GeSeNet.fold`).
