@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from medfuse.engine import bundled_weights_path, load_model
-from medfuse.engine.skipping import border_map, content_box, plan_crop
+from medfuse.engine.skipping import border_map, content_box, half_border_map, plan_crop
 from medfuse.model import GeSeNet
 from medfuse.model.folded import RECEPTIVE_RADIUS
 from medfuse.phantom import brain_phantom
@@ -134,18 +134,20 @@ def test_content_box() -> None:
     assert content_box(a, b) == (2, 8, 3, 12)
 
 
-@pytest.mark.parametrize("box", [(0, 1, 0, 1), (50, 51, 40, 41), (3, 90, 17, 101), (0, 120, 0, 106)])
-def test_plan_crop_keeps_radius_and_alignment(box: tuple[int, int, int, int]) -> None:
+@pytest.mark.parametrize("box", [(0, 1, 0, 1), (50, 51, 40, 41), (3, 90, 17, 101), (0, 120, 0, 106),
+                                 (17, 30, 60, 61)])
+def test_plan_crop_covers_the_radius_aligned(box: tuple[int, int, int, int]) -> None:
     r = RECEPTIVE_RADIUS
     c = plan_crop(box, H, W, r, 2)
     y0, y1, x0, x1 = box
-    assert (c.y0, c.y1, c.x0, c.x1) == (max(0, y0 - r), min(H, y1 + r), max(0, x0 - r), min(W, x1 + r))
-    assert c.cy0 % 2 == 0 and c.cx0 % 2 == 0 and (c.cy1 - c.cy0) % 2 == 0 and (c.cx1 - c.cx0) % 2 == 0
-    # Every kept pixel is at least r from a crop edge that is not the image's edge.
-    assert c.cy0 == 0 or c.y0 - c.cy0 >= r
-    assert c.cx0 == 0 or c.x0 - c.cx0 >= r
-    assert c.cy1 == H or c.cy1 - c.y1 >= r
-    assert c.cx1 == W or c.cx1 - c.x1 >= r
+    assert c.y0 % 2 == 0 and c.x0 % 2 == 0 and (c.y1 - c.y0) % 2 == 0 and (c.x1 - c.x0) % 2 == 0
+    # Every pixel within r of the content is inside; the pixel just past a side that is
+    # not the image's border is more than r away.
+    assert c.y0 <= max(0, y0 - r) and c.y1 >= min(H, y1 + r)
+    assert c.x0 <= max(0, x0 - r) and c.x1 >= min(W, x1 + r)
+    assert c.top == (c.y0 == 0) and c.bottom == (c.y1 == H)
+    assert c.left == (c.x0 == 0) and c.right == (c.x1 == W)
+    assert c.y0 - c.y0 % 2 == c.y0 and c.y1 - c.y0 <= y1 - y0 + 2 * r + 2
 
 
 def test_border_map_keeps_distances_and_parity() -> None:
@@ -159,6 +161,7 @@ def test_border_map_keeps_distances_and_parity() -> None:
         assert min(i, r) == min(j, r)
         assert min(n - 1 - i, r) == min(side - 1 - j, r)
     assert list(border_map(12, 4)) == [0, 1, 2, 3, 4, 5, 4, 5, 6, 7, 8, 9]
+    assert list(half_border_map(7, 4)) == [0, 1, 2, 2, 2, 3, 4]
 
 
 def test_receptive_radius_bounds_influence(random_weights: Path) -> None:

@@ -7,24 +7,28 @@ An output pixel depends on the inputs within the network's receptive radius R, o
 image border within R (the convolutions zero-pad there), and on the channel-attention
 means, which average the region-mask body output over the whole image. So:
 
-* pixels within R of the content's bounding box B (the *kept* region K = B + R) are
-  computed by the network on a crop C = K + R: the crop's own edge zero-pads features
-  that the whole image holds as background, which corrupts at most R pixels inward, all
-  outside K. Crop origins are even so the mask branch's 2x2 pooling lines up.
-* every other pixel sees background only, so its value is that of an all-background image
-  of the same size with the same attention means. That image's outputs depend only on the
-  distances to the nearest borders (up to R) and on the pixel's parity (the 2x2 pooling):
-  a (2R + 2)-pixel square of background holds every such case once, and the whole-image
-  value is read from it by an index map (:class:`Background`).
-* the attention means stay those of the whole image: the crop's body output over K is
-  pasted into the background body map, and the same reduction as the whole-image pass
-  runs on the assembled map (the mechanism of exact tiling, in one pass: the folded form
+* the network runs on a crop C: the content's bounding box grown by R, with even origin
+  and size so the mask branch's 2x2 pooling lines up. Past C's sides that are not the
+  image's border, the whole image holds background features; each padded convolution
+  of the crop gets exactly those around its input instead of zeros
+  (:func:`medfuse.model.folded.edge_padding`), so every pixel of C is computed as in the
+  whole image.
+* every pixel outside C sees only background, so its value is that of an all-background
+  image of the same size with the same attention means. That image's features depend only
+  on the distances to the nearest borders (up to R) and on the pixel's parity (the 2x2
+  pooling): a (2R + 2)-pixel square of background holds every case once, and whole-image
+  values are read from it by index maps (:func:`border_map`). The same square, run once
+  more under the slice's means, gives the crop its padding after the attention.
+* the attention means stay those of the whole image: the crop's body output is pasted
+  into the background's body map, and the same reduction as the whole-image pass runs on
+  the assembled map (exact tiling's first pass, done within the one pass: the folded form
   accepts the means as a function of its body outputs).
 
-A slice with no content at all is the background image's output itself. What is not
-guaranteed is float rounding: a crop runs convolutions of another size, and the folded
-form may choose another body path for it, so the last bits may differ from the whole-
-image pass (docs/performance.md gives what was measured).
+A slice with no content is the background image's output itself (bit-identical). What is
+not kept is float rounding: the crop runs through one fixed body path (the padding must
+follow a fixed sequence of convolutions) where the whole-slice pass may take the
+uniform-mask or sparse-window path, so crops differ in the last bits (docs/performance.md
+gives what was measured).
 """
 
 from __future__ import annotations
@@ -38,43 +42,37 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from medfuse.engine.network import FusionPass
+    from medfuse.model.folded import FoldedGeSeNet as FusionPass
 
 #: Skip only where the crop covers at most this share of the slice: above it, the crop
-#: plus the background square's pass (about 4% of a 256x256 slice) and the copies of the
-#: body maps cost about what the whole slice does.
-SKIP_MAX_AREA = 0.9
+#: (each padded convolution copies its input once more), the background square's pass
+#: (30x30 px) and the copies of the body maps cost about what the whole slice does.
+SKIP_MAX_AREA = 0.85
 #: Background references kept per engine (one per slice size and background values).
 CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
 class Crop:
-    """The kept region (``y0:y1, x0:x1``) and the crop the network runs on
-    (``cy0:cy1, cx0:cx1``), in padded-image coordinates."""
+    """The region the network runs on (``y0:y1, x0:x1``, padded-image coordinates), and
+    which of its sides lie on the image's border (zero padding there, background
+    features elsewhere)."""
 
     y0: int
     y1: int
     x0: int
     x1: int
-    cy0: int
-    cy1: int
-    cx0: int
-    cx1: int
+    top: bool
+    bottom: bool
+    left: bool
+    right: bool
 
     @property
     def area(self) -> int:
-        return (self.cy1 - self.cy0) * (self.cx1 - self.cx0)
+        return (self.y1 - self.y0) * (self.x1 - self.x0)
 
     @property
-    def keep(self) -> tuple[slice, slice]:
-        """The kept region in the crop's coordinates."""
-        return (slice(self.y0 - self.cy0, self.y1 - self.cy0),
-                slice(self.x0 - self.cx0, self.x1 - self.cx0))
-
-    @property
-    def kept(self) -> tuple[slice, slice]:
-        """The kept region in the image's coordinates."""
+    def region(self) -> tuple[slice, slice]:
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
 
@@ -89,17 +87,81 @@ def content_box(mri: np.ndarray, other: np.ndarray) -> tuple[int, int, int, int]
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+def _side(lo: int, hi: int, n: int, radius: int, multiple: int) -> tuple[int, int]:
+    """One axis of a crop: the content ``lo:hi`` grown by ``radius``, rounded out to
+    ``multiple``, clipped to ``0:n``."""
+    a = max(0, lo - radius)
+    b = min(n, hi + radius)
+    return a - a % multiple, min(n, b + (-b % multiple))
+
+
 def plan_crop(box: tuple[int, int, int, int], h: int, w: int, radius: int,
               multiple: int) -> Crop:
-    """The kept region (``box`` grown by ``radius``) and the crop around it (grown by
-    ``radius`` again, origin and size rounded out to ``multiple``), clipped to the image."""
-    y0, y1, x0, x1 = box
-    ky0, ky1, kx0, kx1 = max(0, y0 - radius), min(h, y1 + radius), max(0, x0 - radius), min(w, x1 + radius)
-    cy0, cx0 = max(0, ky0 - radius), max(0, kx0 - radius)
-    cy1, cx1 = min(h, ky1 + radius), min(w, kx1 + radius)
-    cy0, cx0 = cy0 - cy0 % multiple, cx0 - cx0 % multiple
-    cy1, cx1 = min(h, cy1 + (-cy1 % multiple)), min(w, cx1 + (-cx1 % multiple))
-    return Crop(ky0, ky1, kx0, kx1, cy0, cy1, cx0, cx1)
+    """The crop for content ``box`` in an ``h`` x ``w`` image (sides multiples of
+    ``multiple``): every pixel within ``radius`` of the content inside it, so every pixel
+    just past a side that is not the image's border is at least ``radius + 1`` away."""
+    y0, y1 = _side(box[0], box[1], h, radius, multiple)
+    x0, x1 = _side(box[2], box[3], w, radius, multiple)
+    return Crop(y0, y1, x0, x1, y0 == 0, y1 == h, x0 == 0, x1 == w)
+
+
+class _Recorder:
+    """Edge padding for the background square's run: zeros (the square's borders are
+    real ones), with every padded input kept: the background's features at that point
+    of the forward pass, at full or half resolution."""
+
+    def __init__(self) -> None:
+        self.inputs: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        self.inputs.append(x.clone())
+        return F.pad(x, (1, 1, 1, 1))
+
+
+class _CropPadder:
+    """Edge padding for a crop: the i-th padded input gets, around it, the background
+    features the whole image holds there (read from the i-th recorded square input by
+    the border maps, so the image's borders are accounted for), and zeros on the sides
+    where the crop meets the image's border."""
+
+    def __init__(self, inputs: list[torch.Tensor], crop: Crop,
+                 maps: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.inputs, self.crop, self.maps, self.calls = inputs, crop, maps, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        sq = self.inputs[self.calls]
+        self.calls += 1
+        n, c, h, w = x.shape
+        scale = (self.crop.y1 - self.crop.y0) // h  # 1 at full resolution, 2 at half
+        rows, cols = self.maps[scale]  # the square's row/column for each image row/column
+        y0, x0 = self.crop.y0 // scale, self.crop.x0 // scale
+        # Image rows y0 - 1 .. y0 + h and columns x0 - 1 .. x0 + w around the crop; a
+        # side past the image's border gets any valid index here and is zeroed below.
+        ry = rows[(torch.arange(y0 - 1, y0 + h + 1)).clamp(0, len(rows) - 1)]
+        rx = cols[(torch.arange(x0 - 1, x0 + w + 1)).clamp(0, len(cols) - 1)]
+        fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+               else torch.contiguous_format)
+        out = torch.empty((n, c, h + 2, w + 2), dtype=x.dtype, device=x.device,
+                          memory_format=fmt)
+        out[..., 1 : h + 1, 1 : w + 1] = x
+        out[..., 0, :] = sq[..., int(ry[0]), :].index_select(-1, rx)
+        out[..., h + 1, :] = sq[..., int(ry[-1]), :].index_select(-1, rx)
+        out[..., :, 0] = sq[..., :, int(rx[0])].index_select(-1, ry)
+        out[..., :, w + 1] = sq[..., :, int(rx[-1])].index_select(-1, ry)
+        k = self.crop
+        if k.top:
+            out[..., 0, :] = 0
+        if k.bottom:
+            out[..., h + 1, :] = 0
+        if k.left:
+            out[..., :, 0] = 0
+        if k.right:
+            out[..., :, w + 1] = 0
+        return out
 
 
 def border_map(n: int, radius: int) -> np.ndarray:
@@ -112,6 +174,20 @@ def border_map(n: int, radius: int) -> np.ndarray:
     out = radius + (idx - radius) % 2
     out[:radius] = idx[:radius]
     out[n - radius:] = side - (n - idx[n - radius:])
+    return out
+
+
+def half_border_map(n: int, radius: int) -> np.ndarray:
+    """:func:`border_map` at half resolution: cells of the square (``radius + 1`` of
+    them for a full-resolution ``radius``, which must be even), whose middle cell stands
+    for every cell more than ``radius / 2`` from both borders (no parity after the 2x2
+    pooling)."""
+    r = radius // 2
+    side = 2 * r + 1
+    idx = np.arange(n)
+    out = np.full(n, r)
+    out[:r] = idx[:r]
+    out[n - r:] = side - (n - idx[n - r:])
     return out
 
 
@@ -141,6 +217,17 @@ class Background:
         self.empty_pooled = self.means(*self.bodies)
         #: The whole result of a slice with no content.
         self.empty_fused = self.fused(self.empty_pooled)
+        #: The background features around every padded convolution's input, in the
+        #: order the crop form (``net.for_crops()``) uses them.
+        recorder = _Recorder()
+        crops = net.for_crops()
+        with crops.edge_padding(recorder):
+            crops.fuse(*self.square, return_bodies=False)
+        self.inputs = recorder.inputs
+        #: Square row/column of every image row/column, at full and half resolution.
+        self.maps = {1: (self.rows, self.cols),
+                     2: (torch.from_numpy(half_border_map(h // 2, radius)),
+                         torch.from_numpy(half_border_map(w // 2, radius)))}
 
     def stretch(self, t: torch.Tensor) -> torch.Tensor:
         """A (N, C, side, side) tensor of the square to (N, C, h, w) of the image."""
@@ -206,27 +293,42 @@ class EmptySpace:
             if not with_masks:
                 return fused, None, None
             return fused, ref.mask_mri.copy(), ref.mask_functional.copy()
-        cy, cx = slice(crop.cy0, crop.cy1), slice(crop.cx0, crop.cx1)
-        ky, kx = crop.keep
+        region = crop.region
         pooled: list[tuple[torch.Tensor, torch.Tensor]] = []
+        square: list[Any] = []
 
         def whole_image_means(body_mri: torch.Tensor, body_functional: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor]:
             parts = []
             for full, body in zip(ref.bodies, (body_mri, body_functional)):
                 full = full.clone(memory_format=torch.preserve_format)
-                full[..., crop.y0:crop.y1, crop.x0:crop.x1] = body[..., ky, kx]
+                full[(..., *region)] = body
                 parts.append(full)
             pooled.append(ref.means(*parts))
+            # From here on the features depend on the means: the background's, around
+            # the crop, are those of the square run under the same means.
+            recorder = _Recorder()
+            with crops.edge_padding(recorder):
+                square.append(crops.fuse(*ref.square, pooled=pooled[0], return_bodies=False))
+            padder.inputs = recorder.inputs
             return pooled[0]
 
-        out = net.fuse(mri[..., cy, cx].contiguous(), other[..., cy, cx].contiguous(),
-                       pooled=whole_image_means, return_bodies=False)
-        fused = ref.fused(pooled[0])
-        fused[crop.kept] = out.fused[0, 0, ky, kx].float().cpu().numpy()
+        crops = net.for_crops()
+        padder = _CropPadder(ref.inputs, crop, ref.maps)
+        with crops.edge_padding(padder):
+            out = crops.fuse(mri[(..., *region)].contiguous(),
+                                       other[(..., *region)].contiguous(),
+                                       pooled=whole_image_means, return_bodies=False)
+        if padder.calls != len(ref.inputs):
+            raise RuntimeError(f"crop ran {padder.calls} padded convolutions, the background "
+                               f"square {len(ref.inputs)}")
+        # Outside the crop: the background square under this slice's means (the run
+        # that gave the crop its edges), spread over the slice.
+        fused = ref.stretch(square[0].fused)[0, 0].float().cpu().numpy()
+        fused[region] = out.fused[0, 0].float().cpu().numpy()
         if not with_masks:
             return fused, None, None
         mm, mf = ref.mask_mri.copy(), ref.mask_functional.copy()
-        mm[crop.kept] = out.mask_mri[0, 0, ky, kx].float().cpu().numpy()
-        mf[crop.kept] = out.mask_functional[0, 0, ky, kx].float().cpu().numpy()
+        mm[region] = out.mask_mri[0, 0].float().cpu().numpy()
+        mf[region] = out.mask_functional[0, 0].float().cpu().numpy()
         return fused, mm, mf

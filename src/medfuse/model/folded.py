@@ -37,8 +37,11 @@ model in training mode must run the model itself (the engine does).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import weakref
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +53,37 @@ from medfuse.model.gesenet import Branch, FusionOutput, GeSeNet
 from medfuse.model.modules import EdgeEnhancement, RegionMask, hard_mask
 
 Tensor = torch.Tensor
+#: What pads each padded convolution's input by one pixel, where a caller runs a crop of a
+#: larger image (see :func:`edge_padding`); None: the convolutions zero-pad as usual.
+EdgePad = Callable[[Tensor], Tensor]
+_EDGE_PAD: ContextVar[EdgePad | None] = ContextVar("medfuse_edge_pad", default=None)
+
+
+@contextlib.contextmanager
+def edge_padding(pad: EdgePad) -> Iterator[None]:
+    """Within this block, every padded convolution of a folded form (and the transposed
+    one of the spatial mask) gets its input padded by ``pad`` instead of with zeros.
+
+    Why: a crop of a larger image is exact only where its convolutions see, past the
+    crop's edge, what the whole image holds there. ``pad`` receives each input in the
+    order the forward pass uses them and returns it one pixel larger on every side (a
+    crop run with empty-space skipping pads with the background's features, and with
+    zeros where the crop meets the image's border). Use it with a form whose sequence
+    of convolutions does not depend on the data (:meth:`FoldedGeSeNet.for_crops`).
+    """
+    token = _EDGE_PAD.set(pad)
+    try:
+        yield
+    finally:
+        _EDGE_PAD.reset(token)
+
+
+def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0,
+            groups: int = 1) -> Tensor:
+    pad = _EDGE_PAD.get() if padding else None
+    if pad is None:
+        return F.conv2d(x, weight, bias, padding=padding, groups=groups)
+    return F.conv2d(pad(x), weight, bias, groups=groups)
 SparseMode = Literal["auto", "never", "always"]
 BodyMode = Literal["stacked", "split"]
 
@@ -95,7 +129,7 @@ class _Conv:
     groups: int = 1
 
     def __call__(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups)
+        return _conv2d(x, self.weight, self.bias, self.padding, self.groups)
 
 
 @dataclass
@@ -254,6 +288,7 @@ class FoldedGeSeNet:
         self.sparse_gap = sparse_gap
         self.sparse_max_cost = sparse_max_cost
         self.mask_shortcuts = mask_shortcuts
+        self._crops: FoldedGeSeNet | None = None
         #: See :data:`RECEPTIVE_RADIUS`; ``fuse`` also accepts ``pooled`` as a function.
         self.receptive_radius = RECEPTIVE_RADIUS
         #: How the last call ran each branch's body, for benchmarks and tests.
@@ -399,8 +434,16 @@ class FoldedGeSeNet:
         t = F.relu_(b.spa0(e))
         t = F.avg_pool2d(t, 2)
         t = F.relu_(b.spa3(t))
-        logits = F.conv_transpose2d(t, b.spa5_weight, b.spa5_bias, stride=2, padding=1,
-                                    output_padding=1)
+        pad = _EDGE_PAD.get()
+        if pad is None:
+            logits = F.conv_transpose2d(t, b.spa5_weight, b.spa5_bias, stride=2, padding=1,
+                                        output_padding=1)
+        else:
+            # The same sums over an input padded by one cell: output row o of the padded
+            # form is row o - 3 of the original (one cell is two rows, plus its padding).
+            n, m = t.shape[-2:]
+            full = F.conv_transpose2d(pad(t), b.spa5_weight, b.spa5_bias, stride=2)
+            logits = full[..., 3 : 3 + 2 * n, 3 : 3 + 2 * m]
         return hard_mask(logits, dim=1)
 
     def _body(self, b: _Branch, e: Tensor, spa: Tensor, name: str) -> Tensor:
@@ -430,12 +473,12 @@ class FoldedGeSeNet:
             if i == 0 or uniform:
                 # Sparse inputs are zero wherever spa is 0 and spa is 1 elsewhere, so a
                 # uniform mask needs no separate sparse-input term.
-                y = F.conv2d(f, layer.full, padding=1)
+                y = _conv2d(f, layer.full, padding=1)
                 if not all_ones:
                     y[:, nd:].mul_(spa)
             else:
                 c = layer.full.shape[0]
-                yz = F.conv2d(f, layer.stacked, padding=1)
+                yz = _conv2d(f, layer.stacked, padding=1)
                 y = yz[:, :c]
                 y[:, nd:].mul_(spa)
                 y[:, :nd].addcmul_(yz[:, c:], spa)
@@ -456,14 +499,14 @@ class FoldedGeSeNet:
         for i, layer in enumerate(b.layers):
             nd = layer.n_dense
             if i == 0:
-                y = F.conv2d(e, layer.full, padding=1)
+                y = _conv2d(e, layer.full, padding=1)
                 d = y[:, :nd].contiguous(memory_format=self._fmt)
                 s = y[:, nd:] * spa
                 del y
             else:
-                a = F.conv2d(d, layer.dense_in, padding=1) if layer.n_dense_in else None
+                a = _conv2d(d, layer.dense_in, padding=1) if layer.n_dense_in else None
                 z = (
-                    F.conv2d(s, layer.sparse_in, padding=1)
+                    _conv2d(s, layer.sparse_in, padding=1)
                     if layer.n_dense_in < layer.full.shape[1]
                     else None
                 )
@@ -533,7 +576,7 @@ class FoldedGeSeNet:
         d = e
         for i, layer in enumerate(b.layers):
             if layer.n_dense and (i == 0 or layer.n_dense_in):
-                d = F.relu_(F.conv2d(d, layer.dense_dense, padding=1))
+                d = F.relu_(_conv2d(d, layer.dense_dense, padding=1))
             else:
                 d = self._zeros(e, layer.n_dense)
             outs.append(d)
@@ -631,6 +674,22 @@ class FoldedGeSeNet:
         _, _, body_i = self._branch_features(self.inf, self._prep(mri), "mri")
         _, _, body_v = self._branch_features(self.vis, self._prep(other), "functional")
         return body_i, body_v
+
+    #: See :func:`edge_padding` (here so callers need not import this module).
+    edge_padding = staticmethod(edge_padding)
+
+    def for_crops(self) -> FoldedGeSeNet:
+        """This form (same folded weights, shared) with one fixed sequence of
+        convolutions: the split body always, no host checks of the masks, no sparse
+        windows (they zero-pad at their own edges). What :func:`edge_padding` needs;
+        it computes the same function."""
+        if self._crops is None:
+            crops = copy.copy(self)
+            crops.sparse, crops.mask_shortcuts, crops.body_mode = "never", False, "split"
+            crops.last_body_paths = {}
+            crops._crops = crops
+            self._crops = crops
+        return self._crops
 
     def masked_body(self, branch: Branch, features: Tensor, spa: Tensor) -> Tensor:
         """Same as :meth:`GeSeNet.masked_body`: one branch's region-mask body on given
