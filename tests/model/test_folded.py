@@ -243,6 +243,36 @@ def test_without_mask_shortcuts() -> None:
     assert folded.last_body_paths["functional"] == "split"
 
 
+def test_edge_padding_with_zeros_is_the_plain_forward() -> None:
+    """The padded convolutions (and the transposed one, whose output is re-indexed) give
+    the plain result when the padding is zeros, and the crop form calls the padding the
+    same number of times whatever the masks are."""
+    import torch.nn.functional as F
+
+    from medfuse.model.folded import edge_padding
+
+    model = seeded_model(3)
+    a, b = tensor_pair(1, 34, 40, seed=8)
+    crops = model.fold().for_crops()
+    calls = []
+
+    def zeros(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape[-2:]))
+        return F.pad(x, (1, 1, 1, 1))
+
+    with torch.inference_mode():
+        plain = crops.fuse(a, b)
+        with edge_padding(zeros):
+            padded = crops.fuse(a, b)
+        n = len(calls)
+        with edge_padding(zeros):
+            crops.fuse(torch.zeros_like(a), torch.ones_like(b))
+    assert torch.equal(plain.fused, padded.fused)
+    assert torch.equal(plain.mask_mri, padded.mask_mri)
+    assert (17, 20) in calls and (34, 40) in calls  # half and full resolution
+    assert len(calls) == 2 * n
+
+
 def test_return_bodies_false_drops_only_the_bodies() -> None:
     model = seeded_model()
     a, b = tensor_pair(1, 32, 32, seed=7)
