@@ -63,7 +63,7 @@ class Engine:
     its own (Gumbel) graph.
 
     ``precision``: ``"auto"`` is float32 on CPU (bfloat16 was measured faster but 3-4/255
-    off float32 on the reference samples, see docs/performance.md) and float16 on CUDA
+    off float32 on the reference samples, see docs/lab/performance.md) and float16 on CUDA
     when the fused output stays within :data:`HALF_TOLERANCE` of float32 on the built-in
     phantoms (checked once per weights); ``"float32"``, ``"float16"`` and ``"bfloat16"``
     force a compute dtype without that check.

@@ -2,7 +2,7 @@
 
 Why measured per weights rather than assumed: float16 or bfloat16 error depends on the
 weights (bfloat16 was 4.38/255 off float32 with the reference checkpoint and 0.59/255 with
-random weights, docs/performance.md), so the engine measures it once per set of weights on
+random weights, docs/lab/performance.md), so the engine measures it once per set of weights on
 the built-in phantoms, which ship with medfuse and hold the anatomy-like edges and flat
 regions where reduced precision goes wrong first.
 """

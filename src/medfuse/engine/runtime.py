@@ -3,7 +3,7 @@
 Why opt-in: these settings are process-wide (environment, the C allocator, torch's thread
 pool), so a library call such as :func:`~medfuse.engine.load_model` must not make them
 behind its caller's back; an entry point owns its process and can. Measured effects are in
-docs/performance.md: passive OpenMP waiting kept inference 1.6-2.5x faster on a machine
+docs/lab/performance.md: passive OpenMP waiting kept inference 1.6-2.5x faster on a machine
 shared with other work, and the allocator tuning up to 1.8x faster for 1024x1024 pairs.
 
 This module imports neither torch nor NumPy unless ``threads`` is given, so the CLI can

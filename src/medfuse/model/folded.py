@@ -5,7 +5,7 @@ formulation of the region-mask convolution. Each of its masked layers convolves 
 dense-channel input and the sparse-channel input separately (two full convolutions) and
 then mixes the results with a dozen full-size multiplications. With hard (eval-mode)
 masks those become 0/1 selections, and the same numbers come out of a much cheaper
-program (measured 1.6x faster at 256x256 on 2 CPU threads, see docs/performance.md):
+program (measured 1.6x faster at 256x256 on 2 CPU threads, see docs/lab/performance.md):
 
 * each masked layer costs exactly one 32x32 convolution's multiply-adds. Its output
   channels are reordered to ``[dense, sparse]`` (the next layer's input order follows),
@@ -96,7 +96,7 @@ SPARSE_GAP = 16
 #: (``dense_share`` is its share of the body's multiply-adds; thin convolutions run a
 #: little less efficiently) and the full body inside the windows. Fitted on a 2-core
 #: AVX-512 CPU, 2 threads, idle (``benchmarks/bench_inference.py --sections sparse``;
-#: within 0.05 of the measured cost over 14 masks and both branches, docs/performance.md).
+#: within 0.05 of the measured cost over 14 masks and both branches, docs/lab/performance.md).
 SPARSE_FIXED = 0.2
 SPARSE_CHAIN_WEIGHT = 1.1
 SPARSE_AREA_WEIGHT = 0.92
