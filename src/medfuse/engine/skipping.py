@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 #: (each padded convolution copies its input once more), the background square's pass
 #: (30x30 px) and the copies of the body maps cost about what the whole slice does.
 SKIP_MAX_AREA = 0.85
-#: Background references kept per engine (one per slice size and background values).
-CACHE_SIZE = 8
+#: Background references kept per engine (one per slice size and background values; about
+#: 20 MiB each for a 256x256 slice: the whole-slice body maps and the square's features).
+CACHE_SIZE = 4
 
 
 @dataclass(frozen=True)
