@@ -70,7 +70,7 @@ def test_fuse_batch_isolates_failures(tmp_path: Path) -> None:
     rows = read_rows(tmp_path / "out" / LEDGER_NAME)
     assert [r.status for r in rows] == ["failed", "fused", "fused", "fused",
                                         "skipped", "skipped", "skipped", "failed"]
-    assert rows[1].record == "p0.json" and (tmp_path / "out" / "p0.json").is_file()
+    assert rows[1].record == "p0.png.json" and (tmp_path / "out" / "p0.png.json").is_file()
     assert rows[1].output == "p0.png" and rows[1].mri == str(src / "MRI" / "p0.png")
     assert rows[0].error and rows[1].started <= rows[1].finished
 
@@ -218,7 +218,7 @@ def test_resume_trusts_the_provenance_record(tmp_path: Path) -> None:
     engine = MeanEngine()
     report = fuse_batch(BatchRequest(src, out, resume=True), lambda: engine)
     assert [it.status for it in report.items] == ["skipped", "skipped", "fused"]
-    assert report.items[0].record == out / "p0.json" and (out / "p2.json").is_file()
+    assert report.items[0].record == out / "p0.png.json" and (out / "p2.png.json").is_file()
 
 
 def test_clean_leftovers_spares_other_parts(tmp_path: Path) -> None:

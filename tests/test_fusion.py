@@ -368,7 +368,7 @@ def test_cli_input_checks(tmp_path: Path, mean_engine: None) -> None:
     pet = write_nifti(tmp_path / "pet.nii.gz", pet_values(), PET_AFFINE)
     r = run("fuse", ct_first, pet, "-o", tmp_path / "a.nii.gz", "-m", "pet")
     assert r.code == 2 and "is a CT (DICOM Modality CT)" in r.err and "--allow-non-mr" in r.err
-    assert not (tmp_path / "a.nii.gz").exists() and not (tmp_path / "a.json").exists()
+    assert not (tmp_path / "a.nii.gz").exists() and not (tmp_path / "a.nii.gz.json").exists()
     r = run("fuse", ct_first, pet, "-o", tmp_path / "a.nii.gz", "-m", "pet", "--allow-non-mr")
     assert r.code == 0, r.text
     mr = pydicom_sample("MR_small.dcm")
@@ -397,6 +397,6 @@ def test_cli_verbose_prints_every_decision(tmp_path: Path, mean_engine: None) ->
     assert "transparent at or below SUV 2 (--floor, in SUV)" in lines
     assert any(ln.startswith("misregistration score 1.00") for ln in lines)
     assert any("hybrid scanner" in ln for ln in lines)
-    assert lines[-1] == f"provenance record: {tmp_path / 'f.json'}"
+    assert lines[-1] == f"provenance record: {tmp_path / 'f.nii.gz.json'}"
     r = run("fuse", mr, pt, "-o", tmp_path / "g.nii.gz", "-v", "--floor", "none")
     assert r.code == 0 and "transparent at or below" not in r.err

@@ -31,11 +31,11 @@ INPUT = {"path", "sha256", "kind", "files", "bytes", "modality", "modality_sourc
 
 
 @pytest.mark.parametrize("output,record", [
-    ("fused.nii.gz", "fused.json"),
-    ("fused.nii", "fused.json"),
-    ("out.png", "out.json"),
-    ("dir/out.PNG", "dir/out.json"),
-    ("one.dcm", "one.json"),
+    ("fused.nii.gz", "fused.nii.gz.json"),
+    ("fused.nii", "fused.nii.json"),
+    ("out.png", "out.png.json"),
+    ("dir/out.PNG", "dir/out.PNG.json"),
+    ("one.dcm", "one.dcm.json"),
     ("fused_dcm", "fused_dcm.json"),
     ("fused_dcm/", "fused_dcm.json"),
     ("study.v2", "study.v2.json"),
@@ -70,7 +70,7 @@ def test_record_beside_a_nifti_output(volumes: tuple[Path, Path], tmp_path: Path
     mr, pet = volumes
     report = fuse_files(FuseRequest(mr, pet, tmp_path / "out" / "fused.nii.gz", modality="pet"),
                         MeanEngine)
-    assert report.record == tmp_path / "out" / "fused.json"
+    assert report.record == tmp_path / "out" / "fused.nii.gz.json"
     on_disk = read_record(report.record)
     assert on_disk == report.provenance
     assert set(on_disk) == TOP and on_disk["schema"] == SCHEMA
@@ -89,6 +89,9 @@ def test_record_beside_a_nifti_output(volumes: tuple[Path, Path], tmp_path: Path
     assert d["misregistration"]["score"] == pytest.approx(1.0)
     assert d["grid"]["resampled"] is True and d["registration"] == {"method": "none"}
     assert on_disk["outputs"]["paths"] == [str(tmp_path / "out" / "fused.nii.gz")]
+    assert on_disk["outputs"]["sha256"] == {
+        "fused.nii.gz": hashlib.sha256((tmp_path / "out" / "fused.nii.gz").read_bytes()
+                                       ).hexdigest()}
     assert on_disk["engine"]["type"] == "MeanEngine" and on_disk["engine"]["device"] == "cpu"
     assert set(on_disk["versions"]) >= {"medfuse", "torch", "numpy", "pydicom", "nibabel"}
     assert {"read", "plan", "engine_load", "fuse_and_write", "commit", "total"} <= set(
@@ -101,7 +104,7 @@ def test_records_of_png_slices_dicom_folders_and_png_pairs(volumes: tuple[Path, 
     mr, pet = volumes
     report = fuse_files(FuseRequest(mr, pet, tmp_path / "png" / "f.png", slices="1:3"),
                         MeanEngine)
-    assert report.record == tmp_path / "png" / "f.json"
+    assert report.record == tmp_path / "png" / "f.png.json"
     assert any("modality not stated" in w for w in report.provenance["warnings"])
     report = fuse_files(FuseRequest(mr, pet, tmp_path / "fused_dcm", format="dicom",
                                     modality="pet"), MeanEngine)
@@ -111,7 +114,7 @@ def test_records_of_png_slices_dicom_folders_and_png_pairs(volumes: tuple[Path, 
     a = write_image(tmp_path / "a.png", mri)
     b = write_image(tmp_path / "b.png", other)
     report = fuse_files(FuseRequest(a, b, tmp_path / "pair.png"), MeanEngine)
-    record = read_record(tmp_path / "pair.json")
+    record = read_record(tmp_path / "pair.png.json")
     assert record["decisions"]["transparency_floor"] is None
     assert record["inputs"]["other"]["modality_source"] == "ordinary image: grey = CT, colour = PET"
 
@@ -119,25 +122,26 @@ def test_records_of_png_slices_dicom_folders_and_png_pairs(volumes: tuple[Path, 
 def test_existing_record_is_refused_without_force(volumes: tuple[Path, Path],
                                                   tmp_path: Path) -> None:
     mr, pet = volumes
-    (tmp_path / "f.json").write_text("keep")
+    (tmp_path / "f.nii.gz.json").write_text("keep")
     request = FuseRequest(mr, pet, tmp_path / "f.nii.gz", modality="pet")
-    with pytest.raises(UsageError, match="provenance record .*f.json exists.*--force"):
+    with pytest.raises(UsageError, match="provenance record .*f.nii.gz.json exists.*--force"):
         fuse_files(request, never)
-    assert (tmp_path / "f.json").read_text() == "keep" and not (tmp_path / "f.nii.gz").exists()
+    assert ((tmp_path / "f.nii.gz.json").read_text() == "keep"
+            and not (tmp_path / "f.nii.gz").exists())
     request.force = True
     report = fuse_files(request, MeanEngine)
-    assert json.loads((tmp_path / "f.json").read_text())["schema"] == SCHEMA
-    assert report.record == tmp_path / "f.json"
+    assert json.loads((tmp_path / "f.nii.gz.json").read_text())["schema"] == SCHEMA
+    assert report.record == tmp_path / "f.nii.gz.json"
 
 
 def test_record_never_overwrites_an_input(tmp_path: Path) -> None:
-    """A DICOM MRI stored as ``scan.json`` (read by its signature) beside the output
+    """A DICOM MRI stored as ``scan.png.json`` (read by its signature) beside the output
     ``scan.png``: the record would overwrite the input, refused even with --force."""
     import shutil
 
     from helpers.synth import pydicom_sample
 
-    mri = tmp_path / "scan.json"
+    mri = tmp_path / "scan.png.json"
     shutil.copy(pydicom_sample("MR_small.dcm"), mri)
     before = mri.read_bytes()
     ct = write_image(tmp_path / "ct.png", np.full((64, 64), 0.5, np.float32))
@@ -150,7 +154,7 @@ def test_preview_or_transform_named_like_the_record_is_refused(volumes: tuple[Pa
                                                                tmp_path: Path) -> None:
     mr, pet = volumes
     with pytest.raises(UsageError, match="is the provenance record"):
-        fuse_files(FuseRequest(mr, pet, tmp_path / "f.nii.gz", preview=tmp_path / "f.json"),
+        fuse_files(FuseRequest(mr, pet, tmp_path / "f.nii.gz", preview=tmp_path / "f.nii.gz.json"),
                    never)
 
 
@@ -160,10 +164,10 @@ def test_cli_writes_the_record_quietly(volumes: tuple[Path, Path], tmp_path: Pat
     mr, pet = volumes
     out = tmp_path / "f.nii.gz"
     r = run("fuse", mr, pet, "-o", out, "-m", "pet")
-    assert r.code == 0 and r.out == f"{out}\n" and (tmp_path / "f.json").is_file()
+    assert r.code == 0 and r.out == f"{out}\n" and (tmp_path / "f.nii.gz.json").is_file()
     r = run("fuse", mr, pet, "-o", out, "-m", "pet", "-v", "--force")
-    assert f"provenance record: {tmp_path / 'f.json'}" in r.err
+    assert f"provenance record: {tmp_path / 'f.nii.gz.json'}" in r.err
     r = run("fuse", mr, pet, "-o", out, "-m", "pet")
     assert r.code == 2 and "exists" in r.err and r.err.count("\n") == 1
-    record = read_record(tmp_path / "f.json")
+    record = read_record(tmp_path / "f.nii.gz.json")
     assert np.isfinite(record["decisions"]["misregistration"]["score"])

@@ -182,7 +182,7 @@ def test_cli_register_and_save_transform(tmp_path: Path, mean_engine: None) -> N
     saved = sitk.ReadTransform(str(tfm))
     from medfuse.provenance import read_record
 
-    record = read_record(tmp_path / "out" / "fused.json")
+    record = read_record(tmp_path / "out" / "fused.nii.gz.json")
     reg = record["decisions"]["registration"]
     assert reg["itk_transform"] == tfm.read_text() and record["outputs"]["transform"] == str(tfm)
     np.testing.assert_allclose(matrix_of(sitk.Euler3DTransform(saved)), reg["matrix_ras"],
@@ -192,7 +192,7 @@ def test_cli_register_and_save_transform(tmp_path: Path, mean_engine: None) -> N
     r = run("fuse", study.mri_path, study.other_path, "-o", tmp_path / "b.nii.gz", "-m", "pet",
             "--register", "rigid", "--save-transform", tfm)
     assert r.code == 2 and "--save-transform" in r.err and "exists" in r.err
-    assert not (tmp_path / "b.nii.gz").exists() and not (tmp_path / "b.json").exists()
+    assert not (tmp_path / "b.nii.gz").exists() and not (tmp_path / "b.nii.gz.json").exists()
     r = run("fuse", study.mri_path, study.other_path, "-o", tmp_path / "c.nii.gz",
             "--save-transform", tmp_path / "t.tfm")
     assert r.code == 2 and "needs --register" in r.err

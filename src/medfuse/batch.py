@@ -14,8 +14,10 @@ running a batch writes the same bytes:
   or re-run part never redoes (or misses) another part's pairs.
 * **the ledger** (:mod:`medfuse.ledger`): one row per pair attempt, per part, so a run can be
   audited and resumed.
-* **resume**: a pair is redone when its output or provenance record is missing or its last
-  ledger row says failed; staged ``.medfuse-*`` leftovers of a killed run are removed first.
+* **resume**: a pair is redone when its output or provenance record is missing, an output
+  does not match the sha256 its record holds (truncated, replaced, planted), or its last
+  ledger row says failed; staged ``.medfuse-*`` leftovers of a killed run (links planted
+  under such names too) are removed first.
 * **backends**: in this process (serial), a pool of worker processes
   (:mod:`medfuse.parallel`) or Ray actors (:mod:`medfuse.distributed`); the driver alone
   decides what to do and writes the ledger, workers only fuse.
@@ -273,13 +275,16 @@ def _relative(path: Path | None, out_dir: Path) -> str:
 
 
 def is_complete(item: BatchItem, last_status: str | None) -> bool:
-    """Whether a pair needs no more work: its last attempt did not fail, and its output is
-    there and so is its provenance record (written after the output, so it marks a
-    finished pair; a kill between the two leaves the pair to be redone)."""
+    """Whether a pair needs no more work: its last attempt did not fail, its output is
+    there, and so is its provenance record with every output it lists matching the sha256
+    it holds (the outputs and the record are committed together, so a kill or a planted
+    or truncated file leaves the pair to be redone)."""
+    from medfuse.provenance import verify_outputs
+
     assert item.output is not None
     if last_status == "failed" or not _output_present(item.output):
         return False
-    return record_path(item.output).exists()
+    return verify_outputs(record_path(item.output)) is None
 
 
 def clean_leftovers(items: Iterable[BatchItem], sharded: bool) -> list[Path]:
@@ -359,10 +364,12 @@ class _InputIndex:
     for ten thousand pairs)."""
 
     def __init__(self, paths: Iterable[Path]) -> None:
+        from medfuse.io.outputs import safe_resolve
+
         self.files: set[Path] = set()
         self.holder: dict[Path, Path] = {}  # a folder -> one input below it
         for p in paths:
-            r = Path(p).resolve()
+            r = safe_resolve(Path(p))
             self.files.add(r)
             for parent in r.parents:
                 self.holder.setdefault(parent, r)
@@ -370,7 +377,9 @@ class _InputIndex:
     def clashing(self, output: Path) -> list[Path]:
         """The inputs the output policy must see for ``output``: one it is, ones it lies
         inside, one it holds."""
-        target = output.resolve()
+        from medfuse.io.outputs import safe_resolve
+
+        target = safe_resolve(output)
         hits = [q for q in (target, *target.parents) if q in self.files]
         if target in self.holder:
             hits.append(self.holder[target])
@@ -402,7 +411,7 @@ class _Run:
 def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[PairTask]:
     """Settle every item that needs no fusing (unpairable, done, refused) and return the
     tasks for the rest, with their per-pair requests."""
-    from medfuse.io.outputs import check_output
+    from medfuse.io.outputs import check_output, safe_resolve
     from medfuse.ledger import latest, read_ledger
 
     fmt = request.format.strip().lower() if request.format else None
@@ -422,15 +431,19 @@ def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[Pa
                     it.status = "skipped"
                 force = True  # redoing a pair of this run replaces what it left
             elif (request.skip_existing and (it.output.exists() or it.output.is_symlink())
-                  and it.output.resolve() not in inputs.files):
+                  and safe_resolve(it.output) not in inputs.files):
                 it.status = "skipped"
             if it.status == "pending":
                 kind = "folder" if fmt == "dicom" else "file"
-                check_output(it.output, force, [it.mri, it.other, *inputs.clashing(it.output)],
+                # the policy first (never an input, never a pipe), then "exists", which in
+                # a batch names the flags a rerun wants
+                check_output(it.output, True, [it.mri, it.other, *inputs.clashing(it.output)],
                              kind=kind)
                 record = record_path(it.output)
-                check_output(record, force, [it.mri, it.other, *inputs.clashing(record)],
+                check_output(record, True, [it.mri, it.other, *inputs.clashing(record)],
                              label="provenance record")
+                if not force:
+                    _refuse_rerun(it.output, record)
         except MedfuseError as exc:
             it.status, it.error = "failed", str(exc)
         if it.status != "pending":
@@ -443,6 +456,20 @@ def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[Pa
                       format="dicom" if fmt == "dicom" else None, preview=None, force=force)
         tasks.append(PairTask(n, it.name, one))
     return tasks
+
+
+#: What a pair that exists already says in a batch: a rerun of the same command most likely
+#: means to finish or extend an earlier run, which --force would redo from scratch.
+RERUN_HINT = ("use --resume to finish an interrupted batch, --skip-existing to leave existing "
+              "outputs, or --force to redo them")
+
+
+def _refuse_rerun(output: Path, record: Path) -> None:
+    """A pair whose output or record exists, in a batch without --force/--resume/
+    --skip-existing: refused naming the flags a rerun wants."""
+    for path, label in ((output, ""), (record, "provenance record ")):
+        if path.exists() or path.is_symlink():
+            raise UsageError(f"{label}{path} exists ({RERUN_HINT})")
 
 
 def _serial(tasks: list[PairTask], engine_loader: Callable[[], Engine], on_done: OnDone) -> None:
@@ -483,9 +510,11 @@ def fuse_batch(
     report = BatchReport(items, request.out_dir, path)
     if not items:
         return report
+    ledger = Ledger(path)
+    ledger.check()  # a link or FIFO under the ledger's name: one line before any work
     if request.resume or request.skip_existing:
         clean_leftovers(items, sharded)
-    run = _Run(items, request.out_dir, Ledger(path), part, progress)
+    run = _Run(items, request.out_dir, ledger, part, progress)
     tasks = _decide(request, items, run)
 
     def on_done(i: int, outcome: PairOutcome) -> None:
@@ -519,6 +548,7 @@ __all__ = [
     "BatchRequest",
     "PairOutcome",
     "PairTask",
+    "RERUN_HINT",
     "batch_items",
     "clean_leftovers",
     "fuse_batch",

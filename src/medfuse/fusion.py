@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medfuse.colour import DEFAULT_GAMUT_MAP
-from medfuse.errors import UsageError
+from medfuse.errors import OutputError, UsageError
 from medfuse.io.volume import Volume
 from medfuse.prepare.pair import PreparedPair, colourise, prepare_pair, split_pair, stretch
 from medfuse.prepare.plan import FusionPlan, parse_slices, plan_fusion, take_slice
@@ -413,6 +413,16 @@ def _request_record(request: FuseRequest) -> dict[str, Any]:
             for k, v in dataclasses.asdict(request).items()}
 
 
+def _write_staged(together: Any, target: Path, text: str) -> None:
+    """Stage ``text`` as ``target`` in the output set (UTF-8); a full disk or a folder that
+    takes no files is one OutputError naming the target."""
+    staged = together.path_for(target)
+    try:
+        staged.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
 def fuse_files(
     request: FuseRequest,
     engine_loader: Callable[[], Engine],
@@ -422,14 +432,21 @@ def fuse_files(
     provenance record beside the output (:mod:`medfuse.provenance`).
 
     The engine is loaded only after every input and option has been checked, so mistakes
-    fail fast without importing torch; outputs appear only when complete, the record last
-    (every output it names exists). Warnings raised while planning (a guessed modality, a
+    fail fast without importing torch; the outputs, the preview, the transform and the
+    record are staged and then committed as one set (:class:`~medfuse.io.outputs.OutputSet`):
+    all of them appear, or none (the record holds each output's sha256). Warnings raised while planning (a guessed modality, a
     doubtful registration) are returned in the report and kept in the record.
     """
     from medfuse.io.geometry import patient_orientation, slice_plane
-    from medfuse.io.outputs import atomic_output, check_output
+    from medfuse.io.outputs import OutputSet, check_output
     from medfuse.io.sinks import Montage, output_format
-    from medfuse.provenance import build_record, describe_inputs, record_path, write_record
+    from medfuse.provenance import (
+        build_record,
+        describe_inputs,
+        output_hashes,
+        record_path,
+        record_text,
+    )
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -470,6 +487,7 @@ def fuse_files(
                           style=(request.preview_style or "montage").strip().lower(),
                           other_name=plan.modality.upper())
     sink = _make_sink(request, fmt, plan, indices, single)
+    together = OutputSet()
     try:
         tick = time.perf_counter()
         engine = engine_loader()
@@ -488,33 +506,40 @@ def fuse_files(
                 if progress is not None:
                     progress(done, len(indices))
         timings["fuse_and_write"] = time.perf_counter() - tick
+        # Everything is staged first and renamed as one set: the output, its preview, its
+        # transform and its record appear together or not at all.
         tick = time.perf_counter()
-        outputs = sink.commit()
+        outputs = sink.stage(together)
+        preview = None
+        if montage is not None and montage.tiles:
+            preview = montage.write(together.path_for(request.preview))
+        transform = None
+        if request.save_transform is not None and plan.registration is not None:
+            _write_staged(together, request.save_transform, plan.registration.itk_transform)
+            transform = request.save_transform
         timings["commit"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        described = describe_inputs(plan, request.mri, request.other, tuple(request.series),
+                                    request.volume_index)
+        timings["hash_inputs"] = time.perf_counter() - tick
+        hashes = output_hashes([(s, t) for s, t in together.staged() if t in outputs], record)
+        timings["total"] = time.perf_counter() - started
+        content = build_record(
+            plan=plan, request=_request_record(request), inputs=described,
+            outputs={"format": fmt, "paths": [str(p) for p in outputs], "slices": indices,
+                     "sha256": hashes,
+                     "preview": str(preview) if preview is not None else None,
+                     "preview_style": request.preview_style if preview is not None else None,
+                     "transform": str(transform) if transform is not None else None,
+                     "colour": plan.colour, "record": str(record)},
+            engine=engine, warnings=notes, timings=timings,
+        )
+        _write_staged(together, record, record_text(content))
+        together.commit()
     except BaseException:
+        together.abort()
         sink.abort()
         raise
-    preview = montage.write() if montage is not None else None
-    transform = None
-    if request.save_transform is not None and plan.registration is not None:
-        with atomic_output(request.save_transform, request.force, inputs) as tmp:
-            tmp.write_text(plan.registration.itk_transform)
-        transform = request.save_transform
-    tick = time.perf_counter()
-    described = describe_inputs(plan, request.mri, request.other, tuple(request.series),
-                                request.volume_index)
-    timings["hash_inputs"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - started
-    content = build_record(
-        plan=plan, request=_request_record(request), inputs=described,
-        outputs={"format": fmt, "paths": [str(p) for p in outputs], "slices": indices,
-                 "preview": str(preview) if preview is not None else None,
-                 "preview_style": request.preview_style if preview is not None else None,
-                 "transform": str(transform) if transform is not None else None,
-                 "colour": plan.colour, "record": str(record)},
-        engine=engine, warnings=notes, timings=timings,
-    )
-    write_record(record, content, request.force, inputs)
     return FuseReport(outputs, plan, indices, preview, notes, record, content, transform)
 
 

@@ -15,10 +15,18 @@ the folder is mounted elsewhere. Times are UTC ISO 8601.
 
 Durability: each row is one ``write(2)`` on a file opened with ``O_APPEND``, under an
 exclusive ``flock`` (the header goes in the same locked section when the file is new),
-followed by ``fsync``. A killed process therefore leaves whole rows only, except after a
-power loss mid-write; readers skip a torn last line. On network filesystems without
-working ``flock``/``O_APPEND`` semantics keep one writer per file, which per-part ledgers
-already do.
+followed by ``fsync`` (:func:`medfuse.io.outputs.append_bytes`, the one way medfuse
+appends: a link or a FIFO under the ledger's name is refused, never followed or blocked
+on). A killed process therefore leaves whole rows only, except after a power loss
+mid-write; then the next append first ends the torn line, so a new row is never glued onto
+it, and readers skip any line that is torn, holds a NUL byte, is longer than
+:data:`MAX_LINE` or does not parse. On network filesystems without working
+``flock``/``O_APPEND`` semantics keep one writer per file, which per-part ledgers already do.
+
+Safety of the text: every row is one line (line breaks inside a value are written as a
+space); a value that a spreadsheet would read as a formula (starting ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return) is written with a leading ``'``, which readers here take
+off again; file names that are not UTF-8 are kept byte for byte (``surrogateescape``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from medfuse.errors import OutputError
+from medfuse.io.outputs import append_bytes, open_regular
 
 #: Ledger of an unsharded run; parts write ``medfuse-ledger.part-I-of-K.csv``.
 LEDGER_NAME = "medfuse-ledger.csv"
@@ -41,6 +50,12 @@ LEDGER_GLOB = "medfuse-ledger*.csv"
 #: Row statuses: fused (output and record written), skipped (already done, or existing
 #: output left alone), failed (error says why).
 STATUSES = ("fused", "skipped", "failed")
+#: Longest line a reader accepts (a torn write after a power loss can leave megabytes of
+#: NUL bytes or garbage; a real row is a few paths and one error line).
+MAX_LINE = 64 * 1024
+#: First characters a spreadsheet takes as the start of a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ENCODING = ("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True)
@@ -84,16 +99,35 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def cell(value: str) -> str:
+    """A value as the ledger stores it: on one line, and with a leading ``'`` where a
+    spreadsheet would take it for a formula (or where it starts with ``'`` itself, so
+    :func:`uncell` is exact)."""
+    text = str(value).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    if text.startswith(FORMULA_START) or text.startswith("'"):
+        return "'" + text
+    return text
+
+
+def uncell(text: str) -> str:
+    """The value :func:`cell` stored (line breaks stay spaces)."""
+    return text[1:] if text.startswith("'") else text
+
+
 def format_row(row: LedgerRow, header: bool = False) -> bytes:
-    """The CSV bytes of one row (errors folded to one line, so a row is one line)."""
+    """The CSV bytes of one row: one line, formula-safe (errors folded to one line)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if header:
         writer.writerow(FIELDS)
     values = asdict(row)
     values["error"] = _one_line(values["error"])
-    writer.writerow([values[f] for f in FIELDS])
-    return buf.getvalue().encode("utf-8")
+    writer.writerow([cell(values[f]) for f in FIELDS])
+    return buf.getvalue().encode(*_ENCODING)
+
+
+#: The header line of every ledger file.
+HEADER = (",".join(FIELDS) + "\n").encode("ascii")
 
 
 class Ledger:
@@ -102,62 +136,79 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def check(self) -> None:
+        """Refuse (usage error) a ledger name that is a link, a FIFO or anything but a
+        regular file, before a run starts."""
+        from medfuse.io.outputs import check_appendable
+
+        check_appendable(self.path)
+
     def append(self, row: LedgerRow) -> None:
-        """Write one row atomically (one write under ``flock``) and ``fsync`` it."""
+        """Write one row atomically (one write under ``flock``) and ``fsync`` it; the
+        header first when the file is new, a newline first when its last line is torn."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as exc:
             raise OutputError(f"cannot write the ledger {self.path}: {exc.strerror or exc}") from exc
+
+        def before(fd: int) -> bytes:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return HEADER
+            return b"" if os.pread(fd, 1, size - 1) == b"\n" else b"\n"
+
         try:
-            _lock(fd)
-            try:
-                data = format_row(row, header=os.fstat(fd).st_size == 0)
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                _unlock(fd)
-        except OSError as exc:
-            raise OutputError(f"cannot write the ledger {self.path}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(fd)
+            append_bytes(self.path, format_row(row), before=before)
+        except OutputError as exc:
+            raise OutputError(f"the ledger: {exc}") from exc
 
 
-def _lock(fd: int) -> None:
-    with contextlib.suppress(ImportError, OSError):  # no flock (Windows, some NFS): O_APPEND only
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-
-def _unlock(fd: int) -> None:
-    with contextlib.suppress(ImportError, OSError):
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_UN)
+def _lines(path: Path) -> list[bytes]:
+    """The lines of a ledger file read without following a link or blocking on a FIFO
+    (anything but a regular file reads as empty)."""
+    fd = open_regular(path)
+    if fd is None:
+        return []
+    with contextlib.closing(io.FileIO(fd, "rb")) as fh:
+        return fh.read().split(b"\n")
 
 
 def read_rows(path: Path) -> list[LedgerRow]:
-    """The whole rows of one ledger file; a torn or malformed line is skipped."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
+    """The whole rows of one ledger file. A line is skipped when it is torn (no final
+    newline, or not the ten fields), holds a NUL byte, is longer than :data:`MAX_LINE`,
+    does not parse as CSV or names an unknown status; header lines are skipped wherever
+    they are (a file whose first write was torn gets its header again)."""
+    lines = _lines(path)
     rows = []
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(header) != FIELDS:
-        return []
-    for values in reader:
-        if len(values) != len(FIELDS) or values[3] not in STATUSES:
+    for raw in lines[:-1]:  # the part after the last newline is torn or empty
+        if not raw or len(raw) > MAX_LINE or b"\0" in raw:
+            continue
+        try:
+            values = next(csv.reader([raw.decode(*_ENCODING)]), [])
+        except csv.Error:
+            continue
+        if tuple(values) == FIELDS or len(values) != len(FIELDS):
+            continue
+        values = [uncell(v) for v in values]
+        if values[3] not in STATUSES:
             continue
         rows.append(LedgerRow(*values))
     return rows
 
 
 def ledger_files(out_dir: Path) -> list[Path]:
-    """Every ledger file in an output folder (all parts, any part count)."""
-    return sorted(p for p in out_dir.glob(LEDGER_GLOB) if p.is_file())
+    """Every ledger file in an output folder (all parts, any part count); links and
+    special files under a ledger name are left out (never followed, never opened)."""
+    import stat
+
+    found = []
+    for p in out_dir.glob(LEDGER_GLOB):
+        try:
+            if stat.S_ISREG(p.lstat().st_mode):
+                found.append(p)
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def read_ledger(out_dir: Path) -> list[LedgerRow]:
@@ -179,9 +230,11 @@ __all__ = [
     "FIELDS",
     "LEDGER_GLOB",
     "LEDGER_NAME",
+    "MAX_LINE",
     "STATUSES",
     "Ledger",
     "LedgerRow",
+    "cell",
     "format_row",
     "latest",
     "ledger_files",
@@ -189,4 +242,5 @@ __all__ = [
     "now",
     "read_ledger",
     "read_rows",
+    "uncell",
 ]

@@ -5,11 +5,19 @@ whether the PET was in SUV, where colour was left out, whether the pair was regi
 how well it fits. The record says all of it, so a result can be checked, compared with
 another patient's or reproduced, and a batch ledger can point at it.
 
-**Where**: :func:`record_path` replaces the output's extension with ``.json``
-(``fused.nii.gz`` -> ``fused.json``, ``out.png`` -> ``out.json`` also when ``out.png`` is
-the pattern of per-slice PNGs, a DICOM folder ``fused_dcm/`` -> ``fused_dcm.json``). It is
-written atomically after the outputs, under the one output policy (:mod:`medfuse.io.outputs`):
-refused up front when it exists without ``--force``, never an input.
+**Where**: :func:`record_path` appends ``.json`` to the output's full name
+(``fused.nii.gz`` -> ``fused.nii.gz.json``, ``out.png`` -> ``out.png.json`` also when
+``out.png`` is the pattern of per-slice PNGs, a DICOM folder ``fused_dcm/`` ->
+``fused_dcm.json``). Why the full name: two outputs that differ only in their extension
+(``a.png`` and ``a.nii.gz``) must not share, or fight over, one record; appending keeps
+the mapping one-to-one. It is staged with the outputs and committed with them as one set
+(:class:`medfuse.io.outputs.OutputSet`), under the one output policy: refused up front when
+it exists without ``--force``, never an input.
+
+**Trust**: ``outputs.sha256`` holds the sha256 of every file the record describes (keyed by
+its path relative to the record's folder; a folder output by the folder rule below), so
+``batch --resume`` can tell a finished output from a truncated or planted one
+(:func:`verify_outputs`).
 
 **What** (schema ``medfuse.provenance/1``; keys listed in docs/formats.md): the request,
 both inputs (path, sha256, modality and its source, DICOM identity), every decision of the
@@ -35,32 +43,89 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medfuse.io.layout import IMAGE_SUFFIXES
-
 if TYPE_CHECKING:
     from medfuse.prepare.plan import FusionPlan
 
 SCHEMA = "medfuse.provenance/1"
-#: Suffixes replaced by ``.json`` (others, e.g. a folder named ``study.v2``, get ``.json``
-#: appended, so two outputs never share a record).
-_REPLACED = (*IMAGE_SUFFIXES, ".nii", ".dcm")
+#: What is appended to an output's name to name its record.
+RECORD_SUFFIX = ".json"
 _CHUNK = 1 << 20
 
 
 def record_path(output: str | os.PathLike[str]) -> Path:
-    """The record beside ``output``: its extension replaced by ``.json`` (``.nii.gz`` counts
-    as one extension); a name without a known extension (a DICOM or PNG folder) gets
-    ``.json`` appended. A trailing slash does not matter."""
+    """The record beside ``output``: the output's full name with ``.json`` appended
+    (``a.png`` -> ``a.png.json``, ``a.nii.gz`` -> ``a.nii.gz.json``, a folder ``a/`` ->
+    ``a.json``), so every output has its own record. A trailing slash does not matter."""
     path = Path(output)
-    name = path.name
-    lower = name.lower()
-    if lower.endswith(".nii.gz"):
-        stem = name[: -len(".nii.gz")]
-    elif path.suffix.lower() in _REPLACED:
-        stem = name[: -len(path.suffix)]
-    else:
-        stem = name
-    return path.with_name(f"{stem}.json")
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def output_hashes(files: list[tuple[Path, Path]], record: Path) -> dict[str, str]:
+    """sha256 of each output ``(written, target)``, keyed by the target's path relative to
+    the record's folder (POSIX); ``written`` is where the bytes are now (a staged copy)."""
+    out: dict[str, str] = {}
+    base = Path(os.path.abspath(record.parent))
+    for written, target in files:
+        key = Path(os.path.relpath(os.path.abspath(target), base)).as_posix()
+        out[text_of(key)] = hash_input(written)["sha256"]
+    return out
+
+
+def verify_outputs(record: Path) -> str | None:
+    """None when the record at ``record`` parses and every output it lists is there with
+    the sha256 it states; else what is wrong, in a few words (what ``batch --resume`` uses
+    to redo a pair)."""
+    fd = None
+    try:
+        from medfuse.io.outputs import open_regular
+
+        fd = open_regular(record)
+        if fd is None:
+            return "no provenance record"
+        with os.fdopen(fd, "rb") as fh:
+            fd = None
+            data = json.loads(fh.read().decode("utf-8"))
+        hashes = data["outputs"]["sha256"]
+        if not isinstance(hashes, dict) or not hashes:
+            return "the provenance record holds no output hashes"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "the provenance record is unreadable"
+    finally:
+        if fd is not None:
+            os.close(fd)
+    for rel, expected in hashes.items():
+        target = record.parent / str(rel)
+        if not (target.exists() or target.is_symlink()):
+            target = record.parent / name_of(str(rel))
+        try:
+            if not (target.is_file() or target.is_dir()) or target.is_symlink():
+                return f"output {rel} is missing"
+            if hash_input(target)["sha256"] != expected:
+                return f"output {rel} does not match its record"
+        except OSError:
+            return f"output {rel} is unreadable"
+    return None
+
+
+def name_of(text: str) -> str:
+    """The file name :func:`text_of` wrote as ``text`` (``\\xNN`` back to the byte)."""
+    import re
+
+    return re.sub(r"\\x([0-9a-fA-F]{2})",
+                  lambda m: chr(0xDC00 + int(m.group(1), 16)) if int(m.group(1), 16) >= 0x80
+                  else m.group(0), text)
+
+
+def text_of(value: str) -> str:
+    """A string JSON (UTF-8) can hold: a file name that is not UTF-8 (its bytes came in
+    as surrogate escapes) is written with those bytes as ``\\xNN`` escapes, so a record
+    is written for any name the file system allows."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
 
 
 def _regular_files(folder: Path) -> Iterator[tuple[str, Path]]:
@@ -160,8 +225,10 @@ def describe_inputs(plan: FusionPlan, mri_path: Path, other_path: Path,
 
 def _clean(value: Any) -> Any:
     """JSON-ready: NumPy scalars and arrays to Python, paths to text, NaN/inf to None."""
+    if isinstance(value, str):
+        return text_of(value)
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {text_of(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if isinstance(value, np.ndarray):
@@ -171,7 +238,7 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Path):
-        return str(value)
+        return text_of(str(value))
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     return value
@@ -211,15 +278,19 @@ def build_record(
     })
 
 
+def record_text(record: dict[str, Any]) -> str:
+    """The record as the JSON text written to disk."""
+    return json.dumps(_clean(record), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
 def write_record(path: Path, record: dict[str, Any], force: bool,
                  inputs: tuple[Path, ...]) -> Path:
     """Write the record atomically under the output policy (refused if it exists without
     ``force`` or is an input)."""
     from medfuse.io.outputs import atomic_output
 
-    text = json.dumps(record, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     with atomic_output(path, force=force, inputs=inputs) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(record_text(record), encoding="utf-8")
     return path
 
 
@@ -229,12 +300,18 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 __all__ = [
+    "RECORD_SUFFIX",
     "SCHEMA",
     "build_record",
     "describe_inputs",
     "hash_input",
+    "name_of",
+    "output_hashes",
     "read_record",
     "record_path",
+    "record_text",
+    "text_of",
+    "verify_outputs",
     "versions",
     "write_record",
 ]

@@ -192,7 +192,7 @@ def test_gamut_map_option_reaches_the_output_and_the_record(tmp_path: Path,
         extra = [] if name == "fit" else ["--gamut-map", "clip"]
         r = run("fuse", a, b, "-o", tmp_path / f"{name}.png", *extra)
         assert r.code == 0, r.text
-        record = json.loads((tmp_path / f"{name}.json").read_text())
+        record = json.loads((tmp_path / f"{name}.png.json").read_text())
         assert record["decisions"]["gamut_map"] == name
     fit, clip = (read_pixels(tmp_path / f"{n}.png")[0] for n in ("fit", "clip"))
     assert fit[40:56, 40:56, 1].mean() < clip[40:56, 40:56, 1].mean() - 0.05

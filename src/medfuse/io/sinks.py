@@ -8,7 +8,6 @@ temporary files. The format comes from the output suffix or ``--format``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from medfuse.io.images import to_uint, write_image
 from medfuse.io.layout import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from medfuse.io.outputs import (
     CommitOnExit,
+    OutputSet,
     StagedFolder,
     check_output,
     make_staging_dir,
@@ -72,15 +72,31 @@ def output_format(path: Path, fmt: str | None = None) -> str:
 
 
 class Sink(CommitOnExit):
-    """Base of all writers: collect slices, then commit or abort."""
+    """Base of all writers: collect slices, then commit or abort. ``stage`` finishes the
+    writing and hands the staged entries to an :class:`~medfuse.io.outputs.OutputSet`
+    without renaming anything, so the caller commits them together with the record and
+    the transform; ``commit`` does both for a sink on its own."""
 
     outputs: list[Path]
 
     def add(self, index: int, image: np.ndarray) -> None:
         raise NotImplementedError
 
-    def commit(self) -> list[Path]:
+    def stage(self, outputs: OutputSet) -> list[Path]:
+        """Finish writing into staging and add every entry to ``outputs``; returns the
+        targets (what will exist once ``outputs`` is committed)."""
         raise NotImplementedError
+
+    def commit(self) -> list[Path]:
+        together = OutputSet()
+        try:
+            self.outputs = self.stage(together)
+            together.commit()
+        except BaseException:
+            together.abort()
+            self.abort()
+            raise
+        return self.outputs
 
 
 class _Staging:
@@ -140,19 +156,17 @@ class PngSink(Sink):
         staged = self.staging.dir / target.name
         write_image(staged, image, bit_depth=self._depth(image), force=True)
 
-    def commit(self) -> list[Path]:
-        try:
-            for target in self.targets.values():
-                staged = self.staging.dir / target.name
-                if staged.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged, target)
-                    self.outputs.append(target)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
-        finally:
+    def stage(self, outputs: OutputSet) -> list[Path]:
+        targets = []
+        for target in self.targets.values():
+            staged = self.staging.dir / target.name
+            if staged.exists():
+                outputs.add(staged, target, owned=self.staging.dir)
+                targets.append(target)
+        if not targets:
             self.staging.remove()
-        return self.outputs
+        self.outputs = targets
+        return targets
 
     def abort(self) -> None:
         self.staging.remove()
@@ -185,11 +199,12 @@ class NiftiSink(Sink):
             grey = image if image.ndim == 2 else image.mean(axis=-1)
             self.views[0][index] = to_uint(grey, 16)
 
-    def commit(self) -> list[Path]:
+    def stage(self, outputs: OutputSet) -> list[Path]:
         from medfuse.io.nifti import write_nifti
 
+        staged = outputs.path_for(self.output)
         write_nifti(
-            self.output, self.volume, self.mri.affine, like=self.mri, force=self.force,
+            staged, self.volume, self.mri.affine, like=self.mri, force=False,
             inputs=self.inputs, slope=None if self.colour else GREY_SCALE,
         )
         self.outputs = [self.output]
@@ -212,8 +227,11 @@ class DicomSink(Sink):
         self.template = SeriesTemplate.create(mri.dicom, anonymize, description)
         self.count = 0
         self.writer: Any = None
+        self.staging: Path | None = None
         if single:
             check_output(output, force, inputs)
+            parent = output.parent if str(output.parent) else Path(".")
+            self.staging = make_staging_dir(parent, output.name)
         else:
             self.writer = StagedFolder(output, force, inputs, label="DICOM series")
         self.outputs = []
@@ -233,24 +251,33 @@ class DicomSink(Sink):
     def add(self, index: int, image: np.ndarray) -> None:
         ds = self._dataset(index, image)
         if self.single:
-            from medfuse.io.dicom import write_dicom_file
-
-            write_dicom_file(self.output, ds, force=self.force, inputs=self.inputs)
-            self.outputs = [self.output]
+            assert self.staging is not None
+            target = self.staging / self.output.name
         else:
-            try:
-                ds.save_as(self.writer.path_for(f"IM{self.count:05d}.dcm"), enforce_file_format=True)
-            except OSError as exc:
-                raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+            target = self.writer.path_for(f"IM{self.count:05d}.dcm")
+        try:
+            ds.save_as(target, enforce_file_format=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
 
-    def commit(self) -> list[Path]:
-        if self.writer is not None:
-            self.outputs = [self.writer.commit()]
+    def stage(self, outputs: OutputSet) -> list[Path]:
+        if self.single:
+            assert self.staging is not None
+            staged = self.staging / self.output.name
+            if not staged.exists():
+                self.abort()
+                return []
+            outputs.add(staged, self.output, owned=self.staging)
+        else:
+            outputs.add(self.writer.tmp, self.writer.folder, owned=self.writer.tmp)
+        self.outputs = [self.output]
         return self.outputs
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+        if self.staging is not None:
+            remove_staging(self.staging)
 
 
 class Montage:
@@ -310,7 +337,9 @@ class Montage:
                 raise ValueError("a triptych preview needs the MRI and other planes")
             self.inputs[index] = (self._fit(mri), self._fit(other))
 
-    def write(self) -> Path | None:
+    def write(self, to: Path | None = None) -> Path | None:
+        """Write the preview to its path, or to ``to`` (a staged copy of it); returns the
+        preview's own path (None when no slice was kept)."""
         if not self.tiles:
             return None
         from medfuse.render import montage, triptych
@@ -329,7 +358,8 @@ class Montage:
             labels = [str(i) for i in order] if self.labels and not small else None
             grid = montage([self.tiles[i] for i in order], labels, tile=PREVIEW_TILE_SIZE,
                            orientation=orientation)
-        return write_image(self.path, grid, bit_depth=8, force=self.force)
+        write_image(to or self.path, grid, bit_depth=8, force=self.force)
+        return self.path
 
 
 __all__ = [
