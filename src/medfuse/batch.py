@@ -103,6 +103,8 @@ class BatchReport:
     items: list[BatchItem]
     out_dir: Path
     ledger: Path | None = None
+    #: Lines about the run as a whole (the worker count capped, and why).
+    notes: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for it in self.items if it.status == status)
@@ -175,6 +177,10 @@ def _check_run(request: BatchRequest) -> None:
         from medfuse.distributed import import_ray
 
         import_ray()  # a missing extra is a one-line usage error before anything is written
+        if request.address:
+            from medfuse.distributed import check_address
+
+            check_address(request.address)  # bounded: ray.init would retry for minutes
     if request.workers is not None and request.workers < 1:
         raise UsageError(f"--workers {request.workers}: must be 1 or more")
     if request.address and request.backend != "ray":
@@ -534,7 +540,8 @@ def fuse_batch(
     elif (request.workers or 1) > 1 and len(tasks) > 1:
         from medfuse.parallel import run_pool
 
-        run_pool(tasks, engine_loader, on_done, workers=request.workers or 1)
+        run_pool(tasks, engine_loader, on_done, workers=request.workers or 1,
+                 say=report.notes.append)
     else:
         _serial(tasks, engine_loader, on_done)
     return report

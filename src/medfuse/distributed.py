@@ -14,6 +14,11 @@ actor that dies fails the pair it was running; the pairs queued behind it go to 
 replacement actor. Outputs are written by the actors, so on a multi-node cluster OUT_DIR
 must be a filesystem every node mounts at the same path (docs/scale.md).
 
+An ``--address`` is checked before Ray is asked to connect (:func:`check_address`): the
+host must resolve and its port accept a TCP connection within :data:`CONNECT_TIMEOUT_S`
+seconds, else one line names the address. ``ray.init`` itself retries an unreachable
+cluster for minutes, printing its log lines, and does not give way to SIGTERM.
+
 Ray is an optional extra (``pip install "medfuse[ray]"``); without it ``--backend ray`` is
 a one-line usage error.
 """
@@ -38,6 +43,68 @@ QUEUED_PER_ACTOR = 1
 ACTOR_DIED = "the Ray actor fusing this pair died (node lost, killed, or out of memory)"
 RAY_MISSING = ('--backend ray needs Ray, which is not installed: pip install "medfuse[ray]" '
                '(or pip install "ray[default]>=2.9")')
+
+
+#: Seconds allowed for resolving a cluster address and opening a TCP connection to it.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray address (``host:port``, ``ray://host:port``, ``[v6]:port``);
+    None for ``auto`` / ``local``, which Ray resolves itself. A malformed one is a usage
+    error naming it."""
+    text = address.strip()
+    if text.lower() in ("auto", "local"):
+        return None
+    rest = text.split("://", 1)[1] if "://" in text else text
+    rest = rest.split("/", 1)[0]
+    if rest.startswith("["):
+        host, _, port = rest[1:].partition("]")
+        port = port[1:] if port.startswith(":") else ""
+    else:
+        host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT, "
+                         "or auto)")
+    return host, int(port)
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within about ``timeout`` seconds, a cluster address whose host does not
+    resolve or whose port takes no connection: one line naming the address. Resolution
+    runs in a daemon thread, so a resolver that hangs cannot hold the run past the bound."""
+    import socket
+    import threading
+
+    from medfuse.errors import InputError
+
+    where = split_address(address)
+    if where is None:
+        return
+    host, port = where
+    box: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            box.append(None)
+        except (OSError, UnicodeError, ValueError) as exc:
+            box.append(exc)
+
+    t = threading.Thread(target=attempt, name="medfuse-ray-address", daemon=True)
+    t.start()
+    t.join(timeout + 1.0)
+    if not box:
+        raise InputError(f"cannot reach the Ray cluster at {address}: no answer within "
+                         f"{timeout:g} s")
+    exc = box[0]
+    if exc is not None:
+        reason = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        if isinstance(exc, socket.gaierror):
+            reason = f"host {host} does not resolve ({reason})"
+        elif isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout:g} s"
+        raise InputError(f"cannot reach the Ray cluster at {address}: {reason}")
 
 
 def import_ray() -> Any:
@@ -84,6 +151,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
     if address:
+        check_address(address)
         ray.init(address=address, **quiet)
     else:
         # Workers of a local instance import medfuse from where this process does (a source
@@ -193,5 +261,5 @@ def run_ray(
             ray.shutdown()
 
 
-__all__ = ["ACTOR_DIED", "RAY_MISSING", "FuseActor", "import_ray", "plan_actors", "run_ray",
-           "start_ray"]
+__all__ = ["ACTOR_DIED", "CONNECT_TIMEOUT_S", "RAY_MISSING", "FuseActor", "check_address",
+           "import_ray", "plan_actors", "run_ray", "split_address", "start_ray"]

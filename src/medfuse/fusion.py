@@ -343,6 +343,9 @@ def check_options(request: FuseRequest) -> None:
     if style not in PREVIEW_STYLES:
         raise UsageError(f"--preview-style {request.preview_style!r}: expected one of "
                          f"{', '.join(PREVIEW_STYLES)}")
+    if request.register is not None and not request.register.strip():
+        # an unset shell variable (--register "$METHOD") must not mean "no registration"
+        raise UsageError(f"--register '': expected one of {', '.join(METHODS)}")
     method = (request.register or "none").strip().lower()
     if method not in METHODS:
         raise UsageError(f"--register {request.register!r}: expected one of {', '.join(METHODS)}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medfuse.errors import UsageError
+from medfuse.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
     from medfuse.engine import Engine
@@ -104,10 +104,10 @@ def region_masks(
 ) -> MaskReport:
     """Write both branches' hard spatial masks for one slice of a pair, their overlays and
     masks.json into ``output`` (a folder). Volumes without ``slice_index`` use their middle
-    slice. The five files are staged and moved into place together."""
+    slice. The five files are staged and committed as one set: all five or none."""
     from medfuse.fusion import fuse_plan, read_pair_plan
     from medfuse.io.images import write_image
-    from medfuse.io.outputs import check_output, make_staging_dir, move_into_place, remove_staging
+    from medfuse.io.outputs import OutputSet, check_output
     from medfuse.render import overlay
 
     if output.exists() and not output.is_dir():
@@ -139,17 +139,24 @@ def region_masks(
         sparse_channels=counts, channels_per_layer=width,
         warnings=[str(w.message) for w in caught],
     )
-    staging = make_staging_dir(output, "masks")
+    # All five are staged, then renamed as one set: a failure on any of them (a full
+    # disk, an immutable file) leaves none written and what was there before in place.
+    together = OutputSet()
     try:
-        write_image(staging / "mask_mri.png", res.mask_mri)
-        write_image(staging / "mask_other.png", res.mask_other)
-        write_image(staging / "overlay_mri.png", overlay(mri_plane, res.mask_mri))
-        write_image(staging / "overlay_other.png", overlay(other_plane, res.mask_other))
-        (staging / "masks.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        for name in MASK_FILES:
-            report.outputs.append(move_into_place(staging / name, output / name))
-    finally:
-        remove_staging(staging)
+        staged = {name: together.path_for(output / name) for name in MASK_FILES}
+        write_image(staged["mask_mri.png"], res.mask_mri)
+        write_image(staged["mask_other.png"], res.mask_other)
+        write_image(staged["overlay_mri.png"], overlay(mri_plane, res.mask_mri))
+        write_image(staged["overlay_other.png"], overlay(other_plane, res.mask_other))
+        try:
+            staged["masks.json"].write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {output / 'masks.json'}: "
+                              f"{exc.strerror or exc}") from exc
+        report.outputs = together.commit()
+    except BaseException:
+        together.abort()
+        raise
     return report
 
 

@@ -12,7 +12,11 @@ calls the one per-pair function (:func:`medfuse.batch.run_task`), and the CPU en
 results do not depend on its thread count (tested).
 
 Memory is bounded: each worker holds one study at a time and at most ``2 * N`` small
-task descriptions are queued. A worker that dies (killed, out of memory) fails only the
+task descriptions are queued, and N itself is capped (:func:`worker_count`) by the pairs
+to fuse and by the memory available (:data:`WORKER_MEMORY` per worker), the cap said in
+one line. Workers die with their parent: on Linux each asks the kernel for SIGTERM when
+the process that started it ends (``PR_SET_PDEATHSIG``), elsewhere a thread watches the
+parent, so a SIGKILL of ``medfuse batch`` alone leaves no orphan holding memory. A worker that dies (killed, out of memory) fails only the
 pair it was fusing: the pairs that were in flight with it are re-run one at a time in a
 fresh pool to find which one it was, and the rest go on.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -38,6 +43,12 @@ if TYPE_CHECKING:
 #: Task descriptions queued per worker beyond the one it is fusing (keeps workers fed
 #: without holding more than one study each in memory).
 QUEUED_PER_WORKER = 1
+#: Memory one worker may take (a GeSeNet CPU engine, torch, one head study and its
+#: output: about 300 MB measured, with room for a larger study).
+WORKER_MEMORY = 768 << 20
+#: Seconds between looks at the parent where the kernel cannot be asked to signal.
+PARENT_POLL_S = 1.0
+PR_SET_PDEATHSIG = 1
 WORKER_DIED = ("the worker process fusing this pair died (killed, or out of memory); "
                "the other pairs went on")
 
@@ -84,13 +95,48 @@ _engine: Engine | None = None
 _threads = 1
 
 
-def _init_worker(loader: Callable[[], Engine], threads: int) -> None:
-    """Worker start-up: the process is medfuse's own, so it takes the measured process
-    tuning (passive OpenMP waiting, allocator) and its share of the cores. Threads go
-    through the environment, read when torch loads (with the engine, not before: a
-    stand-in engine never pays for importing torch)."""
+def die_with_parent(parent: int) -> None:
+    """End this process (SIGTERM, so staged files are removed) when ``parent`` ends:
+    ``prctl(PR_SET_PDEATHSIG)`` on Linux, else a daemon thread that looks every
+    :data:`PARENT_POLL_S` seconds. A parent already gone ends it at once."""
+    import signal
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # it died before the request above was made
+        os.kill(os.getpid(), signal.SIGTERM)
+    if armed:
+        return
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="medfuse-parent-watch", daemon=True).start()
+
+
+def _init_worker(loader: Callable[[], Engine], threads: int, parent: int | None = None) -> None:
+    """Worker start-up: bound to its parent's life (:func:`die_with_parent`); the process
+    is medfuse's own, so it takes the measured process tuning (passive OpenMP waiting,
+    allocator) and its share of the cores. Threads go through the environment, read when
+    torch loads (with the engine, not before: a stand-in engine never pays for importing
+    torch)."""
     global _loader, _threads
     from medfuse.engine.runtime import tune_process
+
+    if parent is not None:
+        die_with_parent(parent)
 
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     tune_process()
@@ -133,7 +179,7 @@ def _drain(
     todo = deque(indices)
     ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start is unsafe
     with ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker,
-                             initargs=(loader, threads)) as pool:
+                             initargs=(loader, threads, os.getpid())) as pool:
         pending: dict[Future[PairOutcome], int] = {}
 
         def feed() -> None:
@@ -161,21 +207,65 @@ def _drain(
     return [], []
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (``MemAvailable``, or the cgroup's limit
+    less its use when that is smaller); None where neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as a, open("/sys/fs/cgroup/memory.current") as b:
+            limit, used = a.read().strip(), b.read().strip()
+        if limit != "max":
+            found.append(max(0, int(limit) - int(used)))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def worker_count(requested: int, pairs: int, memory: int | None,
+                 per_worker: int = WORKER_MEMORY) -> tuple[int, str]:
+    """How many workers to start for ``requested`` and ``pairs``: no more than there are
+    pairs, and no more than ``memory`` holds at ``per_worker`` each (at least one). Returns
+    the count and, when it is below ``requested``, the one line that says why."""
+    count, why = max(1, requested), ""
+    if pairs < count:
+        count, why = max(1, pairs), f"one per pair to fuse ({pairs})"
+    if memory is not None:
+        fits = max(1, memory // per_worker)
+        if fits < count:
+            count = fits
+            why = (f"{memory / 2**30:.1f} GiB of memory available holds {fits} at "
+                   f"{per_worker / 2**20:.0f} MiB each")
+    note = f"--workers {requested}: starting {count} ({why})" if count < requested else ""
+    return count, note
+
+
 def run_pool(
     tasks: list[PairTask],
     engine_loader: Callable[[], Engine],
     on_done: OnDone,
     workers: int,
     threads: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> None:
-    """Fuse ``tasks`` in ``workers`` spawned processes; ``on_done(index, outcome)`` runs in
+    """Fuse ``tasks`` in up to ``workers`` spawned processes (capped by
+    :func:`worker_count`, the cap passed to ``say``); ``on_done(index, outcome)`` runs in
     this process as each finishes (in finishing order). ``threads``: torch threads per
     worker (default: this process's CPUs shared out)."""
     from medfuse.batch import PairOutcome
     from medfuse.ledger import now
 
     check_picklable(engine_loader, "--workers")
-    size = max(1, min(workers, len(tasks)))
+    size, note = worker_count(workers, len(tasks), available_memory())
+    if note and say is not None:
+        say(note)
     threads = threads or max(1, available_cpus() // size)
     rest = list(range(len(tasks)))
     while rest:
@@ -186,4 +276,6 @@ def run_pool(
                 on_done(i, PairOutcome("failed", WORKER_DIED, started=stamp, finished=stamp))
 
 
-__all__ = ["EngineSpec", "available_cpus", "check_picklable", "limit_torch_threads", "run_pool"]
+__all__ = ["WORKER_MEMORY", "EngineSpec", "available_cpus", "available_memory",
+           "check_picklable", "die_with_parent", "limit_torch_threads", "run_pool",
+           "worker_count"]

@@ -116,6 +116,8 @@ def batch(
                 console.print(f"{escape(item.name)}: {escape(item.plan)}", soft_wrap=True)
 
         report = fuse_batch(request, loader, step)
+    if not quiet:
+        show_warnings(report.notes)
     for it in report.items:
         if not quiet:
             show_warnings([f"{it.name}: {w}" for w in it.warnings])

@@ -374,8 +374,8 @@ class OutputSet(CommitOnExit):
             self._roll_back(placed)
             self.abort()
             name = exc.filename if exc.filename else "an output"
-            raise OutputError(f"cannot write {name}: {exc.strerror or exc}; nothing of this "
-                              "output was left (its record and transform neither)") from exc
+            raise OutputError(f"cannot write {name}: {exc.strerror or exc}; none of the "
+                              "outputs that go with it were written") from exc
         except BaseException:
             self._roll_back(placed)
             self.abort()

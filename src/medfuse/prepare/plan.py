@@ -42,6 +42,7 @@ from medfuse.prepare.colormaps import check_colormap, pseudo_colour, resolve_col
 from medfuse.prepare.pair import MIN_SIDE, check_gamut_map, resize_to, size_mismatch
 from medfuse.prepare.windowing import (
     FLOOR_FRACTION,
+    SUV_FALLBACK,
     SuvDecision,
     Window,
     apply_window,
@@ -638,6 +639,10 @@ def plan_fusion(
     chosen_axis = mri.default_axis(axis)
     mw = choose_window(mri, mri_window, "mri")
     suv = decide_suv(other, mod)
+    if suv is not None and suv.implausible is not None and other_window is None:
+        # SUV from an impossible header would colour every voxel at one end of the map
+        raise InputError(f"{other.label}: {suv.implausible}; SUV cannot be computed: "
+                         f"{SUV_FALLBACK}")
     ow = choose_other_window(other, other_window, mod, suv)
     floor_value, floor_source = decide_floor(other, mod, ow, suv, floor, transparency)
     cmap = resolve_colormap(mod, colormap) if not other.is_rgb else None

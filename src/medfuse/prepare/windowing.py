@@ -243,6 +243,9 @@ class SuvDecision:
     facts: dict[str, Any] = field(default_factory=dict)
     decay: float | None = None  # 2^(-dt / T1/2) applied to the dose
     elapsed_s: float | None = None  # injection to the decay-correction reference time
+    #: A header value SUV cannot be computed from (not finite, or outside what any PET
+    #: study states), named: the plan refuses the PET unless ``--window`` is given.
+    implausible: str | None = None
 
     @property
     def available(self) -> bool:
@@ -251,6 +254,24 @@ class SuvDecision:
     def as_dict(self) -> dict[str, Any]:
         return {"available": self.available, "factor": self.factor, "reason": self.reason,
                 "decay_factor": self.decay, "elapsed_s": self.elapsed_s, "facts": self.facts}
+
+
+#: What SUV arithmetic accepts from a header (inclusive): a body weight in kg (a preterm
+#: infant to the heaviest recorded patients), an injected activity in Bq (0.1 MBq to
+#: 100 GBq), a half-life in seconds (Rb-82's 76 s to I-124's 4.2 days, with a margin), and
+#: the decay of the dose between injection and scan (at most 20 half-lives).
+SUV_LIMITS = {"PatientWeight": (0.2, 700.0), "RadionuclideTotalDose": (1e5, 1e11),
+              "RadionuclideHalfLife": (20.0, 1e7)}
+MIN_DECAY = 2.0 ** -20
+SUV_FALLBACK = ("give --window CENTRE,WIDTH in the file's own units (Bq/ml) to fuse it "
+                "without SUV")
+
+
+def _implausible(name: str, value: float, unit: str) -> str | None:
+    lo, hi = SUV_LIMITS[name]
+    if not math.isfinite(value) or not lo <= value <= hi:
+        return f"{name} {value:g} {unit} is not plausible ({lo:g} to {hi:g} {unit})"
+    return None
 
 
 def suv_factor(facts: SuvFacts | None) -> SuvDecision:
@@ -277,6 +298,12 @@ def suv_factor(facts: SuvFacts | None) -> SuvDecision:
         return SuvDecision(None, f"{', '.join(missing)} missing or not positive", record)
     assert facts.weight_kg is not None and facts.dose_bq is not None
     assert facts.half_life_s is not None
+    for name, value, unit in (("PatientWeight", facts.weight_kg, "kg"),
+                              ("RadionuclideTotalDose", facts.dose_bq, "Bq"),
+                              ("RadionuclideHalfLife", facts.half_life_s, "s")):
+        problem = _implausible(name, value, unit)
+        if problem is not None:
+            return SuvDecision(None, problem, record, implausible=problem)
     mode = facts.decay_correction or "not stated"
     if mode == "ADMIN":
         return SuvDecision(facts.weight_kg * 1000.0 / facts.dose_bq,
@@ -297,7 +324,15 @@ def suv_factor(facts: SuvFacts | None) -> SuvDecision:
         return SuvDecision(None, f"injection to scan time is {elapsed / 60:.0f} min "
                            "(not between 0 and 24 h; check the times)", record)
     decay = 2.0 ** (-elapsed / facts.half_life_s)
+    if decay < MIN_DECAY:
+        problem = (f"RadionuclideHalfLife {facts.half_life_s:g} s is not plausible for a scan "
+                   f"{elapsed / 60:.0f} min after injection (the dose would have decayed "
+                   f"{elapsed / facts.half_life_s:.0f} half-lives)")
+        return SuvDecision(None, problem, record, implausible=problem)
     factor = facts.weight_kg * 1000.0 / (facts.dose_bq * decay)
+    if not math.isfinite(factor) or factor <= 0:
+        problem = f"PatientWeight and RadionuclideTotalDose give no finite SUV factor ({factor:g})"
+        return SuvDecision(None, problem, record, implausible=problem)
     return SuvDecision(factor, f"DecayCorrection START to the {source}, "
                        f"{elapsed / 60:.1f} min after injection", record, decay, elapsed)
 
@@ -359,6 +394,8 @@ __all__ = [
     "GM_MULTIPLE",
     "PERCENTILES",
     "PRESETS",
+    "SUV_FALLBACK",
+    "SUV_LIMITS",
     "SUV_WINDOW",
     "SuvDecision",
     "Window",
