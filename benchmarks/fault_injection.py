@@ -16,7 +16,19 @@ What it does (all seeded, so a run can be repeated exactly):
 5. optionally (TERMS > 0) does the same with SIGTERM, after which no staged file may
    remain at all (medfuse removes them on SIGTERM);
 6. reports peak RSS of the reference run over all pairs and over a quarter of them (flat
-   memory: the two should be close).
+   memory: the two should be close);
+7. with ``--scenarios`` (default all), three more faults, each followed by ``--resume``
+   until done, after which the output tree must equal the reference: every file
+   byte-identical except provenance records, which must be equal once their times (and
+   the output folder's name, and the ``force`` a resume sets) are left out; no file extra,
+   none missing, nothing staged:
+
+   * ``main-kill``: ``batch --workers 2`` with only its main process SIGKILLed; the workers
+     and the resource tracker must be gone 10 s later (no orphan);
+   * ``group-kill``: the whole process group SIGKILLed at once;
+   * ``disk-full``: the output folder on a size-limited tmpfs (as root, where ``mount``
+     works) that fills half-way through, then grown and resumed; elsewhere a file size
+     limit (``RLIMIT_FSIZE``) stands in for the full disk.
 
 Every child imports medfuse from a copy of ``src/`` taken at the start, so edits to the
 working tree during a long run cannot make the reference and the faulty runs differ.
@@ -34,6 +46,7 @@ file survived a SIGTERM); 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -55,22 +68,29 @@ import os, sys
 engine = os.environ.get("FAULT_ENGINE", "weights")
 from medfuse.cli import app
 if engine == "mean":
-    import numpy as np
     from medfuse.cli.options import injected_engine
-
-    class MeanEngine:
-        device = "cpu"
-        weights_path = None
-        weights_sha256 = None
-        batch_size = 8
-
-        def fuse_luminance(self, mri, other, with_masks=False):
-            return ((mri + other) / 2).astype(np.float32), None, None
+    from fault_engine import MeanEngine
 
     with injected_engine(MeanEngine):
         app(prog_name="medfuse")
 else:
     app(prog_name="medfuse")
+"""
+
+#: The stand-in engine, as a module beside the source snapshot: worker processes
+#: (``--workers``) unpickle it by name, which a class defined in ``-c`` code cannot offer.
+ENGINE_MODULE = """
+import numpy as np
+
+
+class MeanEngine:
+    device = "cpu"
+    weights_path = None
+    weights_sha256 = None
+    batch_size = 8
+
+    def fuse_luminance(self, mri, other, with_masks=False):
+        return ((mri + other) / 2).astype(np.float32), None, None
 """
 
 BAD_KINDS = ("truncated", "flipped-byte", "empty", "text", "colour-mri", "size-mismatch",
@@ -116,14 +136,17 @@ class Report:
     terms: int = 0
     staging_left_after_terms: int = 0
     runs: list[Run] = field(default_factory=list)
+    scenarios: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
 
     @property
     def ok(self) -> bool:
         """Nothing lost, corrupt, partial or extra, no staged file after a SIGTERM; with
         --resume also every provenance record present and no staged leftover at the end
-        (--skip-existing only looks at the images, so it cannot promise those)."""
+        (--skip-existing only looks at the images, so it cannot promise those); every
+        scenario's tree equal to the reference and no orphan."""
         core = not (self.lost or self.corrupt or self.partial or self.extra or self.bad_written
                     or self.records_broken or self.staging_left_after_terms)
+        core = core and all(sc["ok"] for sc in self.scenarios)
         if self.restart == "resume":
             return core and not (self.records_missing or self.staging_left_at_end)
         return core
@@ -198,6 +221,7 @@ def snapshot_source(work: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ROOT / "src" / "medfuse", dest / "medfuse",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "fault_engine.py").write_text(ENGINE_MODULE)
     if (ROOT / "weights").is_dir():  # the bundled weights, where an editable checkout has them
         shutil.copytree(ROOT / "weights", work / "weights", dirs_exist_ok=True)
     _SOURCE[0] = dest
@@ -213,10 +237,24 @@ def _env(engine: str) -> dict[str, str]:
     return env
 
 
-def start_batch(args: list[str], engine: str, log: Path) -> subprocess.Popen[bytes]:
+def start_batch(args: list[str], engine: str, log: Path, session: bool = False,
+                fsize: int | None = None) -> subprocess.Popen[bytes]:
+    """``medfuse batch ARGS`` in a child; ``session``: in a process group of its own (for
+    a group kill); ``fsize``: a file size limit in bytes (SIGXFSZ ignored, so a write past
+    it fails like one on a full disk)."""
+
+    def limit() -> None:
+        if fsize is not None:
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
     with open(log, "ab") as err:
         return subprocess.Popen([sys.executable, "-c", CHILD, "batch", *args],
-                                stdout=subprocess.DEVNULL, stderr=err, env=_env(engine))
+                                stdout=subprocess.DEVNULL, stderr=err, env=_env(engine),
+                                start_new_session=session,
+                                preexec_fn=limit if fsize is not None else None)
 
 
 def reap(proc: subprocess.Popen[bytes], started: float, killed: bool = False) -> Run:
@@ -278,6 +316,207 @@ def faulty_run(data: Path, out: Path, engine: str, log: Path, kills: int, sig: s
         return left  # a run that ends by itself has done every pair
 
 
+# ---------------------------------------------------------------------------- scenarios
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_for_outputs(proc: subprocess.Popen[bytes], out: Path, count: int) -> bool:
+    """Wait until ``count`` outputs exist; False if the run ended first."""
+    while _outputs(out) < count:
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG):
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def resume_to_end(data: Path, out: Path, engine: str, log: Path, extra: tuple[str, ...],
+                  limit: int = 5) -> list[Run]:
+    """``batch --resume`` until a run exits 0 or 1 (done; 1: the bad pairs) by itself."""
+    runs = []
+    for _ in range(limit):
+        run = run_to_end([str(data), str(out), "--resume", "--quiet", *extra], engine, log)
+        runs.append(run)
+        if run.exit in (0, 1):
+            break
+    return runs
+
+
+def _normalised_record(path: Path, folder: Path) -> object:
+    """A provenance record without what may differ between two runs of one batch: its
+    times, the output folder's name and the ``force`` a resume sets."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("created", None)
+    data.pop("timings_s", None)
+    data.get("request", {}).pop("force", None)
+    text = json.dumps(data, sort_keys=True)
+    return json.loads(text.replace(json.dumps(str(folder))[1:-1], "<OUT>"))
+
+
+def compare_trees(ref: Path, out: Path) -> dict:  # type: ignore[type-arg]
+    """Files that differ between a reference output tree and another (ledgers left out;
+    records compared by :func:`_normalised_record`)."""
+    def files(root: Path) -> set[str]:
+        return {str(p.relative_to(root)) for p in root.rglob("*")
+                if (p.is_file() or p.is_symlink()) and not p.name.startswith("medfuse-ledger")}
+
+    a, b = files(ref), files(out)
+    differ = []
+    records = 0
+    for rel in sorted(a & b):
+        x, y = ref / rel, out / rel
+        if rel.endswith(".json"):
+            records += 1
+            try:
+                same = _normalised_record(x, ref) == _normalised_record(y, out)
+            except ValueError:
+                same = False
+        else:
+            same = x.read_bytes() == y.read_bytes()
+        if not same:
+            differ.append(rel)
+    staged_left = [p for p in (a | b) if Path(p).name.startswith(STAGING)]
+    return {"missing": sorted(a - b), "extra": sorted(b - a), "differ": differ,
+            "files": len(a), "records_compared": records, "staged": staged_left}
+
+
+def scenario_main_kill(data: Path, out: Path, engine: str, log: Path, extra: tuple[str, ...],
+                       good: int, rng: random.Random) -> dict:  # type: ignore[type-arg]
+    """SIGKILL of the main process of ``batch --workers 2`` only; its workers (and the
+    resource tracker) must be gone within 10 s."""
+    started = time.monotonic()
+    proc = start_batch([str(data), str(out), "--workers", "2", "--quiet", *extra], engine, log)
+    target = rng.randint(2, max(2, good // 2))
+    reached = wait_for_outputs(proc, out, target)
+    below = descendants(proc.pid)
+    if reached:
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+    reap(proc, started)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in below) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    orphans = [p for p in below if alive(p)]
+    for p in orphans:  # not to disturb what follows
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+    runs = resume_to_end(data, out, engine, log, extra)
+    return {"name": "main-kill", "killed": reached, "processes_below": len(below),
+            "orphans_after_10s": len(orphans), "resumes": len(runs),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def scenario_group_kill(data: Path, out: Path, engine: str, log: Path, extra: tuple[str, ...],
+                        good: int, rng: random.Random) -> dict:  # type: ignore[type-arg]
+    """SIGKILL of the whole process group (``batch --workers 2`` and its workers) at once."""
+    started = time.monotonic()
+    proc = start_batch([str(data), str(out), "--workers", "2", "--quiet", *extra], engine, log,
+                       session=True)
+    reached = wait_for_outputs(proc, out, rng.randint(2, max(2, good // 2)))
+    if reached:
+        time.sleep(rng.uniform(0.0, 0.05))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    reap(proc, started)
+    runs = resume_to_end(data, out, engine, log, extra)
+    return {"name": "group-kill", "killed": reached, "resumes": len(runs),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def _mount_tmpfs(folder: Path, size: int) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    cp = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                        capture_output=True)
+    return cp.returncode == 0
+
+
+def scenario_disk_full(data: Path, out: Path, engine: str, log: Path, extra: tuple[str, ...],
+                       ref: Path) -> dict:  # type: ignore[type-arg]
+    """The output folder fills half-way through the batch (a tmpfs of half the reference's
+    size, or a file size limit where no mount is possible); then room is made and the
+    batch resumed."""
+    started = time.monotonic()
+    need = sum(p.stat().st_size for p in ref.rglob("*") if p.is_file())
+    mounted = _mount_tmpfs(out, max(64 << 10, need // 2))
+    how = "tmpfs of half the reference's size" if mounted else "RLIMIT_FSIZE (no mount)"
+    try:
+        if mounted:
+            first = run_to_end([str(data), str(out), "--quiet", *extra], engine, log)
+        else:  # every file but the smallest fails: the limit sits below a fused PNG
+            sizes = sorted(p.stat().st_size for p in ref.glob("*.png"))
+            proc = start_batch([str(data), str(out), "--quiet", *extra], engine, log,
+                               fsize=max(1, sizes[len(sizes) // 2] - 1))
+            first = reap(proc, started)
+        half = _outputs(out)
+        staged_after_full = len(staged(out))
+        if mounted:
+            subprocess.run(["mount", "-o", f"remount,size={need * 4 + (8 << 20)}", str(out)],
+                           check=True)
+        runs = resume_to_end(data, out, engine, log, extra)
+        result = {"name": "disk-full", "how": how, "first_exit": first.exit,
+                  "outputs_when_full": half, "staged_after_full": staged_after_full,
+                  "resumes": len(runs), "seconds": round(time.monotonic() - started, 1)}
+        result.update(compare_trees(ref, out))
+        return result
+    finally:
+        if mounted:
+            # keep the tree for the caller's comparison: copy it out, then unmount
+            keep = out.with_name(out.name + "-copy")
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(out, keep, symlinks=True)
+            subprocess.run(["umount", str(out)], check=False)
+            shutil.rmtree(out, ignore_errors=True)
+            keep.rename(out)
+
+
+def run_scenarios(names: list[str], data: Path, work: Path, engine: str, log: Path,
+                  extra: tuple[str, ...], good: int, ref: Path, rng: random.Random
+                  ) -> list[dict]:  # type: ignore[type-arg]
+    results = []
+    for name in names:
+        out = work / f"scenario-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        if name == "main-kill":
+            r = scenario_main_kill(data, out, engine, log, extra, good, rng)
+        elif name == "group-kill":
+            r = scenario_group_kill(data, out, engine, log, extra, good, rng)
+        else:
+            r = scenario_disk_full(data, out, engine, log, extra, ref)
+        if "files" not in r:
+            r.update(compare_trees(ref, out))
+        r["ok"] = (not (r["missing"] or r["extra"] or r["differ"] or r["staged"])
+                   and r.get("orphans_after_10s", 0) == 0)
+        results.append(r)
+    return results
+
+
 # ---------------------------------------------------------------------------- checking
 
 
@@ -297,8 +536,8 @@ def compare(ref: Path, out: Path, good: list[str], bad: list[str], report: Repor
             continue
         if not expected.exists() or got.read_bytes() != expected.read_bytes():
             report.corrupt += 1
-        if (ref / f"{name}.json").exists():  # a provenance record beside each output
-            record = out / f"{name}.json"
+        if (ref / f"{name}.png.json").exists():  # a provenance record beside each output
+            record = out / f"{name}.png.json"
             if not record.exists():
                 report.records_missing += 1
             else:
@@ -310,7 +549,7 @@ def compare(ref: Path, out: Path, good: list[str], bad: list[str], report: Repor
     wanted = {p.name for p in ref.iterdir()}
     report.extra = sum(1 for p in out.iterdir()
                        if p.name not in wanted and not p.name.startswith(STAGING)
-                       and p.stem not in bad)
+                       and p.name.split(".")[0] not in bad)
     report.staging_left_at_end = len(staged(out))
 
 
@@ -338,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restart", choices=("skip-existing", "resume"), default="skip-existing",
                     help="how an interrupted batch is run again (resume also redoes pairs "
                     "whose provenance record is missing and removes staged leftovers)")
+    ap.add_argument("--scenarios", default="main-kill,group-kill,disk-full",
+                    help="comma-separated: main-kill, group-kill, disk-full (or none)")
     ap.add_argument("--workdir", type=Path, default=None, help="kept when given")
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
     a = ap.parse_args(argv)
@@ -394,6 +635,13 @@ def main(argv: list[str] | None = None) -> int:
             # every interrupted run was checked right after it ended
             report.staging_left_after_terms = len(staged(term_out))
 
+        names = [n.strip() for n in a.scenarios.split(",") if n.strip() and n.strip() != "none"]
+        unknown = set(names) - {"main-kill", "group-kill", "disk-full"}
+        if unknown:
+            ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+        report.scenarios = run_scenarios(names, data, work, a.engine, log, tuple(extra),
+                                         len(good), ref, rng)
+
         print_report(report, work)
         if a.json:
             a.json.write_text(json.dumps({**asdict(report), "ok": report.ok}, indent=2) + "\n")
@@ -424,6 +672,13 @@ def print_report(r: Report, work: Path) -> None:
     ]
     if r.terms_requested:
         lines.append(f"SIGTERM rounds: {r.terms}; staged entries left: {r.staging_left_after_terms}")
+    for sc in r.scenarios:
+        detail = {k: v for k, v in sc.items()
+                  if k not in ("name", "ok", "missing", "extra", "differ", "staged")}
+        lines.append(f"scenario {sc['name']}: {'ok' if sc['ok'] else 'FAILED'}; "
+                     f"missing {len(sc['missing'])}, extra {len(sc['extra'])}, "
+                     f"differ {len(sc['differ'])}, staged {len(sc['staged'])}; "
+                     + ", ".join(f"{k} {v}" for k, v in detail.items()))
     lines.append("RESULT: " + ("ok" if r.ok else "FAILED"))
     print("\n".join(lines))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+import pytest
+
 from medfuse.ledger import (
     FIELDS,
     LEDGER_NAME,
@@ -86,3 +88,22 @@ def test_concurrent_appends_stay_whole(tmp_path: Path) -> None:
     rows = read_rows(path)
     assert len(rows) == 80 and {r.name for r in rows} == {f"{t}{i}" for t in "xy" for i in range(40)}
     assert path.read_text().count("name,mri,other") == 1
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+x", "-y", "@z", "\tt", "'q", "plain", "", "a=b"])
+def test_cells_are_formula_safe_and_read_back_exactly(value: str) -> None:
+    from medfuse.ledger import cell, uncell
+
+    stored = cell(value)
+    assert not stored.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert uncell(stored) == value
+
+
+def test_line_breaks_in_values_never_split_a_row(tmp_path: Path) -> None:
+    from medfuse.ledger import Ledger, LedgerRow, read_rows
+
+    row = LedgerRow("a\nb", "m\r\no", "o", "failed", "x\ny", "a.png", "", "t0", "t1", "")
+    Ledger(tmp_path / "l.csv").append(row)
+    assert (tmp_path / "l.csv").read_bytes().count(b"\n") == 2
+    [back] = read_rows(tmp_path / "l.csv")
+    assert back.name == "a b" and back.mri == "m o" and back.error == "x y"

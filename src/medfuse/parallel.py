@@ -98,7 +98,10 @@ _threads = 1
 def die_with_parent(parent: int) -> None:
     """End this process (SIGTERM, so staged files are removed) when ``parent`` ends:
     ``prctl(PR_SET_PDEATHSIG)`` on Linux, else a daemon thread that looks every
-    :data:`PARENT_POLL_S` seconds. A parent already gone ends it at once."""
+    :data:`PARENT_POLL_S` seconds. A parent already gone ends it at once. The kernel
+    signals when the *thread* that started the worker ends, so a pool is always driven
+    from one thread that outlives it (:func:`run_pool` starts and drains its pools in the
+    caller's thread)."""
     import signal
 
     armed = False

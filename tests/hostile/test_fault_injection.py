@@ -5,7 +5,9 @@ serial run, nothing lost, partial or extra, and no staged file may survive a SIG
 
 Two ways of running again are tried: ``--skip-existing`` (which looks at the fused images
 only) and ``--resume`` (which also redoes a pair whose provenance record is missing and
-removes what a killed run left staged)."""
+removes what a killed run left staged). The resume run also goes through the three
+scenarios (main process killed, whole group killed, disk full), each resumed to a tree equal
+to the reference, with no orphan worker 10 s after the main process is killed."""
 
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.p
 
 def _run(tmp_path: Path, restart: str) -> dict:  # type: ignore[type-arg]
     report = tmp_path / f"{restart}.json"
+    scenarios = "main-kill,group-kill,disk-full" if restart == "resume" else "none"
     cp = subprocess.run(
         [sys.executable, str(SCRIPT), "--pairs", "40", "--kills", "4", "--terms", "3",
-         "--engine", "mean", "--seed", "1", "--restart", restart,
+         "--engine", "mean", "--seed", "1", "--restart", restart, "--scenarios", scenarios,
          "--workdir", str(tmp_path / restart), "--json", str(report)],
         capture_output=True, text=True, timeout=600)
     assert report.exists(), cp.stdout + cp.stderr
@@ -46,6 +49,11 @@ def test_fault_injection_resume(tmp_path: Path) -> None:
     r = _run(tmp_path, "resume")
     _check_core(r)
     assert r["records_missing"] == 0 and r["staging_left_at_end"] == 0, r
+    names = [sc["name"] for sc in r["scenarios"]]
+    assert names == ["main-kill", "group-kill", "disk-full"], r["scenarios"]
+    for sc in r["scenarios"]:
+        assert sc["ok"] and sc["files"] > 0 and sc["records_compared"] > 0, sc
+    assert r["scenarios"][0]["orphans_after_10s"] == 0 and r["scenarios"][0]["killed"], r
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ from medfuse.cli.options import (
     show_warnings,
 )
 
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Redo only pairs not completed by an earlier run into OUT_DIR (output or provenance record missing, or last attempt failed); cleans staged leftovers of a killed run.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Redo only pairs not completed by an earlier run into OUT_DIR (output or provenance record missing, an output not matching its record's sha256, or last attempt failed); cleans staged leftovers of a killed run.")]
 PartsOpt = Annotated[int, typer.Option("--num-parts", min=1, help="Split the pairs into K parts (by a stable hash of each pair's name) ...")]
 PartIdOpt = Annotated[int, typer.Option("--part-id", min=0, help="... and fuse part I (0 to K-1) only; each part writes its own ledger.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes (local) or Ray actors (default: 1 local; Ray: one per GPU, else per CPU), each with its own engine.")]
