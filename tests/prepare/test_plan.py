@@ -441,3 +441,21 @@ def dataclasses_replace(plan, **change):  # type: ignore[no-untyped-def]
     import dataclasses
 
     return dataclasses.replace(plan, **change)
+
+
+def test_floor_is_coherent_and_floor_none_is_exact(mri: Volume) -> None:
+    """A lone below-floor voxel inside active tissue is coloured like its neighbours (the
+    pixel rule left a grey dot there); ``--floor none`` makes nothing transparent."""
+    vals = np.zeros(MR_SHAPE, np.float32)
+    vals[4:28, 4:28, 2:6] = 5.0  # active tissue on the MRI's own grid
+    vals[16, 16, 4] = 0.001  # one voxel of it below any floor
+    plan = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet")
+    assert plan.floor is not None and not plan.resampled
+    n = len(plan)
+    (k, r, c), = np.argwhere(plan.other_values(0, n) == np.float32(0.001))
+    _, below = plan.other_planes(0, n)
+    assert below is not None
+    assert not below[k, r, c]  # coloured like the field around it
+    assert below[k, 0, 0]  # air stays transparent
+    none = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet", transparency=False)
+    assert none.other_planes(0, n)[1] is None

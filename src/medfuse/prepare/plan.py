@@ -39,6 +39,7 @@ from medfuse.io.geometry import (
 from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
 from medfuse.prepare.colormaps import check_colormap, pseudo_colour, resolve_colormap
+from medfuse.prepare.floor import coherent, min_region_pixels
 from medfuse.prepare.image_checks import (
     ModalityWarning,
     check_distinct,
@@ -173,15 +174,20 @@ class FusionPlan:
         where they are transparent (at or below the floor, or without data; None when the
         plan has no floor)."""
         vals = self.other_values(start, stop)
-        below = None
+        below = no_data = None
         if self.floor is not None and vals.ndim == 3:
             below = ~(vals > np.float32(self.floor))  # NaN (no data) is transparent too
+            no_data = np.isnan(vals)
         vals = apply_window(vals, self.other_window, out=vals)
         if self.resize and vals.shape[1:3] != self.plane_shape:
             vals = np.stack([resize_to(v, self.plane_shape) for v in vals])
-            if below is not None:
-                below = np.stack([resize_to(b.astype(np.float32), self.plane_shape) >= 0.5
-                                  for b in below])
+            if below is not None and no_data is not None:
+                below, no_data = (np.stack([resize_to(b.astype(np.float32), self.plane_shape)
+                                            >= 0.5 for b in m]) for m in (below, no_data))
+        if below is not None:
+            # regions, not pixels: no lone grey pixel in a coloured field (prepare.floor)
+            spacing = voxel_sizes(self.mri_stack.affine)
+            below = coherent(below, min_region_pixels((spacing[1], spacing[2])), no_data)
         if vals.ndim == 3 and self.colour:
             vals = pseudo_colour(vals, self.modality, self.colormap)
         return vals, below
