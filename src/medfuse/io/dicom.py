@@ -18,6 +18,7 @@ but they let viewers and medfuse stack the series back in 3D.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import os
 from collections.abc import Iterable
@@ -271,11 +272,98 @@ def _window(ds: Any) -> Window | None:
         # a window beyond the float32 range is no window (values are float32 throughout)
         return out if np.isfinite(out) and abs(out) <= FLOAT32_MAX / 2 else None
 
+    lut = _voi_lut(ds)
     c = first(ds.get("WindowCenter") or _functional(ds, "FrameVOILUTSequence", "WindowCenter"))
     w = first(ds.get("WindowWidth") or _functional(ds, "FrameVOILUTSequence", "WindowWidth"))
+    if lut is not None:
+        return Window(lut.centre, lut.width, "DICOM header VOI LUT", curve=lut)
     if c is None or w is None or w <= 0:
         return None
-    return Window(c, w, "DICOM header")
+    function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
+    if "WindowCenter" not in ds or function not in VOI_FUNCTIONS:
+        return Window(c, w, "DICOM header")  # enhanced per-frame windows: linear
+    curve = HeaderVoi(_voi_dataset(ds, WindowCenter=c, WindowWidth=w, VOILUTFunction=function),
+                      function)
+    source = "DICOM header" if function == "LINEAR" else f"DICOM header, {function}"
+    return Window(c, w, source, curve=curve)
+
+
+#: VOILUTFunction values pydicom applies (PS3.3 C.11.2.1.3).
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def _voi_dataset(ds: Any, **elements: Any) -> Any:
+    """A minimal dataset pydicom's ``apply_voi_lut`` reads: the VOI elements, unsigned
+    16-bit MONOCHROME2 output range, no rescale (our values are already scanner units)."""
+    from pydicom.dataset import Dataset
+
+    voi = Dataset()
+    if getattr(ds, "file_meta", None) is not None:
+        voi.file_meta = ds.file_meta  # the LUT Data's byte order, when it is OW
+    voi.PhotometricInterpretation = "MONOCHROME2"
+    voi.BitsStored, voi.PixelRepresentation = 16, 0
+    for key, value in elements.items():
+        setattr(voi, key, value)
+    return voi
+
+
+@dataclass(frozen=True)
+class HeaderVoi:
+    """A DICOM header's VOI transform through ``pydicom.pixels.apply_voi_lut``, as a
+    callable from scanner units (after Modality LUT / rescale) to float32 [0, 1]: pydicom
+    knows LINEAR (DICOM's half-value offsets), LINEAR_EXACT and SIGMOID, and VOI LUT
+    Sequences, which a linear centre/width cannot express. ``invert``: the volume holds
+    MONOCHROME1 values negated (so higher is brighter); the VOI then applies to the stored
+    sense and the result is inverted, as a MONOCHROME1 display does."""
+
+    ds: Any
+    kind: str
+    invert: bool = False
+    centre: float = 0.0
+    width: float = 1.0
+    #: The transform's output range: 0 to 2**bits - 1.
+    bits: int = 16
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        from pydicom.pixels import apply_voi_lut
+
+        arr = np.asarray(values, dtype=np.float64)
+        bad = ~np.isfinite(arr)
+        x = np.where(bad, 0.0, -arr if self.invert else arr)
+        if self.kind == "LUT":
+            # LUT entries are indexed by integer values; clipped to the LUT's range here
+            # because pydicom 3.0 indexes in the LUT's own 8/16-bit type, where a value
+            # beyond it wraps around instead of taking the last entry
+            first = self.centre - self.width / 2.0
+            x = np.clip(np.rint(x), first, first + self.width - 1).astype(np.int64)
+        with np.errstate(all="ignore"):
+            y = np.asarray(apply_voi_lut(x, self.ds, prefer_lut=True), dtype=np.float64)
+            out = np.clip(y / (2.0**self.bits - 1), 0.0, 1.0)
+        if self.invert:
+            out = 1.0 - out
+        out[bad] = 0.0
+        return out.astype(np.float32)
+
+    def inverted(self) -> HeaderVoi:
+        return dataclasses.replace(self, invert=not self.invert, centre=-self.centre)
+
+
+def _voi_lut(ds: Any) -> HeaderVoi | None:
+    """The header's first VOI LUT Sequence item as a transform, when it is usable."""
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None
+    item = seq[0]
+    desc = item.get("LUTDescriptor")
+    if desc is None or item.get("LUTData") is None or len(desc) != 3:
+        return None
+    entries, first_map, bits = int(desc[0]) or 65536, int(desc[1]), int(desc[2])
+    if bits not in (8, *range(10, 17)):
+        return None
+    voi = _voi_dataset(ds)
+    voi.VOILUTSequence = seq
+    return HeaderVoi(voi, "LUT", centre=first_map + entries / 2.0, width=float(entries),
+                     bits=bits)
 
 
 @dataclass
@@ -420,7 +508,8 @@ def _order(slices: list[_Slice], iop: np.ndarray | None, label: str) -> tuple[li
 def _modality_and_window(ds: Any, invert: bool) -> tuple[str | None, Window | None]:
     window = _window(ds)
     if window is not None and invert:
-        window = Window(-window.centre, window.width, window.source)
+        curve = window.curve.inverted() if window.curve is not None else None
+        window = Window(-window.centre, window.width, window.source, curve=curve)
     return modality_from_dicom(ds.get("Modality")), window
 
 
