@@ -404,7 +404,8 @@ def _make_sink(request: FuseRequest, fmt: str, plan: FusionPlan, indices: list[i
         return NiftiSink(request.output, plan.mri, plan.axis, plan.colour, request.force, inputs)
     description = f"medfuse MRI+{plan.modality.upper()} fused"
     return DicomSink(request.output, plan.mri, plan.mri_stack.affine, plan.colour,
-                     request.anonymize, request.force, inputs, single, description)
+                     request.anonymize, request.force, inputs, single, description,
+                     other=plan.other)
 
 
 def _request_record(request: FuseRequest) -> dict[str, Any]:

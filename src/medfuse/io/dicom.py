@@ -22,7 +22,7 @@ import dataclasses
 import datetime as _dt
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -767,7 +767,9 @@ def _read_file(path: Path) -> Volume:
     order = [s.frame for s in ordered]
     if order != sorted(order):
         arr = arr[order]
-    return _with_facts(_build(arr, ordered, ds, iop, step, path), [ds])
+    volume = _with_facts(_build(arr, ordered, ds, iop, step, path), [ds])
+    volume.extra["source_series"] = source_series(ds, [(ds, None)], iop)
+    return volume
 
 
 def _read_series(folder: Path, series: Iterable[str]) -> Volume:
@@ -808,8 +810,12 @@ def _read_series(folder: Path, series: Iterable[str]) -> Volume:
         pixels[n] = arr
     assert pixels is not None
     ref = next(ds for p, ds in info.files if p == ordered[0].path)
-    return _with_facts(_build(pixels, ordered, ref, iop, step, folder),
-                       [ref, *(ds for _, ds in info.files if ds is not ref)])
+    volume = _with_facts(_build(pixels, ordered, ref, iop, step, folder),
+                         [ref, *(ds for _, ds in info.files if ds is not ref)])
+    headers = dict(info.files)
+    volume.extra["source_series"] = source_series(
+        ref, [(headers[s.path], s.position) for s in ordered], iop)
+    return volume
 
 
 #: What pydicom and the header arithmetic raise for a damaged header (a value of the wrong
@@ -835,6 +841,74 @@ def read_dicom(path: str | Path, series: Iterable[str] = ()) -> Volume:
                          f"{_first_line(exc)})") from exc
 
 
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class SourceSeries:
+    """What an output derived from a DICOM input says about it: its study and series, its
+    instances (with where each lies, for matching an output slice to the one it sits on)
+    and the equipment that acquired it."""
+
+    study_uid: str
+    series_uid: str
+    #: (SOP Class UID, SOP Instance UID) of every instance, in slice order.
+    instances: tuple[tuple[str, str], ...]
+    #: Each instance's ImagePositionPatient (LPS mm), None where unknown.
+    positions: tuple[tuple[float, float, float] | None, ...] = ()
+    #: The slices' normal (LPS), None where unknown.
+    normal: tuple[float, float, float] | None = None
+    #: Manufacturer, ManufacturerModelName, StationName, InstitutionName, SoftwareVersions
+    #: as stated (only those present).
+    equipment: dict[str, str] = field(default_factory=dict)
+
+    def on_plane(self, plane: SlicePlane | None) -> list[tuple[str, str]]:
+        """The instances an output slice on ``plane`` was taken from: the one it lies on
+        when the output slices run parallel to these (same grid), else all of them."""
+        if plane is None or self.normal is None or len(self.instances) < 2 or any(
+                p is None for p in self.positions):
+            return list(self.instances)
+        normal = np.asarray(self.normal)
+        if abs(float(normal @ plane.normal_lps)) < 1 - 1e-4:
+            return list(self.instances)
+        depth = np.array([np.asarray(p) @ normal for p in self.positions])
+        spacing = float(np.median(np.abs(np.diff(depth)))) if len(depth) > 1 else 0.0
+        gap = np.abs(depth - float(np.asarray(plane.position_lps) @ normal))
+        best = int(np.argmin(gap))
+        if spacing > 0 and gap[best] > spacing / 2:
+            return list(self.instances)
+        return [self.instances[best]]
+
+
+_EQUIPMENT = ("Manufacturer", "ManufacturerModelName", "StationName", "InstitutionName",
+              "SoftwareVersions")
+
+
+def source_series(ds: Any, instances: list[tuple[Any, np.ndarray | None]],
+                  iop: np.ndarray | None) -> SourceSeries | None:
+    """The :class:`SourceSeries` of a read series (``instances``: each file's headers and
+    position, in slice order); None when the headers lack the UIDs to reference."""
+    refs = []
+    for item, _ in instances:
+        cls, uid = item.get("SOPClassUID"), item.get("SOPInstanceUID")
+        if not (cls and uid):
+            return None
+        refs.append((str(cls), str(uid)))
+    study, series = ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID")
+    if not (study and series):
+        return None
+    positions = tuple(None if p is None else tuple(float(v) for v in p) for _, p in instances)
+    normal = None if iop is None else tuple(float(v) for v in np.cross(iop[:3], iop[3:]))
+    equipment = {}
+    for key in _EQUIPMENT:
+        value = ds.get(key)
+        if value:
+            text = "\\".join(map(str, value)) if not isinstance(value, str) and hasattr(
+                value, "__iter__") else str(value)
+            equipment[key] = text[:64]
+    return SourceSeries(str(study), str(series), tuple(refs), positions, normal, equipment)
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -844,7 +918,11 @@ _PATIENT_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 _STUDY_TYPE2 = ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 _COPY_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "StudyDescription",
                   "IssuerOfPatientID", "SpecificCharacterSet")
-_IDENTIFYING_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "IssuerOfPatientID")
+_IDENTIFYING_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "IssuerOfPatientID",
+                         "StudyDescription")
+#: What every output says about itself (Image Comments): what it is and what it is not.
+RESEARCH_USE = ("DERIVED image: fused by medfuse (GeSeNet) from a registered MRI and a "
+                "CT/PET/SPECT. For research use only; not for diagnosis or treatment.")
 
 
 def _ds_number(value: float) -> Any:
@@ -865,10 +943,14 @@ class SeriesTemplate:
     anonymize: bool
     source: Any = None  # the MRI's DICOM headers, when it was DICOM
     derivation: str = "Fused by medfuse (GeSeNet) from registered MRI and a second modality"
+    #: The DICOM series the output is derived from (the MRI's first): referenced in every
+    #: file unless anonymising (their UIDs would lead back to the patient).
+    sources: tuple[SourceSeries, ...] = ()
 
     @classmethod
     def create(
-        cls, source: Any = None, anonymize: bool = False, description: str = "medfuse fused"
+        cls, source: Any = None, anonymize: bool = False, description: str = "medfuse fused",
+        sources: Iterable[SourceSeries | None] = (),
     ) -> SeriesTemplate:
         from pydicom.uid import generate_uid
 
@@ -886,6 +968,7 @@ class SeriesTemplate:
             description=description,
             anonymize=anonymize,
             source=source,
+            sources=tuple(x for x in sources if x is not None),
         )
 
 
@@ -963,6 +1046,9 @@ def build_dataset(
     ds.InstanceNumber = instance
     ds.ContentDate, ds.ContentTime = date, time
     ds.DerivationDescription = template.derivation
+    ds.ImageComments = RESEARCH_USE
+    _references(ds, template, plane)
+    ds.ContributingEquipmentSequence = _contributing_equipment(template, date + time)
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     if plane is not None:
@@ -1001,6 +1087,99 @@ def build_dataset(
     ds.HighBit = bits - 1
     ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return ds
+
+
+def _code(value: str, meaning: str) -> Any:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
+
+
+def _references(ds: Any, template: SeriesTemplate, plane: SlicePlane | None) -> None:
+    """Source Image Sequence (the instances this slice was made from: the MRI's slice it
+    lies on, every instance of the other image, which was resampled) and the Common
+    Instance Reference module (which series and studies those instances belong to).
+    Nothing under ``--anonymize``: the source UIDs would lead back to the patient."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    if template.anonymize or not template.sources:
+        return
+    images = []
+    for n, series in enumerate(template.sources):
+        for cls, uid in (series.on_plane(plane) if n == 0 else series.instances):
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = cls, uid
+            item.PurposeOfReferenceCodeSequence = Sequence(
+                [_code("121322", "Source image for image processing operation")])
+            images.append(item)
+    ds.SourceImageSequence = Sequence(images)
+
+    def series_item(series: SourceSeries) -> Any:
+        item = Dataset()
+        item.SeriesInstanceUID = series.series_uid
+        refs = []
+        for cls, uid in series.instances:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = cls, uid
+            refs.append(ref)
+        item.ReferencedInstanceSequence = Sequence(refs)
+        return item
+
+    here = [series_item(x) for x in template.sources if x.study_uid == template.study_uid]
+    if here:
+        ds.ReferencedSeriesSequence = Sequence(here)
+    elsewhere: dict[str, list[Any]] = {}
+    for x in template.sources:
+        if x.study_uid != template.study_uid:
+            elsewhere.setdefault(x.study_uid, []).append(series_item(x))
+    if elsewhere:
+        studies = []
+        for study_uid, items in elsewhere.items():
+            study = Dataset()
+            study.StudyInstanceUID = study_uid
+            study.ReferencedSeriesSequence = Sequence(items)
+            studies.append(study)
+        ds.StudiesContainingOtherReferencedInstancesSequence = Sequence(studies)
+
+
+def _contributing_equipment(template: SeriesTemplate, when: str) -> Any:
+    """Contributing Equipment Sequence: the scanners that acquired the sources (as their
+    headers state them; without station and institution under ``--anonymize``), medfuse as
+    the processing equipment, and medfuse as the de-identifying equipment when it was."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medfuse import __version__
+
+    items = []
+    for series in template.sources:
+        item = Dataset()
+        item.PurposeOfReferenceCodeSequence = Sequence([_code("109101",
+                                                              "Acquisition Equipment")])
+        item.Manufacturer = series.equipment.get("Manufacturer", "")
+        for key in ("ManufacturerModelName", "SoftwareVersions", "StationName",
+                    "InstitutionName"):
+            if key in series.equipment and not (
+                    template.anonymize and key in ("StationName", "InstitutionName")):
+                setattr(item, key, series.equipment[key])
+        items.append(item)
+    purposes = [("109102", "Processing Equipment",
+                 "GeSeNet fusion of a registered MRI with a CT, PET or SPECT")]
+    if template.anonymize:
+        purposes.append(("109104", "De-identifying Equipment",
+                         "names, IDs, dates and UIDs replaced (--anonymize)"))
+    for code, meaning, what in purposes:
+        item = Dataset()
+        item.PurposeOfReferenceCodeSequence = Sequence([_code(code, meaning)])
+        item.Manufacturer = "medfuse"
+        item.SoftwareVersions = __version__
+        item.ContributionDateTime = when
+        item.ContributionDescription = what
+        items.append(item)
+    return Sequence(items)
 
 
 def write_dicom_file(path: str | Path, ds: Any, force: bool = False,
@@ -1042,6 +1221,7 @@ __all__ = [
     "SC_IMAGE_STORAGE",
     "SeriesInfo",
     "SeriesTemplate",
+    "SourceSeries",
     "SuvFacts",
     "build_dataset",
     "choose_series",
@@ -1049,6 +1229,7 @@ __all__ = [
     "looks_like_dicom",
     "read_dicom",
     "scan_folder",
+    "source_series",
     "suv_facts",
     "write_dicom_file",
     "write_dicom_series",
