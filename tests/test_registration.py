@@ -65,6 +65,9 @@ def test_score_record_and_warning_flag() -> None:
     ok = RegistrationScore(0.97)
     assert not ok.warned and ok.as_dict()["warned"] is False
     assert RegistrationScore(0.5).warned
+    registered = RegistrationScore(0.5, registered_by="--register")  # low, but registered
+    assert not registered.warned and "registered by --register" in registered.describe()
+    assert RegistrationScore(1.0, outline_distance=0.3).warned
     assert RegistrationScore(1.0, plane_distance_mm=82.3).warned
     assert "slices 82.3 mm apart" in RegistrationScore(1.0, plane_distance_mm=82.3).describe()
 
@@ -199,3 +202,11 @@ def test_cli_register_and_save_transform(tmp_path: Path, mean_engine: None) -> N
     r = run("fuse", study.mri_path, study.other_path, "-o", tmp_path / "c.nii.gz",
             "--register", "elastic")
     assert r.code == 2 and "--register 'elastic'" in r.err
+
+
+def test_records_are_read_under_the_new_and_the_old_key() -> None:
+    from medfuse.registration import read_score
+
+    assert read_score({"registration_score": {"score": 0.9}}) == {"score": 0.9}
+    assert read_score({"misregistration": {"score": 0.7}}) == {"score": 0.7}  # older records
+    assert read_score({"registration_score": None}) is None

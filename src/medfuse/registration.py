@@ -9,7 +9,16 @@ the head), widened by :data:`MARGIN_MM` (PET and SPECT blur activity a few mm be
 brain). 1.0 means every coloured voxel lies on the head; a PET shifted off the head paints
 colour over air and scores low. Why not the Dice overlap of the two masks: a correctly
 registered PET shows the brain, the MRI the whole head, so their Dice is about 0.5 when all
-is well; containment is 1.0 then. Below :data:`REGISTRATION_WARN` medfuse warns.
+is well; containment is 1.0 then. Higher is better registered. Below
+:data:`REGISTRATION_WARN` medfuse warns, unless something registered the pair: one Frame of
+Reference UID (a hybrid scanner) or ``--register``. "Coloured" always uses the transparency
+floor's level, also under ``--floor none``: what the user colours does not change how well
+the pair is registered, and counting the noise in air as colour scored a registered PET
+0.80.
+
+Two grey ordinary images are also compared by their head outlines
+(:func:`outline_distance`): an MRI slice of one head and a CT slice of another both lie on
+a centred head, so containment passes them, but their outlines differ.
 
 **Registration** (optional extra ``register``: SimpleITK) moves the other image onto the
 MRI: Mattes mutual information (the standard metric across MR, CT, PET and SPECT),

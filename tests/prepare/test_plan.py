@@ -459,3 +459,29 @@ def test_floor_is_coherent_and_floor_none_is_exact(mri: Volume) -> None:
     assert below[k, 0, 0]  # air stays transparent
     none = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet", transparency=False)
     assert none.other_planes(0, n)[1] is None
+
+
+def test_a_pair_of_one_frame_of_reference_is_not_warned(tmp_path: Path) -> None:
+    """A PET/MR study of one scanner (one Frame of Reference) is registered: no warning,
+    also under --floor none (which counted the noise in air as colour: score 0.80, a
+    warning); the same study shifted 60 mm on a second scanner still is warned."""
+    from medfuse.studies import Rigid, generate_study
+
+    study = generate_study("pet", tmp_path / "one", resolution=3, anatomy="phantom",
+                           formats=("dicom",), seed=1)
+    mri, pet = read(study.path("mri_dicom")), read(study.path("other_dicom"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RegistrationWarning)
+        for transparency in (True, False):
+            plan = plan_fusion(mri, pet, modality="pet", transparency=transparency)
+            score = plan.registration_score
+            assert score is not None and score.registered_by == "one Frame of Reference"
+            assert score.score is not None and score.score > 0.97 and not score.warned
+    moved = generate_study("pet", tmp_path / "two", resolution=3, anatomy="phantom",
+                           formats=("dicom",), seed=1,
+                           misalign=Rigid(translation_mm=(60.0, 0.0, 0.0)))
+    with pytest.warns(RegistrationWarning) as caught:
+        plan = plan_fusion(read(moved.path("mri_dicom")), read(moved.path("other_dicom")),
+                           modality="pet", transparency=False)
+    assert any("does not look registered" in str(w.message) for w in caught)
+    assert plan.registration_score is not None and plan.registration_score.registered_by is None
