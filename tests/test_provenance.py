@@ -25,7 +25,7 @@ TOP = {"schema", "created", "request", "inputs", "decisions", "summary", "output
        "versions", "warnings", "timings_s"}
 DECISIONS = {"modality", "axis", "slices_in_plan", "two_d", "mri_window", "other_window",
              "suv", "transparency_floor", "colormap", "gamut_map", "grid", "registration",
-             "misregistration", "checks", "notes", "info"}
+             "registration_score", "checks", "notes", "info"}
 INPUT = {"path", "sha256", "kind", "files", "bytes", "modality", "modality_source", "dicom",
          "format", "shape", "rgb", "voxel_mm", "affine_ras", "has_geometry", "description"}
 
@@ -86,7 +86,7 @@ def test_record_beside_a_nifti_output(volumes: tuple[Path, Path], tmp_path: Path
     assert d["suv"]["available"] is False and "NIFTI" in d["suv"]["reason"]
     assert d["transparency_floor"]["value"] == pytest.approx(report.plan.floor)
     assert d["other_window"]["source"].startswith("PET default")
-    assert d["misregistration"]["score"] == pytest.approx(1.0)
+    assert d["registration_score"]["score"] == pytest.approx(1.0)
     assert d["grid"]["resampled"] is True and d["registration"] == {"method": "none"}
     assert on_disk["outputs"]["paths"] == [str(tmp_path / "out" / "fused.nii.gz")]
     assert on_disk["outputs"]["sha256"] == {
@@ -170,4 +170,4 @@ def test_cli_writes_the_record_quietly(volumes: tuple[Path, Path], tmp_path: Pat
     r = run("fuse", mr, pet, "-o", out, "-m", "pet")
     assert r.code == 2 and "exists" in r.err and r.err.count("\n") == 1
     record = read_record(tmp_path / "f.nii.gz.json")
-    assert np.isfinite(record["decisions"]["misregistration"]["score"])
+    assert np.isfinite(record["decisions"]["registration_score"]["score"])

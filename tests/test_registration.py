@@ -1,4 +1,4 @@
-"""medfuse.registration: the misregistration score's parts, ITK geometry conversions, and
+"""medfuse.registration: the registration score's parts, ITK geometry conversions, and
 ``--register`` bringing a misaligned study back (phantom quickly; the MNI head at 2 mm in a
 slow test, with the 1 mm timing in docs/formats.md)."""
 
@@ -18,7 +18,7 @@ from medfuse.io.volume import Volume, read
 from medfuse.prepare.plan import plan_fusion
 from medfuse.registration import (
     INSTALL_HINT,
-    MisregistrationScore,
+    RegistrationScore,
     containment,
     head_mask,
     matrix_of,
@@ -62,11 +62,14 @@ def test_containment_counts_what_lies_outside_the_field_of_view() -> None:
 
 
 def test_score_record_and_warning_flag() -> None:
-    ok = MisregistrationScore(0.97)
+    ok = RegistrationScore(0.97)
     assert not ok.warned and ok.as_dict()["warned"] is False
-    assert MisregistrationScore(0.5).warned
-    assert MisregistrationScore(1.0, plane_distance_mm=82.3).warned
-    assert "slices 82.3 mm apart" in MisregistrationScore(1.0, plane_distance_mm=82.3).describe()
+    assert RegistrationScore(0.5).warned
+    registered = RegistrationScore(0.5, registered_by="--register")  # low, but registered
+    assert not registered.warned and "registered by --register" in registered.describe()
+    assert RegistrationScore(1.0, outline_distance=0.3).warned
+    assert RegistrationScore(1.0, plane_distance_mm=82.3).warned
+    assert "slices 82.3 mm apart" in RegistrationScore(1.0, plane_distance_mm=82.3).describe()
 
 
 # -- ITK geometry ------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ def test_rigid_registration_of_a_phantom_study(tmp_path: Path) -> None:
                        register="rigid")
     assert plan.registration is not None and plan.resampled
     assert max(_lesion_errors(study, plan.registration.matrix_ras)) < 3.0
-    assert plan.misregistration is not None and plan.misregistration.score == pytest.approx(1.0)
+    assert plan.registration_score is not None and plan.registration_score.score == pytest.approx(1.0)
     assert plan.registration.describe().startswith("registered rigid (Mattes MI")
     assert "Euler3DTransform" in plan.registration.itk_transform
     record = plan.decisions()["registration"]
@@ -199,3 +202,11 @@ def test_cli_register_and_save_transform(tmp_path: Path, mean_engine: None) -> N
     r = run("fuse", study.mri_path, study.other_path, "-o", tmp_path / "c.nii.gz",
             "--register", "elastic")
     assert r.code == 2 and "--register 'elastic'" in r.err
+
+
+def test_records_are_read_under_the_new_and_the_old_key() -> None:
+    from medfuse.registration import read_score
+
+    assert read_score({"registration_score": {"score": 0.9}}) == {"score": 0.9}
+    assert read_score({"misregistration": {"score": 0.7}}) == {"score": 0.7}  # older records
+    assert read_score({"registration_score": None}) is None

@@ -196,7 +196,7 @@ def batch_items(request: BatchRequest) -> list[BatchItem]:
     """The pairs of a batch with their outputs, and the entries that cannot be paired as
     failed items (no partner, ambiguous names, bad pairs.csv rows, a second pair with the
     same output)."""
-    from medfuse.io.layout import read_pairs_csv, read_task, task_folders
+    from medfuse.io.layout import dataset_pairs, read_pairs_csv
 
     ext: str | None = None
     if request.format is not None:
@@ -211,9 +211,8 @@ def batch_items(request: BatchRequest) -> list[BatchItem]:
         pairs, problems = read_pairs_csv(request.pairs_csv, request.in_dir)
         _check_out_dir(request.out_dir, ())
     else:
-        task = read_task(request.in_dir)
-        pairs, problems = task.pairs, task.problems
-        _check_out_dir(request.out_dir, task_folders(request.in_dir) or ())
+        pairs, problems, folders = dataset_pairs(request.in_dir)  # as eval and train read it
+        _check_out_dir(request.out_dir, folders)
     if not pairs and not problems:
         raise UsageError(f"no matching pairs in {request.in_dir}")
     entries = _entries(request.pairs_csv, pairs, problems)

@@ -253,6 +253,7 @@ def read_pair_plan(
     planning (registration included); ``after_read`` is called once both inputs have been
     read, before planning (``fuse_files`` checks its outputs there: after the inputs, whose
     errors say more, and before a registration that may take a while)."""
+    from medfuse.prepare.image_checks import check_series
     from medfuse.prepare.plan import check_plan_options
     from medfuse.prepare.windowing import parse_window
 
@@ -264,6 +265,7 @@ def read_pair_plan(
         raise UsageError(f"--slice {slice_index}: slice numbers start at 0")
     started = time.perf_counter()
     mri_vol, other_vol = read_pair(Path(mri), Path(other), series, volume_index)
+    check_series(series, mri_vol, other_vol)
     if timings is not None:
         timings["read"] = time.perf_counter() - started
     if after_read is not None:
@@ -405,7 +407,8 @@ def _make_sink(request: FuseRequest, fmt: str, plan: FusionPlan, indices: list[i
         return NiftiSink(request.output, plan.mri, plan.axis, plan.colour, request.force, inputs)
     description = f"medfuse MRI+{plan.modality.upper()} fused"
     return DicomSink(request.output, plan.mri, plan.mri_stack.affine, plan.colour,
-                     request.anonymize, request.force, inputs, single, description)
+                     request.anonymize, request.force, inputs, single, description,
+                     other=plan.other)
 
 
 def _request_record(request: FuseRequest) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Is the pair registered? And registering it, when asked (``--register rigid|affine``).
 
-**The misregistration score** is computed for every pair, registered by medfuse or not. It
+**The registration score** is computed for every pair, registered by medfuse or not. It
 is the share of the other image's *coloured* voxels (those above its transparency floor;
 for CT, above its window floor) that fall inside the MRI's head, both on a coarse copy of
 the MRI grid (at most :data:`SCORE_VOXELS` voxels). The MRI's head is its voxels brighter
@@ -9,7 +9,16 @@ the head), widened by :data:`MARGIN_MM` (PET and SPECT blur activity a few mm be
 brain). 1.0 means every coloured voxel lies on the head; a PET shifted off the head paints
 colour over air and scores low. Why not the Dice overlap of the two masks: a correctly
 registered PET shows the brain, the MRI the whole head, so their Dice is about 0.5 when all
-is well; containment is 1.0 then. Below :data:`MISREGISTRATION_WARN` medfuse warns.
+is well; containment is 1.0 then. Higher is better registered. Below
+:data:`REGISTRATION_WARN` medfuse warns, unless something registered the pair: one Frame of
+Reference UID (a hybrid scanner) or ``--register``. "Coloured" always uses the transparency
+floor's level, also under ``--floor none``: what the user colours does not change how well
+the pair is registered, and counting the noise in air as colour scored a registered PET
+0.80.
+
+Two grey ordinary images are also compared by their head outlines
+(:func:`outline_distance`): an MRI slice of one head and a CT slice of another both lie on
+a centred head, so containment passes them, but their outlines differ.
 
 **Registration** (optional extra ``register``: SimpleITK) moves the other image onto the
 MRI: Mattes mutual information (the standard metric across MR, CT, PET and SPECT),
@@ -45,7 +54,7 @@ if TYPE_CHECKING:
 #: Below this score (share of the other's coloured voxels inside the MRI head) medfuse warns.
 #: Measured on generated 2 mm MNI studies (docs/formats.md): registered PET, SPECT and CT
 #: 1.00; shifted 15 mm 0.90-1.00, 30 mm 0.79-0.96, 60 mm along any axis 0.52-0.80.
-MISREGISTRATION_WARN = 0.85
+REGISTRATION_WARN = 0.85
 #: Windowed MRI level above which a voxel belongs to the head.
 HEAD_LEVEL = 0.1
 #: Head mask widened by this much (partial voxels at the head's edge; rounded to whole
@@ -57,46 +66,89 @@ SCORE_VOXELS = 300_000
 #: shows different anatomy (a neighbouring slice is a few mm away; 82 mm is another head
 #: region), and medfuse warns.
 PLANE_DISTANCE_WARN_MM = 10.0
+#: Two grey ordinary images whose head outlines lie farther apart than this share of the
+#: MRI head's radius, on average, are plainly not one head's slices (docs/formats.md has
+#: what it catches and its false alarms on the atlas pairs).
+OUTLINE_WARN = 0.2
 #: Registration methods of ``--register``.
 METHODS = ("none", "rigid", "affine")
 #: Install hint when SimpleITK is missing.
 INSTALL_HINT = 'pip install "medfuse[register]"'
 
 
-class MisregistrationWarning(UserWarning):
-    """The pair does not look registered (low score, slices far apart, different patients)."""
+class RegistrationWarning(UserWarning):
+    """The inputs do not look co-registered (low registration score, slices far apart,
+    head outlines that differ, different patients or frames of reference, no geometry)."""
 
 
 @dataclass
-class MisregistrationScore:
-    """How well the other image sits on the MRI, and whether that earned a warning."""
+class RegistrationScore:
+    """How well the other image sits on the MRI (higher is better registered), and whether
+    that earned a warning."""
 
     score: float | None
-    threshold: float = MISREGISTRATION_WARN
+    threshold: float = REGISTRATION_WARN
     method: str = "containment of the other's coloured voxels in the MRI head"
     detail: str = ""
     #: 2D pairs with geometry: distance of the other slice's centre from the MRI's plane.
     plane_distance_mm: float | None = None
+    #: What registered the pair, when something did: ``--register`` or one Frame of
+    #: Reference (a hybrid scanner). A registered pair is never warned about its score: a
+    #: low score then says more about the threshold (no floor, noise in air) than the pair.
+    registered_by: str | None = None
+    #: Two grey ordinary images: mean distance between the two head outlines, as a share of
+    #: the MRI head's radius (:func:`outline_distance`); None where it does not apply.
+    outline_distance: float | None = None
+
+    @property
+    def low(self) -> bool:
+        """The score is below its threshold on a pair nothing registered."""
+        return (self.registered_by is None and self.score is not None
+                and self.score < self.threshold)
+
+    @property
+    def far(self) -> bool:
+        """2D slices lie far apart (different anatomy, registered or not)."""
+        return (self.plane_distance_mm is not None
+                and self.plane_distance_mm > PLANE_DISTANCE_WARN_MM)
+
+    @property
+    def outlines_differ(self) -> bool:
+        """The two head outlines differ plainly (two heads, or two levels of one)."""
+        return self.outline_distance is not None and self.outline_distance > OUTLINE_WARN
 
     @property
     def warned(self) -> bool:
-        low = self.score is not None and self.score < self.threshold
-        far = (self.plane_distance_mm is not None
-               and self.plane_distance_mm > PLANE_DISTANCE_WARN_MM)
-        return low or far
+        return self.low or self.far or self.outlines_differ
 
     def describe(self) -> str:
-        text = "misregistration score " + (
+        text = "registration score " + (
             f"{self.score:.2f}" if self.score is not None else "n/a") + (
-            f" (warn below {self.threshold:g})")
+            f" (warn below {self.threshold:g}"
+            + (f"; registered by {self.registered_by}, not warned" if self.registered_by
+               else "") + ")")
         if self.plane_distance_mm is not None:
             text += f", slices {self.plane_distance_mm:.1f} mm apart"
+        if self.outline_distance is not None:
+            text += (f", head outlines {self.outline_distance:.2f} of the head radius apart "
+                     f"(warn above {OUTLINE_WARN:g})")
         return text
 
     def as_dict(self) -> dict[str, Any]:
         return {"score": self.score, "threshold": self.threshold, "method": self.method,
                 "detail": self.detail, "plane_distance_mm": self.plane_distance_mm,
-                "plane_distance_warn_mm": PLANE_DISTANCE_WARN_MM, "warned": self.warned}
+                "plane_distance_warn_mm": PLANE_DISTANCE_WARN_MM,
+                "registered_by": self.registered_by,
+                "outline_distance": self.outline_distance,
+                "outline_warn": OUTLINE_WARN if self.outline_distance is not None else None,
+                "warned": self.warned}
+
+
+def read_score(decisions: dict[str, Any]) -> dict[str, Any] | None:
+    """The registration score of a provenance record's ``decisions``; records written
+    before the score was renamed keep it under ``misregistration``."""
+    found = decisions.get("registration_score", decisions.get("misregistration"))
+    return found if isinstance(found, dict) else None
 
 
 def head_mask(mri_windowed: np.ndarray, spacing_mm: tuple[float, ...],
@@ -142,6 +194,42 @@ def containment(mri_windowed: np.ndarray, other_coloured: np.ndarray,
     return min(1.0, inside / total), (
         f"{inside:.0f} of {total:.0f} coloured voxels (of {'x'.join(map(str, mri_windowed.shape))}"
         f" at {'x'.join(f'{v:.3g}' for v in spacing_mm)} mm) on the MRI head")
+
+
+def outline_mask(plane: np.ndarray, level: float = HEAD_LEVEL) -> np.ndarray:
+    """The head of one ordinary image (H, W) in [0, 1]: brighter than ``level``, thin arcs
+    and specks opened away (a CT couch, text), small gaps closed, holes filled, the largest
+    piece kept."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(2, 1)
+    mask = ndimage.binary_opening(plane > level, cross, iterations=2)
+    mask = ndimage.binary_closing(mask, cross, iterations=3, border_value=0)
+    mask = ndimage.binary_fill_holes(mask)
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def outline_distance(mri: np.ndarray, other: np.ndarray) -> float | None:
+    """Mean distance between the head outlines of two grey planes on one grid, both ways,
+    as a share of the MRI head's radius (sqrt(area / pi)); None when either has no head.
+
+    Why outlines and not the score alone: an MRI slice of one head beside a CT slice of
+    another still puts nearly every CT pixel on the MRI's head (both are centred heads), so
+    containment stays high while the fused image shows two skulls."""
+    from scipy import ndimage
+
+    a, b = outline_mask(mri), outline_mask(other)
+    if a.sum() < 16 or b.sum() < 16:
+        return None
+    edge_a, edge_b = a & ~ndimage.binary_erosion(a), b & ~ndimage.binary_erosion(b)
+    to_a = ndimage.distance_transform_edt(~edge_a)
+    to_b = ndimage.distance_transform_edt(~edge_b)
+    both = np.concatenate([to_a[edge_b], to_b[edge_a]])
+    return float(both.mean() / np.sqrt(a.sum() / np.pi))
 
 
 # -- registration -----------------------------------------------------------------------
@@ -337,14 +425,17 @@ __all__ = [
     "INSTALL_HINT",
     "MARGIN_MM",
     "METHODS",
-    "MISREGISTRATION_WARN",
-    "MisregistrationScore",
-    "MisregistrationWarning",
+    "OUTLINE_WARN",
+    "REGISTRATION_WARN",
+    "RegistrationScore",
+    "RegistrationWarning",
     "PLANE_DISTANCE_WARN_MM",
     "RegistrationResult",
     "containment",
     "head_mask",
     "matrix_of",
+    "outline_distance",
+    "read_score",
     "register",
     "to_sitk_image",
 ]

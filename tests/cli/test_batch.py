@@ -120,6 +120,32 @@ def test_ambiguous_names_reported(tmp_path: Path, mean_engine: None) -> None:
     assert "several inputs share this name (p1.jpg, p1.png)" in r.err
 
 
+def test_a_root_of_task_folders_is_one_batch(tmp_path: Path, mean_engine: None) -> None:
+    """The root eval takes (MRI_CT/, MRI_PET/, MRI_SPECT/) is one batch; outputs land in
+    OUT/TASK/, where eval --fused finds them."""
+    from helpers.synth import image_task as colour_task
+
+    data = tmp_path / "data"
+    colour_task(data / "MRI_PET", n=2)
+    spect = colour_task(data / "MRI_SPECT", n=1)
+    (spect / "PET").rename(spect / "SPECT")
+    ct = data / "MRI_CT"
+    for i in range(2):
+        mri, _ = brain_phantom(32, seed=i)
+        write_image(ct / "MRI" / f"p{i}.png", mri)
+        write_image(ct / "CT" / f"p{i}.png", mri[::-1].copy())
+    out = tmp_path / "out"
+    r = run("batch", data, out)
+    assert r.code == 0, r.text
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "MRI_CT/p0.png", "MRI_CT/p1.png", "MRI_PET/p0.png", "MRI_PET/p1.png",
+        "MRI_SPECT/p0.png"]
+    assert "fused 5" in r.err
+    r = run("eval", data, "--fused", f"mean={out}", "--metric", "SSIM",
+            "--json", tmp_path / "e.json")
+    assert r.code == 0, r.text
+
+
 def test_empty_and_missing_folders(tmp_path: Path, mean_engine: None) -> None:
     (tmp_path / "in" / "MRI").mkdir(parents=True)
     (tmp_path / "in" / "CT").mkdir()
@@ -127,8 +153,9 @@ def test_empty_and_missing_folders(tmp_path: Path, mean_engine: None) -> None:
     assert r.code == 2 and "no matching pairs" in r.err and len(r.err_lines()) == 1
     r = run("batch", tmp_path / "none", tmp_path / "out")
     assert r.code == 2 and "not found" in r.err
-    r = run("batch", tmp_path, tmp_path / "out")
-    assert r.code == 2 and "must hold MRI/" in r.err
+    (tmp_path / "nothing" / "x").mkdir(parents=True)
+    r = run("batch", tmp_path / "nothing", tmp_path / "out")
+    assert r.code == 2 and "holds no task folder" in r.err
     r = run("batch", tmp_path / "in", tmp_path / "out", "--pairs", tmp_path / "none.csv")
     assert r.code == 2 and "pairs file not found" in r.err
     assert not (tmp_path / "out").exists()

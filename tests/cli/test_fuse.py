@@ -18,6 +18,7 @@ from helpers.synth import (
     MR_AFFINE,
     MR_SHAPE,
     PET_AFFINE,
+    mr_values,
     pet_values,
     pydicom_sample,
     write_mr_series,
@@ -310,6 +311,56 @@ def test_anonymize(tmp_path: Path, volumes: tuple[Path, Path], mean_engine: None
     assert str(ds.PatientName) == "" and ds.PatientID == "" and ds.PatientIdentityRemoved == "YES"
     if shutil.which("dciodvfy"):
         assert dciodvfy_errors(files[0]) == []
+
+
+def test_dicom_output_references_its_sources(tmp_path: Path, mean_engine: None) -> None:
+    """Each output slice names the MRI slice it lies on and every instance of the other
+    series (Source Image Sequence), both series (Referenced Series Sequence, same study),
+    the scanners and medfuse (Contributing Equipment), and says it is derived and for
+    research only; under --anonymize no source UID and no Study Description is kept."""
+    mr = write_mr_series(tmp_path / "mr")
+    for f in mr.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.StudyDescription = "HEAD^Epilepsy protocol"
+        ds.save_as(f)
+    pt_values = mr_values()[::-1].copy()
+    pt = write_mr_series(tmp_path / "pt", pt_values, modality="PT")
+    mr_files = {pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]:
+                pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+                for f in mr.iterdir()}
+    pt_uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in pt.iterdir()}
+    out = tmp_path / "fused"
+    r = run("fuse", mr, pt, "-o", out, "--format", "dicom", "--slices", "2:4")
+    assert r.code == 0, r.text
+    for f in sorted(out.iterdir()):
+        ds = pydicom.dcmread(f)
+        assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+        assert ds.StudyDescription == "HEAD^Epilepsy protocol"  # copied without --anonymize
+        assert "research use only" in ds.ImageComments.lower()
+        refs = [x.ReferencedSOPInstanceUID for x in ds.SourceImageSequence]
+        mri_refs = [u for u in refs if u not in pt_uids]
+        assert mri_refs == [mr_files[ds.ImagePositionPatient[2]]]  # the slice it lies on
+        assert set(refs) - set(mri_refs) == pt_uids
+        assert {x.SeriesInstanceUID for x in ds.ReferencedSeriesSequence} == {
+            pydicom.dcmread(next(d.iterdir()), stop_before_pixels=True).SeriesInstanceUID
+            for d in (mr, pt)}
+        purposes = [x.PurposeOfReferenceCodeSequence[0].CodeValue
+                    for x in ds.ContributingEquipmentSequence]
+        assert purposes == ["109101", "109101", "109102"]
+        if shutil.which("dciodvfy"):
+            assert dciodvfy_errors(f) == [], f
+    anon = tmp_path / "anon"
+    r = run("fuse", mr, pt, "-o", anon, "--format", "dicom", "--slices", "2", "--anonymize")
+    assert r.code == 0, r.text
+    ds = pydicom.dcmread(next(anon.iterdir()))
+    for key in ("SourceImageSequence", "ReferencedSeriesSequence", "StudyDescription",
+                "StudiesContainingOtherReferencedInstancesSequence"):
+        assert key not in ds, key
+    purposes = [x.PurposeOfReferenceCodeSequence[0].CodeValue
+                for x in ds.ContributingEquipmentSequence]
+    assert purposes == ["109101", "109101", "109102", "109104"]
+    if shutil.which("dciodvfy"):
+        assert dciodvfy_errors(next(anon.iterdir())) == []
 
 
 def test_single_slices_to_png(tmp_path: Path, volumes: tuple[Path, Path], mean_engine: None) -> None:

@@ -279,6 +279,21 @@ class Box:
 
         return self.put(rel, image_bytes("png", colour, size, seed))
 
+    def partner(self, image: Path) -> Path:
+        """A second ordinary image of the size medfuse reads ``image`` at, with other pixels
+        (medfuse refuses one image given twice); ``image`` itself when medfuse cannot read
+        it (then its refusal is what the test is about)."""
+        from medfuse.errors import MedfuseError
+        from medfuse.io.images import read_pixels, write_image
+
+        try:
+            pixels, _ = read_pixels(image)
+        except MedfuseError:
+            return image
+        other = self.inp / f"partner-{image.stem}.png"
+        write_image(other, 1.0 - pixels[..., 0] if pixels.ndim == 3 else 1.0 - pixels)
+        return other
+
     def snap(self) -> None:
         self.before = tree_state(self.inp)
 

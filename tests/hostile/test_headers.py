@@ -19,6 +19,7 @@ import pytest
 
 from helpers import hostile_files as hf
 from helpers.hostile_cli import Box, invoke, memory_guard
+from medfuse.io.layout import IMAGE_SUFFIXES
 
 Case = tuple[str, Callable[[], bytes], str, int, str | None]  # id, bytes, suffix, exit, match
 
@@ -200,11 +201,13 @@ def _output(suffix: str) -> str:
                          [pytest.param(*c[1:], id=c[0]) for c in LIES])
 def test_header_that_lies(box: Box, data: Callable[[], bytes], suffix: str, code: int,
                           match: str | None) -> None:
-    """The lying file is both inputs (so an accepted lie meets a partner of its own size)."""
+    """The lying file is both inputs (a NIfTI) or beside a partner image of the size it is
+    read at, so an accepted lie meets a partner of its own size."""
     bad = box.put(f"bad{suffix}", data())
     out = box.out / _output(suffix)
+    partner = box.partner(bad) if suffix in IMAGE_SUFFIXES else bad
     box.snap()
-    res = invoke("fuse", bad, bad, "-o", out, "--modality", "ct")
+    res = invoke("fuse", bad, partner, "-o", out, "--modality", "ct")
     if code:
         box.refused(res, code, match, absent=(box.out,))
     else:
@@ -299,8 +302,9 @@ def test_extreme_image_sizes(box: Box, w: int, h: int, code: int) -> None:
     rows = bytes(np.tile(np.concatenate([[0], (np.arange(w) * 7) % 256]).astype(np.uint8), h))
     img = box.put("tiny.png", hf.png_raw(w, h, rows=rows))
     out = box.out / "f.png"
+    partner = box.partner(img)
     box.snap()
-    res = invoke("fuse", img, img, "-o", out)
+    res = invoke("fuse", img, partner, "-o", out)
     if code:
         box.refused(res, code, "8x8", absent=(box.out,))
     else:

@@ -254,3 +254,66 @@ def test_suv_facts_earliest_acquisition_and_datetime_forms(tmp_path: Path) -> No
     assert facts.acquisition_time == dt.datetime(2024, 5, 1, 11, 1, 1, 500000)  # the earliest
     assert facts.injection == dt.datetime(2024, 5, 1, 9, 59, 30, 250000)
     assert not facts.injection_time_only
+
+
+# ------------------------------------------------------------- header VOI through pydicom
+
+
+def _mr_with(tmp_path: Path, name: str, **edits: object) -> Path:
+    ds = pydicom.dcmread(sample("MR_small.dcm"))
+    for key, value in edits.items():
+        setattr(ds, key, value)
+    path = tmp_path / name
+    ds.save_as(path)
+    return path
+
+
+def test_sigmoid_header_window_is_applied_as_a_sigmoid(tmp_path: Path) -> None:
+    from medfuse.prepare.windowing import apply_window
+
+    path = _mr_with(tmp_path, "sig.dcm", WindowCenter=600, WindowWidth=400,
+                    VOILUTFunction="SIGMOID")
+    window = read(path).header_window
+    assert window is not None and window.curve is not None
+    assert window.source == "DICOM header, SIGMOID"
+    x = np.array([0.0, 400.0, 600.0, 800.0, 5000.0, np.nan], np.float32)
+    got = apply_window(x, window)
+    sigmoid = 1.0 / (1.0 + np.exp(-4.0 * (x[:5] - 600.0) / 400.0))
+    np.testing.assert_allclose(got[:5], sigmoid, atol=1e-4)
+    assert got[5] == 0.0  # no data stays background
+    linear = apply_window(x, Window(600.0, 400.0))  # what the linear window would give
+    assert abs(float(got[1] - linear[1])) > 0.05
+
+
+def test_voi_lut_sequence_is_applied(tmp_path: Path) -> None:
+    """A VOI LUT that inverts: brighter stored values come out darker, which no centre and
+    width can say."""
+    from pydicom.dataset import Dataset
+
+    from medfuse.prepare.windowing import apply_window
+
+    item = Dataset()
+    item.add_new(0x00283002, "US", [256, 0, 8])  # LUT Descriptor: entries, first, bits
+    item.add_new(0x00283006, "US", list(range(255, -1, -1)))  # LUT Data
+    path = _mr_with(tmp_path, "lut.dcm", VOILUTSequence=pydicom.Sequence([item]))
+    window = read(path).header_window
+    assert window is not None and window.curve is not None
+    assert window.source == "DICOM header VOI LUT"
+    got = apply_window(np.array([-10.0, 0.0, 100.0, 255.0, 900.0], np.float32), window)
+    np.testing.assert_allclose(got, [1.0, 1.0, 155 / 255, 0.0, 0.0], atol=1e-6)
+
+
+def test_monochrome1_sigmoid_is_inverted(tmp_path: Path) -> None:
+    """MONOCHROME1: stored high is dark; the volume holds the values negated and the VOI
+    is applied to the stored values, then inverted, as a MONOCHROME1 display does."""
+    from medfuse.prepare.windowing import apply_window
+
+    m2 = _mr_with(tmp_path, "m2.dcm", WindowCenter=600, WindowWidth=400,
+                  VOILUTFunction="SIGMOID")
+    m1 = _mr_with(tmp_path, "m1.dcm", WindowCenter=600, WindowWidth=400,
+                  VOILUTFunction="SIGMOID", PhotometricInterpretation="MONOCHROME1")
+    a, b = read(m2), read(m1)
+    assert a.header_window is not None and b.header_window is not None
+    pa = apply_window(a.stack("axial").values(0, 1), a.header_window)
+    pb = apply_window(b.stack("axial").values(0, 1), b.header_window)
+    np.testing.assert_allclose(pb, 1.0 - pa, atol=1e-5)

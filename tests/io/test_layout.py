@@ -8,6 +8,7 @@ import pytest
 
 from medfuse.errors import UsageError
 from medfuse.io.layout import (
+    dataset_pairs,
     find_tasks,
     inputs_by_stem,
     is_input_entry,
@@ -93,6 +94,30 @@ def test_find_tasks_layouts(tmp_path: Path) -> None:
     (tmp_path / "empty" / "MRI_CT" / "CT").mkdir()
     with pytest.raises(UsageError, match="no matching"):
         find_tasks(tmp_path / "empty")
+
+
+def test_dataset_pairs_of_a_task_folder_and_of_a_root(tmp_path: Path) -> None:
+    """One rule for batch and eval: a task folder's pairs keep their names; a root of
+    several tasks names them TASK/NAME (7 in MRI_CT and 7 in MRI_PET are two pairs)."""
+    data = tmp_path / "data"
+    task(data / "MRI_CT", "CT", ("7", "8"))
+    task(data / "MRI_PET", "PET", ("7",))
+    task(data / "MRI_SPECT", "SPECT", ("7",))
+    touch(data / "MRI_SPECT" / "MRI" / "lonely.png")
+    pairs, problems, folders = dataset_pairs(data / "MRI_CT")
+    assert [p.name for p in pairs] == ["7", "8"] and problems == []
+    assert sorted(f.name for f in folders) == ["CT", "MRI"]
+    pairs, problems, folders = dataset_pairs(data)
+    assert [p.name for p in pairs] == ["MRI_CT/7", "MRI_CT/8", "MRI_PET/7", "MRI_SPECT/7"]
+    assert [p.modality for p in pairs] == ["ct", "ct", "pet", "spect"]
+    assert [e for e, _ in problems] == ["MRI_SPECT/MRI/lonely.png"]
+    assert len(folders) == 6
+    assert [t.name for t in find_tasks(data)] == ["MRI_CT", "MRI_PET", "MRI_SPECT"]
+    (tmp_path / "lonely" / "MRI").mkdir(parents=True)
+    (tmp_path / "lonely" / "CT").mkdir()
+    touch(tmp_path / "lonely" / "MRI" / "a.png")
+    pairs, problems, _ = dataset_pairs(tmp_path / "lonely")  # reported, not raised
+    assert pairs == [] and [e for e, _ in problems] == ["MRI/a.png"]
 
 
 def test_pairs_csv(tmp_path: Path) -> None:

@@ -61,7 +61,9 @@ def test_other_axes_keep_alignment(mri: Volume, axis: str) -> None:
 
 def test_same_grid_is_not_resampled(mri: Volume) -> None:
     vals = np.random.default_rng(0).random(MR_SHAPE).astype(np.float32)
-    plan = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet")
+    # noise over the whole grid paints air too: rightly not taken for a registered PET
+    with pytest.warns(RegistrationWarning, match="does not look registered"):
+        plan = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet")
     assert not plan.resampled
     assert plan.colour and plan.colormap == DEFAULT_COLORMAP["pet"]
     assert plan.other_slab(0, 2).shape == (2, 32, 32, 3)
@@ -80,19 +82,22 @@ def test_poor_overlap_warns(mri: Volume) -> None:
     shifted[0, 3] += 45.0
     with pytest.warns(RegistrationWarning, match="co-registered"):
         plan = plan_fusion(mri, pet_volume(shifted), modality="pet")
-    assert plan.misregistration is not None and plan.misregistration.warned
+    assert plan.registration_score is not None and plan.registration_score.warned
     with warnings.catch_warnings():
         warnings.simplefilter("error", RegistrationWarning)
         plan = plan_fusion(mri, pet_volume(), modality="pet")  # aligned: no warning
-    assert plan.misregistration is not None and plan.misregistration.score == pytest.approx(1.0)
-    assert "misregistration score 1.00" in plan.describe()
+    assert plan.registration_score is not None and plan.registration_score.score == pytest.approx(1.0)
+    assert "registration score 1.00" in plan.describe()
 
 
 def test_missing_geometry(mri: Volume) -> None:
     vals = np.random.default_rng(0).random(MR_SHAPE).astype(np.float32)
     same_size = Volume(data=vals, affine=np.eye(4), has_geometry=False)
-    with pytest.warns(RegistrationWarning, match="no position/orientation"):
+    with pytest.warns(RegistrationWarning) as caught:
         plan = plan_fusion(mri, same_size, modality="pet")
+    said = [str(w.message) for w in caught]
+    assert any("no position/orientation" in m for m in said), said
+    assert any("does not look registered" in m for m in said), said  # noise in air
     assert not plan.resampled
     other_size = Volume(data=pet_values(), affine=np.eye(4), has_geometry=False)
     with pytest.raises(InputError, match="cannot be placed on the MRI grid"):
@@ -116,7 +121,9 @@ def test_slice_of_a_volume_beside_an_image(mri: Volume) -> None:
     """A slice cut from a volume keeps its place in space and plans as a 2D pair."""
     one = take_slice(mri, "axial", 3)
     np.testing.assert_allclose(one.affine @ [0, 0, 0, 1], mri.stack("axial").affine @ [3, 0, 0, 1])
-    plan = plan_fusion(one, image_volume(np.full((32, 32), 0.5, np.float32)))
+    # a flat grey square is not a head: the MRI slice's head holds only part of it
+    with pytest.warns(RegistrationWarning, match="does not look registered"):
+        plan = plan_fusion(one, image_volume(np.full((32, 32), 0.5, np.float32)))
     assert plan.two_d and plan.modality == "ct" and plan.plane_shape == (32, 32)
 
 
@@ -135,7 +142,7 @@ def test_2d_pairs(tmp_path: Path) -> None:
     assert "resized onto the MRI grid" in resized.describe()
     tiny = image_volume(np.zeros((4, 4), np.float32))
     with pytest.raises(InputError, match="8x8 or more"):
-        plan_fusion(tiny, tiny)
+        plan_fusion(tiny, image_volume(np.ones((4, 4), np.float32)))
 
 
 def test_grey_mri_rule() -> None:
@@ -219,6 +226,7 @@ def test_mr_as_the_other_image_is_named_and_refused(mri: Volume, tmp_path: Path)
     other_mr = read(write_mr_series(tmp_path / "mr2"))
     with pytest.raises(UsageError, match=r"is an MR image \(DICOM Modality MR\).*--modality"):
         plan_fusion(mri, other_mr)
+    other_mr.data = np.ascontiguousarray(other_mr.data[::-1])  # not the MRI's own pixels
     plan = plan_fusion(mri, other_mr, modality="pet")
     assert plan.modality == "pet" and plan.modality_source == "--modality"
     ot = read(write_mr_series(tmp_path / "ot", modality="OT"))
@@ -273,13 +281,15 @@ def test_2d_slices_82_mm_apart_warn_with_resize() -> None:
         plan = plan_fusion(mr, ct, resize=True)
     text = " ".join(str(w.message) for w in caught)
     assert "82 mm apart" in text and "different Patient IDs" in text
-    assert plan.misregistration is not None
-    assert plan.misregistration.plane_distance_mm == pytest.approx(82.34, abs=0.01)
-    with warnings.catch_warnings():  # the same slice twice: no distance warning
+    assert plan.registration_score is not None
+    assert plan.registration_score.plane_distance_mm == pytest.approx(82.34, abs=0.01)
+    flipped = read(pydicom_sample("MR_small.dcm"))
+    flipped.data = np.ascontiguousarray(flipped.data[::-1])  # same plane, other pixels
+    with warnings.catch_warnings():  # one slice position twice: no distance warning
         warnings.simplefilter("error", RegistrationWarning)
-        plan = plan_fusion(mr, read(pydicom_sample("MR_small.dcm")), modality="ct")
-    assert plan.misregistration is not None
-    assert plan.misregistration.plane_distance_mm == pytest.approx(0.0)
+        plan = plan_fusion(mr, flipped, modality="ct")
+    assert plan.registration_score is not None
+    assert plan.registration_score.plane_distance_mm == pytest.approx(0.0)
 
 
 # -- windows, SUV and the transparency floor ------------------------------------------------
@@ -353,7 +363,8 @@ def test_ordinary_images_keep_the_atlas_rules() -> None:
     colour = image_volume(np.random.default_rng(1).random((16, 16, 3), dtype=np.float32))
     plan = plan_fusion(grey, colour)
     assert plan.floor is None and plan.suv is None and plan.other_planes(0, 1)[1] is None
-    grey_pet = plan_fusion(grey, grey, modality="pet")
+    other_grey = image_volume(np.random.default_rng(2).random((16, 16), dtype=np.float32))
+    grey_pet = plan_fusion(grey, other_grey, modality="pet")
     assert grey_pet.floor is None and grey_pet.other_window.source == "image [0, 1]"
 
 
@@ -371,23 +382,23 @@ def _study(tmp_path: Path, kind: str, shift: tuple[float, float, float] | None =
 
 
 @pytest.mark.parametrize("kind", ["pet", "spect", "ct"])
-def test_misregistration_score_on_generated_studies(tmp_path: Path, kind: str) -> None:
+def test_registration_score_on_generated_studies(tmp_path: Path, kind: str) -> None:
     """Registered studies score 1.0 and are not warned about; the same studies shifted 60 mm
     (along x, y or z) score below the threshold and are (docs/formats.md has the numbers)."""
-    from medfuse.registration import MISREGISTRATION_WARN
+    from medfuse.registration import REGISTRATION_WARN
 
     study = _study(tmp_path, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RegistrationWarning)
         plan = plan_fusion(read(study.mri_path), read(study.other_path), modality=kind)
-    assert plan.misregistration is not None and plan.misregistration.score is not None
-    assert plan.misregistration.score > 0.97
+    assert plan.registration_score is not None and plan.registration_score.score is not None
+    assert plan.registration_score.score > 0.97
     for shift in ((60.0, 0.0, 0.0), (0.0, 60.0, 0.0), (0.0, 0.0, -60.0)):
         moved = _study(tmp_path, kind, shift)
         with pytest.warns(RegistrationWarning, match="does not look registered"):
             plan = plan_fusion(read(moved.mri_path), read(moved.other_path), modality=kind)
-        assert plan.misregistration is not None and plan.misregistration.score is not None
-        assert plan.misregistration.score < MISREGISTRATION_WARN - 0.1
+        assert plan.registration_score is not None and plan.registration_score.score is not None
+        assert plan.registration_score.score < REGISTRATION_WARN - 0.1
 
 
 def _cortex_levels(plan, study, label: int = 4) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -430,3 +441,47 @@ def dataclasses_replace(plan, **change):  # type: ignore[no-untyped-def]
     import dataclasses
 
     return dataclasses.replace(plan, **change)
+
+
+def test_floor_is_coherent_and_floor_none_is_exact(mri: Volume) -> None:
+    """A lone below-floor voxel inside active tissue is coloured like its neighbours (the
+    pixel rule left a grey dot there); ``--floor none`` makes nothing transparent."""
+    vals = np.zeros(MR_SHAPE, np.float32)
+    vals[4:28, 4:28, 2:6] = 5.0  # active tissue on the MRI's own grid
+    vals[16, 16, 4] = 0.001  # one voxel of it below any floor
+    plan = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet")
+    assert plan.floor is not None and not plan.resampled
+    n = len(plan)
+    (k, r, c), = np.argwhere(plan.other_values(0, n) == np.float32(0.001))
+    _, below = plan.other_planes(0, n)
+    assert below is not None
+    assert not below[k, r, c]  # coloured like the field around it
+    assert below[k, 0, 0]  # air stays transparent
+    none = plan_fusion(mri, pet_volume(MR_AFFINE, vals), modality="pet", transparency=False)
+    assert none.other_planes(0, n)[1] is None
+
+
+def test_a_pair_of_one_frame_of_reference_is_not_warned(tmp_path: Path) -> None:
+    """A PET/MR study of one scanner (one Frame of Reference) is registered: no warning,
+    also under --floor none (which counted the noise in air as colour: score 0.80, a
+    warning); the same study shifted 60 mm on a second scanner still is warned."""
+    from medfuse.studies import Rigid, generate_study
+
+    study = generate_study("pet", tmp_path / "one", resolution=3, anatomy="phantom",
+                           formats=("dicom",), seed=1)
+    mri, pet = read(study.path("mri_dicom")), read(study.path("other_dicom"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RegistrationWarning)
+        for transparency in (True, False):
+            plan = plan_fusion(mri, pet, modality="pet", transparency=transparency)
+            score = plan.registration_score
+            assert score is not None and score.registered_by == "one Frame of Reference"
+            assert score.score is not None and score.score > 0.97 and not score.warned
+    moved = generate_study("pet", tmp_path / "two", resolution=3, anatomy="phantom",
+                           formats=("dicom",), seed=1,
+                           misalign=Rigid(translation_mm=(60.0, 0.0, 0.0)))
+    with pytest.warns(RegistrationWarning) as caught:
+        plan = plan_fusion(read(moved.path("mri_dicom")), read(moved.path("other_dicom")),
+                           modality="pet", transparency=False)
+    assert any("does not look registered" in str(w.message) for w in caught)
+    assert plan.registration_score is not None and plan.registration_score.registered_by is None

@@ -25,6 +25,19 @@ def test_study_demo_writes_the_study_and_its_fusion(tmp_path: Path) -> None:
     fused = read(files[0])
     assert fused.shape == tuple(study.mri_shape) and fused.is_rgb
     np.testing.assert_allclose(fused.affine, study.mri_affine, atol=1e-4)
+    # the lesion picture is a hot-spot view: colour only where activity is near the
+    # lesion's peak (the default window coloured the whole brain, the lesion barely paler)
+    from medfuse.io.images import read_pixels
+
+    picture, _ = read_pixels(files[1])
+    coloured = np.ptp(picture, axis=-1) > 0.1
+    head = picture.max(axis=-1) > 0.1
+    assert 0 < coloured.sum() < 0.1 * head.sum()
+    import json
+
+    record = json.loads(files[1].with_suffix(".json").read_text())
+    assert record["decisions"]["colormap"]["name"] == "hot"
+    assert record["decisions"]["other_window"]["source"] == "explicit"
     with pytest.raises(UsageError):  # nothing is overwritten without force
         run_study_demo(tmp_path, "spect", lambda: engine, resolution=6.0, anatomy="phantom")
     with pytest.raises(UsageError):

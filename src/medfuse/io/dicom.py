@@ -18,10 +18,11 @@ but they let viewers and medfuse stack the series back in 3D.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -271,11 +272,98 @@ def _window(ds: Any) -> Window | None:
         # a window beyond the float32 range is no window (values are float32 throughout)
         return out if np.isfinite(out) and abs(out) <= FLOAT32_MAX / 2 else None
 
+    lut = _voi_lut(ds)
     c = first(ds.get("WindowCenter") or _functional(ds, "FrameVOILUTSequence", "WindowCenter"))
     w = first(ds.get("WindowWidth") or _functional(ds, "FrameVOILUTSequence", "WindowWidth"))
+    if lut is not None:
+        return Window(lut.centre, lut.width, "DICOM header VOI LUT", curve=lut)
     if c is None or w is None or w <= 0:
         return None
-    return Window(c, w, "DICOM header")
+    function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
+    if "WindowCenter" not in ds or function not in VOI_FUNCTIONS:
+        return Window(c, w, "DICOM header")  # enhanced per-frame windows: linear
+    curve = HeaderVoi(_voi_dataset(ds, WindowCenter=c, WindowWidth=w, VOILUTFunction=function),
+                      function)
+    source = "DICOM header" if function == "LINEAR" else f"DICOM header, {function}"
+    return Window(c, w, source, curve=curve)
+
+
+#: VOILUTFunction values pydicom applies (PS3.3 C.11.2.1.3).
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def _voi_dataset(ds: Any, **elements: Any) -> Any:
+    """A minimal dataset pydicom's ``apply_voi_lut`` reads: the VOI elements, unsigned
+    16-bit MONOCHROME2 output range, no rescale (our values are already scanner units)."""
+    from pydicom.dataset import Dataset
+
+    voi = Dataset()
+    if getattr(ds, "file_meta", None) is not None:
+        voi.file_meta = ds.file_meta  # the LUT Data's byte order, when it is OW
+    voi.PhotometricInterpretation = "MONOCHROME2"
+    voi.BitsStored, voi.PixelRepresentation = 16, 0
+    for key, value in elements.items():
+        setattr(voi, key, value)
+    return voi
+
+
+@dataclass(frozen=True)
+class HeaderVoi:
+    """A DICOM header's VOI transform through ``pydicom.pixels.apply_voi_lut``, as a
+    callable from scanner units (after Modality LUT / rescale) to float32 [0, 1]: pydicom
+    knows LINEAR (DICOM's half-value offsets), LINEAR_EXACT and SIGMOID, and VOI LUT
+    Sequences, which a linear centre/width cannot express. ``invert``: the volume holds
+    MONOCHROME1 values negated (so higher is brighter); the VOI then applies to the stored
+    sense and the result is inverted, as a MONOCHROME1 display does."""
+
+    ds: Any
+    kind: str
+    invert: bool = False
+    centre: float = 0.0
+    width: float = 1.0
+    #: The transform's output range: 0 to 2**bits - 1.
+    bits: int = 16
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        from pydicom.pixels import apply_voi_lut
+
+        arr = np.asarray(values, dtype=np.float64)
+        bad = ~np.isfinite(arr)
+        x = np.where(bad, 0.0, -arr if self.invert else arr)
+        if self.kind == "LUT":
+            # LUT entries are indexed by integer values; clipped to the LUT's range here
+            # because pydicom 3.0 indexes in the LUT's own 8/16-bit type, where a value
+            # beyond it wraps around instead of taking the last entry
+            first = self.centre - self.width / 2.0
+            x = np.clip(np.rint(x), first, first + self.width - 1).astype(np.int64)
+        with np.errstate(all="ignore"):
+            y = np.asarray(apply_voi_lut(x, self.ds, prefer_lut=True), dtype=np.float64)
+            out = np.clip(y / (2.0**self.bits - 1), 0.0, 1.0)
+        if self.invert:
+            out = 1.0 - out
+        out[bad] = 0.0
+        return out.astype(np.float32)
+
+    def inverted(self) -> HeaderVoi:
+        return dataclasses.replace(self, invert=not self.invert, centre=-self.centre)
+
+
+def _voi_lut(ds: Any) -> HeaderVoi | None:
+    """The header's first VOI LUT Sequence item as a transform, when it is usable."""
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None
+    item = seq[0]
+    desc = item.get("LUTDescriptor")
+    if desc is None or item.get("LUTData") is None or len(desc) != 3:
+        return None
+    entries, first_map, bits = int(desc[0]) or 65536, int(desc[1]), int(desc[2])
+    if bits not in (8, *range(10, 17)):
+        return None
+    voi = _voi_dataset(ds)
+    voi.VOILUTSequence = seq
+    return HeaderVoi(voi, "LUT", centre=first_map + entries / 2.0, width=float(entries),
+                     bits=bits)
 
 
 @dataclass
@@ -420,7 +508,8 @@ def _order(slices: list[_Slice], iop: np.ndarray | None, label: str) -> tuple[li
 def _modality_and_window(ds: Any, invert: bool) -> tuple[str | None, Window | None]:
     window = _window(ds)
     if window is not None and invert:
-        window = Window(-window.centre, window.width, window.source)
+        curve = window.curve.inverted() if window.curve is not None else None
+        window = Window(-window.centre, window.width, window.source, curve=curve)
     return modality_from_dicom(ds.get("Modality")), window
 
 
@@ -678,7 +767,9 @@ def _read_file(path: Path) -> Volume:
     order = [s.frame for s in ordered]
     if order != sorted(order):
         arr = arr[order]
-    return _with_facts(_build(arr, ordered, ds, iop, step, path), [ds])
+    volume = _with_facts(_build(arr, ordered, ds, iop, step, path), [ds])
+    volume.extra["source_series"] = source_series(ds, [(ds, None)], iop)
+    return volume
 
 
 def _read_series(folder: Path, series: Iterable[str]) -> Volume:
@@ -719,8 +810,12 @@ def _read_series(folder: Path, series: Iterable[str]) -> Volume:
         pixels[n] = arr
     assert pixels is not None
     ref = next(ds for p, ds in info.files if p == ordered[0].path)
-    return _with_facts(_build(pixels, ordered, ref, iop, step, folder),
-                       [ref, *(ds for _, ds in info.files if ds is not ref)])
+    volume = _with_facts(_build(pixels, ordered, ref, iop, step, folder),
+                         [ref, *(ds for _, ds in info.files if ds is not ref)])
+    headers = dict(info.files)
+    volume.extra["source_series"] = source_series(
+        ref, [(headers[s.path], s.position) for s in ordered], iop)
+    return volume
 
 
 #: What pydicom and the header arithmetic raise for a damaged header (a value of the wrong
@@ -746,6 +841,74 @@ def read_dicom(path: str | Path, series: Iterable[str] = ()) -> Volume:
                          f"{_first_line(exc)})") from exc
 
 
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class SourceSeries:
+    """What an output derived from a DICOM input says about it: its study and series, its
+    instances (with where each lies, for matching an output slice to the one it sits on)
+    and the equipment that acquired it."""
+
+    study_uid: str
+    series_uid: str
+    #: (SOP Class UID, SOP Instance UID) of every instance, in slice order.
+    instances: tuple[tuple[str, str], ...]
+    #: Each instance's ImagePositionPatient (LPS mm), None where unknown.
+    positions: tuple[tuple[float, float, float] | None, ...] = ()
+    #: The slices' normal (LPS), None where unknown.
+    normal: tuple[float, float, float] | None = None
+    #: Manufacturer, ManufacturerModelName, StationName, InstitutionName, SoftwareVersions
+    #: as stated (only those present).
+    equipment: dict[str, str] = field(default_factory=dict)
+
+    def on_plane(self, plane: SlicePlane | None) -> list[tuple[str, str]]:
+        """The instances an output slice on ``plane`` was taken from: the one it lies on
+        when the output slices run parallel to these (same grid), else all of them."""
+        if plane is None or self.normal is None or len(self.instances) < 2 or any(
+                p is None for p in self.positions):
+            return list(self.instances)
+        normal = np.asarray(self.normal)
+        if abs(float(normal @ plane.normal_lps)) < 1 - 1e-4:
+            return list(self.instances)
+        depth = np.array([np.asarray(p) @ normal for p in self.positions])
+        spacing = float(np.median(np.abs(np.diff(depth)))) if len(depth) > 1 else 0.0
+        gap = np.abs(depth - float(np.asarray(plane.position_lps) @ normal))
+        best = int(np.argmin(gap))
+        if spacing > 0 and gap[best] > spacing / 2:
+            return list(self.instances)
+        return [self.instances[best]]
+
+
+_EQUIPMENT = ("Manufacturer", "ManufacturerModelName", "StationName", "InstitutionName",
+              "SoftwareVersions")
+
+
+def source_series(ds: Any, instances: list[tuple[Any, np.ndarray | None]],
+                  iop: np.ndarray | None) -> SourceSeries | None:
+    """The :class:`SourceSeries` of a read series (``instances``: each file's headers and
+    position, in slice order); None when the headers lack the UIDs to reference."""
+    refs = []
+    for item, _ in instances:
+        cls, uid = item.get("SOPClassUID"), item.get("SOPInstanceUID")
+        if not (cls and uid):
+            return None
+        refs.append((str(cls), str(uid)))
+    study, series = ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID")
+    if not (study and series):
+        return None
+    positions = tuple(None if p is None else tuple(float(v) for v in p) for _, p in instances)
+    normal = None if iop is None else tuple(float(v) for v in np.cross(iop[:3], iop[3:]))
+    equipment = {}
+    for key in _EQUIPMENT:
+        value = ds.get(key)
+        if value:
+            text = "\\".join(map(str, value)) if not isinstance(value, str) and hasattr(
+                value, "__iter__") else str(value)
+            equipment[key] = text[:64]
+    return SourceSeries(str(study), str(series), tuple(refs), positions, normal, equipment)
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -755,7 +918,11 @@ _PATIENT_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 _STUDY_TYPE2 = ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 _COPY_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "StudyDescription",
                   "IssuerOfPatientID", "SpecificCharacterSet")
-_IDENTIFYING_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "IssuerOfPatientID")
+_IDENTIFYING_OPTIONAL = ("PatientAge", "PatientSize", "PatientWeight", "IssuerOfPatientID",
+                         "StudyDescription")
+#: What every output says about itself (Image Comments): what it is and what it is not.
+RESEARCH_USE = ("DERIVED image: fused by medfuse (GeSeNet) from a registered MRI and a "
+                "CT/PET/SPECT. For research use only; not for diagnosis or treatment.")
 
 
 def _ds_number(value: float) -> Any:
@@ -776,10 +943,14 @@ class SeriesTemplate:
     anonymize: bool
     source: Any = None  # the MRI's DICOM headers, when it was DICOM
     derivation: str = "Fused by medfuse (GeSeNet) from registered MRI and a second modality"
+    #: The DICOM series the output is derived from (the MRI's first): referenced in every
+    #: file unless anonymising (their UIDs would lead back to the patient).
+    sources: tuple[SourceSeries, ...] = ()
 
     @classmethod
     def create(
-        cls, source: Any = None, anonymize: bool = False, description: str = "medfuse fused"
+        cls, source: Any = None, anonymize: bool = False, description: str = "medfuse fused",
+        sources: Iterable[SourceSeries | None] = (),
     ) -> SeriesTemplate:
         from pydicom.uid import generate_uid
 
@@ -797,6 +968,7 @@ class SeriesTemplate:
             description=description,
             anonymize=anonymize,
             source=source,
+            sources=tuple(x for x in sources if x is not None),
         )
 
 
@@ -874,6 +1046,9 @@ def build_dataset(
     ds.InstanceNumber = instance
     ds.ContentDate, ds.ContentTime = date, time
     ds.DerivationDescription = template.derivation
+    ds.ImageComments = RESEARCH_USE
+    _references(ds, template, plane)
+    ds.ContributingEquipmentSequence = _contributing_equipment(template, date + time)
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     if plane is not None:
@@ -912,6 +1087,99 @@ def build_dataset(
     ds.HighBit = bits - 1
     ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return ds
+
+
+def _code(value: str, meaning: str) -> Any:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
+
+
+def _references(ds: Any, template: SeriesTemplate, plane: SlicePlane | None) -> None:
+    """Source Image Sequence (the instances this slice was made from: the MRI's slice it
+    lies on, every instance of the other image, which was resampled) and the Common
+    Instance Reference module (which series and studies those instances belong to).
+    Nothing under ``--anonymize``: the source UIDs would lead back to the patient."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    if template.anonymize or not template.sources:
+        return
+    images = []
+    for n, series in enumerate(template.sources):
+        for cls, uid in (series.on_plane(plane) if n == 0 else series.instances):
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = cls, uid
+            item.PurposeOfReferenceCodeSequence = Sequence(
+                [_code("121322", "Source image for image processing operation")])
+            images.append(item)
+    ds.SourceImageSequence = Sequence(images)
+
+    def series_item(series: SourceSeries) -> Any:
+        item = Dataset()
+        item.SeriesInstanceUID = series.series_uid
+        refs = []
+        for cls, uid in series.instances:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = cls, uid
+            refs.append(ref)
+        item.ReferencedInstanceSequence = Sequence(refs)
+        return item
+
+    here = [series_item(x) for x in template.sources if x.study_uid == template.study_uid]
+    if here:
+        ds.ReferencedSeriesSequence = Sequence(here)
+    elsewhere: dict[str, list[Any]] = {}
+    for x in template.sources:
+        if x.study_uid != template.study_uid:
+            elsewhere.setdefault(x.study_uid, []).append(series_item(x))
+    if elsewhere:
+        studies = []
+        for study_uid, items in elsewhere.items():
+            study = Dataset()
+            study.StudyInstanceUID = study_uid
+            study.ReferencedSeriesSequence = Sequence(items)
+            studies.append(study)
+        ds.StudiesContainingOtherReferencedInstancesSequence = Sequence(studies)
+
+
+def _contributing_equipment(template: SeriesTemplate, when: str) -> Any:
+    """Contributing Equipment Sequence: the scanners that acquired the sources (as their
+    headers state them; without station and institution under ``--anonymize``), medfuse as
+    the processing equipment, and medfuse as the de-identifying equipment when it was."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medfuse import __version__
+
+    items = []
+    for series in template.sources:
+        item = Dataset()
+        item.PurposeOfReferenceCodeSequence = Sequence([_code("109101",
+                                                              "Acquisition Equipment")])
+        item.Manufacturer = series.equipment.get("Manufacturer", "")
+        for key in ("ManufacturerModelName", "SoftwareVersions", "StationName",
+                    "InstitutionName"):
+            if key in series.equipment and not (
+                    template.anonymize and key in ("StationName", "InstitutionName")):
+                setattr(item, key, series.equipment[key])
+        items.append(item)
+    purposes = [("109102", "Processing Equipment",
+                 "GeSeNet fusion of a registered MRI with a CT, PET or SPECT")]
+    if template.anonymize:
+        purposes.append(("109104", "De-identifying Equipment",
+                         "names, IDs, dates and UIDs replaced (--anonymize)"))
+    for code, meaning, what in purposes:
+        item = Dataset()
+        item.PurposeOfReferenceCodeSequence = Sequence([_code(code, meaning)])
+        item.Manufacturer = "medfuse"
+        item.SoftwareVersions = __version__
+        item.ContributionDateTime = when
+        item.ContributionDescription = what
+        items.append(item)
+    return Sequence(items)
 
 
 def write_dicom_file(path: str | Path, ds: Any, force: bool = False,
@@ -953,6 +1221,7 @@ __all__ = [
     "SC_IMAGE_STORAGE",
     "SeriesInfo",
     "SeriesTemplate",
+    "SourceSeries",
     "SuvFacts",
     "build_dataset",
     "choose_series",
@@ -960,6 +1229,7 @@ __all__ = [
     "looks_like_dicom",
     "read_dicom",
     "scan_folder",
+    "source_series",
     "suv_facts",
     "write_dicom_file",
     "write_dicom_series",

@@ -5,7 +5,8 @@ Two ways to say it:
 * **folders**: a task folder holds ``MRI/`` and exactly one of ``CT/``, ``PET/``, ``SPECT/``
   (any case); inputs pair by name stem (``MRI/7.png`` with ``PET/7.png``, ``MRI/s1/`` with
   ``PET/s1.nii.gz``). A dataset root holds task folders (``MRI_CT/``...), optionally split
-  (``MRI_CT/val/``).
+  (``MRI_CT/val/``). ``batch``, ``eval`` and ``train`` all take a task folder or a root by
+  this one rule (:func:`find_tasks`).
 * **pairs.csv**: columns ``mri``, ``other`` and optionally ``out``, paths relative to a base
   folder. UTF-8 with or without a byte-order mark (as Excel saves it).
 
@@ -152,13 +153,16 @@ def _task_name(folder: Path, split: str | None) -> str:
     return folder.name
 
 
-def find_tasks(root: str | Path, split: str | None = None, images_only: bool = False) -> list[Task]:
-    """The task folders under ``root``.
+def find_tasks(root: str | Path, split: str | None = None, images_only: bool = False,
+               require_pairs: bool = True) -> list[Task]:
+    """The task folders under ``root``: the one layout rule of ``batch``, ``eval`` and
+    ``train``.
 
     ``root`` is a task folder itself, or holds ``<split>/`` (with ``split``), or holds task
     folders ``<TASK>/`` (without ``split``) or ``<TASK>/<split>/`` (with it). A root of splits
     without ``split`` (``MRI_CT/{train,val}``) is refused rather than read as two tasks
-    called "train" and "val".
+    called "train" and "val". ``require_pairs``: refuse a root where no task has a pair
+    (``batch`` instead reports the unpaired entries as failures).
     """
     root = Path(root)
     if not root.is_dir():
@@ -193,9 +197,32 @@ def find_tasks(root: str | Path, split: str | None = None, images_only: bool = F
                 f"{root} holds the splits {', '.join(t.name for t in tasks)}, not tasks: "
                 "pick one with --split"
             )
-    if not any(t.pairs for t in tasks):
+    if require_pairs and not any(t.pairs for t in tasks):
         raise UsageError(f"no matching MRI/second-image pairs under {root}")
     return tasks
+
+
+def dataset_pairs(root: str | Path, split: str | None = None, images_only: bool = False
+                  ) -> tuple[list[Pair], list[tuple[str, str]], list[Path]]:
+    """Every pair under ``root`` by :func:`find_tasks`'s rule, as one list: the pairs, the
+    entries that could not be paired, and the folders the inputs were found in (``MRI/``,
+    ``PET/``..., where no output may go).
+
+    A single task folder's pairs keep their names. Under a root of several task folders
+    each pair is named ``TASK/NAME`` (``MRI_CT/7`` and ``MRI_PET/7`` are two pairs), so its
+    output lands in ``OUT/TASK/``: the layout ``eval --fused`` reads back.
+    """
+    tasks = find_tasks(root, split, images_only, require_pairs=False)
+    several = len(tasks) > 1
+    pairs: list[Pair] = []
+    problems: list[tuple[str, str]] = []
+    folders: list[Path] = []
+    for task in tasks:
+        prefix = f"{task.name}/" if several else ""
+        pairs += [Pair(prefix + p.name, p.mri, p.other, p.modality, p.out) for p in task.pairs]
+        problems += [(prefix + entry, reason) for entry, reason in task.problems]
+        folders += list(task_folders(task.folder) or ())
+    return pairs, problems, folders
 
 
 def _csv_text(csv_path: Path) -> str:
@@ -277,6 +304,7 @@ __all__ = [
     "SPLIT_NAMES",
     "Pair",
     "Task",
+    "dataset_pairs",
     "find_tasks",
     "inputs_by_stem",
     "is_input_entry",

@@ -213,18 +213,20 @@ class NiftiSink(Sink):
 
 class DicomSink(Sink):
     """A Secondary Capture series folder (or one file for a single slice) whose slices carry
-    the MRI grid's positions; patient/study attributes come from the MRI when it was DICOM."""
+    the MRI grid's positions; patient/study attributes come from the MRI when it was DICOM,
+    and each slice references the DICOM inputs (MRI and ``other``) it was derived from."""
 
     def __init__(self, output: Path, mri: Volume, stack_affine: np.ndarray, colour: bool,
                  anonymize: bool, force: bool, inputs: tuple[Path, ...], single: bool,
-                 description: str):
+                 description: str, other: Volume | None = None):
         from medfuse.io.dicom import SeriesTemplate
 
         self.output, self.single, self.force, self.inputs = output, single, force, inputs
         self.colour = colour
         self.geometry = mri.has_geometry
         self.stack_affine = stack_affine
-        self.template = SeriesTemplate.create(mri.dicom, anonymize, description)
+        sources = [v.extra.get("source_series") for v in (mri, other) if v is not None]
+        self.template = SeriesTemplate.create(mri.dicom, anonymize, description, sources)
         self.count = 0
         self.writer: Any = None
         self.staging: Path | None = None

@@ -11,7 +11,7 @@ into luminance and chroma (:mod:`medfuse.prepare.pair`) and fused (:mod:`medfuse
 Without ``register``, medfuse does not register images: the affines place the other
 volume's voxels on the MRI grid (exactly right for co-registered volumes stored on different
 grids, e.g. PET at 2 mm beside MRI at 1 mm), pairs that do not overlap in space at all are
-refused, and the misregistration score (:mod:`medfuse.registration`) warns about pairs that
+refused, and the registration score (:mod:`medfuse.registration`) warns about pairs that
 do not look registered.
 """
 
@@ -39,6 +39,14 @@ from medfuse.io.geometry import (
 from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
 from medfuse.prepare.colormaps import check_colormap, pseudo_colour, resolve_colormap
+from medfuse.prepare.floor import coherent, min_region_pixels
+from medfuse.prepare.image_checks import (
+    ModalityWarning,
+    check_distinct,
+    check_windows,
+    swap_warning,
+    warn_floor_unused,
+)
 from medfuse.prepare.pair import MIN_SIDE, check_gamut_map, resize_to, size_mismatch
 from medfuse.prepare.windowing import (
     FLOOR_FRACTION,
@@ -55,12 +63,14 @@ from medfuse.prepare.windowing import (
     window_in_suv,
 )
 from medfuse.registration import (
+    OUTLINE_WARN,
     PLANE_DISTANCE_WARN_MM,
     SCORE_VOXELS,
-    MisregistrationScore,
-    MisregistrationWarning,
     RegistrationResult,
+    RegistrationScore,
+    RegistrationWarning,
     containment,
+    outline_distance,
 )
 from medfuse.vocabulary import FUNCTIONAL, OTHER_MODALITIES, modality_from_dicom, parse_modality
 
@@ -68,21 +78,12 @@ from medfuse.vocabulary import FUNCTIONAL, OTHER_MODALITIES, modality_from_dicom
 #: (air is -1000 HU); activity maps (PET/SPECT) are never this negative.
 CT_AIR_THRESHOLD = -500.0
 #: Windowed intensity above which a pixel of an ordinary image (or a colour volume) counts
-#: as content for the misregistration score; such images carry no units to set a floor in.
+#: as content for the registration score; such images carry no units to set a floor in.
 FOREGROUND_LEVEL = 0.1
 #: What each DICOM Modality code is, in words, for messages.
 _CODE_WORDS = {"MR": "an MR image", "CT": "a CT", "PT": "a PET", "NM": "a nuclear medicine "
                "(SPECT) image", "ST": "a SPECT", "OT": "an 'other' (OT) image",
                "SC": "a secondary capture"}
-
-
-class RegistrationWarning(MisregistrationWarning):
-    """The inputs do not look co-registered (low misregistration score, slices far apart,
-    different patients or frames of reference, no geometry)."""
-
-
-class ModalityWarning(UserWarning):
-    """A modality was guessed; ``--modality`` states it."""
 
 
 def _code_words(code: str) -> str:
@@ -116,7 +117,7 @@ class FusionPlan:
     suv: SuvDecision | None = None
     modality_source: str = ""
     colormap_source: str = ""
-    misregistration: MisregistrationScore | None = None
+    registration_score: RegistrationScore | None = None
     registration: RegistrationResult | None = None
     #: Facts that are no warning but worth saying with -v (a hybrid scanner's shared frame
     #: of reference, for one).
@@ -174,15 +175,20 @@ class FusionPlan:
         where they are transparent (at or below the floor, or without data; None when the
         plan has no floor)."""
         vals = self.other_values(start, stop)
-        below = None
+        below = no_data = None
         if self.floor is not None and vals.ndim == 3:
             below = ~(vals > np.float32(self.floor))  # NaN (no data) is transparent too
+            no_data = np.isnan(vals)
         vals = apply_window(vals, self.other_window, out=vals)
         if self.resize and vals.shape[1:3] != self.plane_shape:
             vals = np.stack([resize_to(v, self.plane_shape) for v in vals])
-            if below is not None:
-                below = np.stack([resize_to(b.astype(np.float32), self.plane_shape) >= 0.5
-                                  for b in below])
+            if below is not None and no_data is not None:
+                below, no_data = (np.stack([resize_to(b.astype(np.float32), self.plane_shape)
+                                            >= 0.5 for b in m]) for m in (below, no_data))
+        if below is not None:
+            # regions, not pixels: no lone grey pixel in a coloured field (prepare.floor)
+            spacing = voxel_sizes(self.mri_stack.affine)
+            below = coherent(below, min_region_pixels((spacing[1], spacing[2])), no_data)
         if vals.ndim == 3 and self.colour:
             vals = pseudo_colour(vals, self.modality, self.colormap)
         return vals, below
@@ -223,8 +229,8 @@ class FusionPlan:
             parts.append(f"transparent at or below {self.floor_text()} ({self.floor_source})")
         if self.registration is not None:
             parts.append(self.registration.describe())
-        if self.misregistration is not None:
-            parts.append(self.misregistration.describe())
+        if self.registration_score is not None:
+            parts.append(self.registration_score.describe())
         return parts
 
     def decisions(self) -> dict[str, Any]:
@@ -260,8 +266,8 @@ class FusionPlan:
             },
             "registration": (self.registration.as_dict() if self.registration is not None
                              else {"method": "none"}),
-            "misregistration": (self.misregistration.as_dict()
-                                if self.misregistration is not None else None),
+            "registration_score": (self.registration_score.as_dict()
+                                   if self.registration_score is not None else None),
             "checks": self.checks,
             "notes": list(self.notes),
             "info": list(self.info),
@@ -429,7 +435,7 @@ def identity_checks(mri: Volume, other: Volume, registered: bool
                         "the pair (--register)")
         elif key == "frame_of_reference":
             warn.append(f"the inputs have different {name}s (separate scanners): they are "
-                        "aligned only if someone co-registered them (see the misregistration "
+                        "aligned only if someone co-registered them (see the registration "
                         "score; --register rigid registers them)")
     return warn, info, record
 
@@ -448,7 +454,7 @@ def take_slice(volume: Volume, axis: str, index: int) -> Volume:
 def check_grids(mri: Volume, other: Volume) -> bool:
     """Decide whether the second volume must be resampled onto the MRI grid (True), and
     refuse pairs that cannot be put on one grid (how well they are registered is the
-    misregistration score's business, :func:`score_pair`)."""
+    registration score's business, :func:`score_pair`)."""
     if same_grid(mri.shape, mri.affine, other.shape, other.affine):
         return False
     if not (mri.has_geometry and other.has_geometry):
@@ -478,14 +484,40 @@ def check_grids(mri: Volume, other: Volume) -> bool:
 
 def _other_level(plan: FusionPlan) -> float:
     """Windowed level above which the other image is "coloured" for the score: its floor
-    (PET/SPECT volumes), its window floor (CT volumes: 0), FOREGROUND_LEVEL for ordinary
-    images and colour inputs, which carry no units."""
+    (PET/SPECT volumes; the default floor under ``--floor none``, since how well a pair is
+    registered does not change with what the user chose to colour, and counting the noise
+    in air as colour would call a registered pair misregistered), its window floor (CT
+    volumes: 0), FOREGROUND_LEVEL for ordinary images and colour inputs, which carry no
+    units."""
     if plan.other.is_rgb or plan.other.format == "image":
         return FOREGROUND_LEVEL
     if plan.floor is not None:
         w = plan.other_window
         return (plan.floor - w.low) / w.width
+    if _grey_functional(plan.other, plan.modality):
+        return FLOOR_FRACTION
     return 0.0
+
+
+def _registered_by(plan: FusionPlan) -> str | None:
+    """What registered the pair: ``--register``, or one Frame of Reference UID (a hybrid
+    scanner registered it by acquisition); None when nothing says it is registered."""
+    if plan.registration is not None:
+        return "--register"
+    if (plan.checks.get("frame_of_reference") or {}).get("same"):
+        return "one Frame of Reference"
+    return None
+
+
+def _outline_distance(plan: FusionPlan, mri_w: np.ndarray, other_w: np.ndarray) -> float | None:
+    """Two ordinary images with a grey (CT) second image: how far apart the head outlines
+    lie (:func:`medfuse.registration.outline_distance`). PET and SPECT show the brain, not
+    the head, so their outline is no test of the pair."""
+    if not (plan.two_d and plan.mri.format == "image" and plan.other.format == "image"):
+        return None
+    if plan.other.is_rgb or other_w.ndim != 3:
+        return None
+    return outline_distance(mri_w[0], other_w[0])
 
 
 def _plane_distance(plan: FusionPlan) -> float | None:
@@ -505,8 +537,8 @@ def _plane_distance(plan: FusionPlan) -> float | None:
     return float(abs((q - p)[:3] @ normal))
 
 
-def score_pair(plan: FusionPlan) -> MisregistrationScore:
-    """The misregistration score of a planned pair (see :mod:`medfuse.registration`),
+def score_pair(plan: FusionPlan) -> RegistrationScore:
+    """The registration score of a planned pair (see :mod:`medfuse.registration`),
     computed on a coarse copy of the MRI grid (at most SCORE_VOXELS voxels)."""
     from medfuse.colour import luminance
 
@@ -539,6 +571,12 @@ def score_pair(plan: FusionPlan) -> MisregistrationScore:
     if other_w.ndim == 4:
         other_w = luminance(other_w)
     coloured = other_w > level
+    if plan.two_d and plan.other.format == "image":
+        # thin arcs and specks (a CT couch, burnt-in text) are no anatomy to place
+        from scipy import ndimage
+
+        cross = ndimage.generate_binary_structure(2, 1)[None]
+        coloured = ndimage.binary_opening(coloured, cross, iterations=2)
     total = None
     if plan.resampled:
         # everything the other image colours, wherever it lies, in voxels of the coarse grid
@@ -551,26 +589,38 @@ def score_pair(plan: FusionPlan) -> MisregistrationScore:
         total = count * volume / abs(float(np.linalg.det(coarse[:3, :3])))
     spacing = tuple(float(v) for v in voxel_sizes(coarse))
     score, detail = containment(mri_w, coloured, spacing, total)
-    return MisregistrationScore(score=score, detail=detail, plane_distance_mm=_plane_distance(plan))
+    return RegistrationScore(score=score, detail=detail, plane_distance_mm=_plane_distance(plan),
+                             registered_by=_registered_by(plan),
+                             outline_distance=_outline_distance(plan, mri_w, other_w))
 
 
 def _warn_score(plan: FusionPlan) -> None:
-    m = plan.misregistration
+    m = plan.registration_score
     if m is None or not m.warned:
         return
-    if m.plane_distance_mm is not None and m.plane_distance_mm > PLANE_DISTANCE_WARN_MM:
+    if m.far:
+        assert m.plane_distance_mm is not None
         warnings.warn(
             f"the slices of {plan.mri.label} and {plan.other.label} lie "
             f"{m.plane_distance_mm:.0f} mm apart (more than {PLANE_DISTANCE_WARN_MM:g} mm): "
             "they show different anatomy",
             RegistrationWarning, stacklevel=3,
         )
-    if m.score is not None and m.score < m.threshold:
+    if m.low:
+        assert m.score is not None
         warnings.warn(
             f"the pair does not look registered: only {m.score:.0%} of the coloured part of "
-            f"{plan.other.label} lies on the head in {plan.mri.label} (misregistration score "
+            f"{plan.other.label} lies on the head in {plan.mri.label} (registration score "
             f"{m.score:.2f}, below {m.threshold:g}); were they co-registered? "
             "(--register rigid registers them)",
+            RegistrationWarning, stacklevel=3,
+        )
+    if m.outlines_differ:
+        assert m.outline_distance is not None
+        warnings.warn(
+            f"{plan.mri.label} and {plan.other.label} do not look like one head: their head "
+            f"outlines lie {m.outline_distance:.2f} of the head's radius apart on average "
+            f"(above {OUTLINE_WARN:g}); are they slices of one patient at one level?",
             RegistrationWarning, stacklevel=3,
         )
 
@@ -619,6 +669,8 @@ def plan_fusion(
     check_plan_options(axis, modality, colormap)
     gamut_map = check_gamut_map(gamut_map)
     check_first_input(mri, allow_non_mr)
+    check_windows(mri, other, mri_window, other_window)
+    original_mri = mri
     mri = _as_grey_mri(mri)
     if mri.is_2d != other.is_2d:
         flat, deep = (mri, other) if mri.is_2d else (other, mri)
@@ -633,9 +685,11 @@ def plan_fusion(
     if method != "none" and two_d:
         raise UsageError("--register works on volumes; these inputs are single slices")
     mod, mod_source, note = decide_modality(other, modality)
-    notes = [note] if note else []
-    if note:
-        warnings.warn(note, ModalityWarning, stacklevel=2)
+    check_distinct(original_mri, other)
+    swapped = swap_warning(mri, other, mod, mod_source)
+    notes = [n for n in (note, swapped) if n]
+    for n in notes:
+        warnings.warn(n, ModalityWarning, stacklevel=2)
     chosen_axis = mri.default_axis(axis)
     mw = choose_window(mri, mri_window, "mri")
     suv = decide_suv(other, mod)
@@ -645,6 +699,7 @@ def plan_fusion(
                          f"{SUV_FALLBACK}")
     ow = choose_other_window(other, other_window, mod, suv)
     floor_value, floor_source = decide_floor(other, mod, ow, suv, floor, transparency)
+    warn_floor_unused(other, floor is not None or not transparency, _grey_functional(other, mod))
     cmap = resolve_colormap(mod, colormap) if not other.is_rgb else None
     if other.is_rgb:
         cmap_source = "colour input: used as it is"
@@ -689,7 +744,7 @@ def plan_fusion(
         colormap_source=cmap_source, registration=registration, info=info, checks=checks,
         gamut_map=gamut_map,
     )
-    plan.misregistration = score_pair(plan)
+    plan.registration_score = score_pair(plan)
     if registration is not None:
         registration.score_before = _score_before(plan, registration)
     _warn_score(plan)

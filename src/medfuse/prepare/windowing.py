@@ -85,11 +85,17 @@ FLAT_WIDTH = 1e-6
 
 @dataclass(frozen=True)
 class Window:
-    """A linear map ``[centre - width/2, centre + width/2] -> [0, 1]`` and how it was chosen."""
+    """A linear map ``[centre - width/2, centre + width/2] -> [0, 1]`` and how it was chosen.
+
+    ``curve``, when set, replaces the linear map: a DICOM header's own VOI transform
+    (VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID, or a VOI LUT Sequence) applied by
+    pydicom, a callable from scanner units to float32 [0, 1]; ``centre`` and ``width``
+    then only describe it (and place the transparency floor)."""
 
     centre: float
     width: float
     source: str = "explicit"
+    curve: Any = field(default=None, compare=False, repr=False)
 
     @property
     def low(self) -> float:
@@ -360,6 +366,12 @@ def apply_window(values: np.ndarray, window: Window, out: np.ndarray | None = No
     arithmetic cannot hold (data spanning +-3e38, denormal data with a denormal width) is
     applied in float64, a chunk at a time. Either way no numpy warning is raised and every
     finite value gives a finite pixel."""
+    if window.curve is not None:
+        mapped = window.curve(values)
+        if out is None:
+            return mapped
+        out[...] = mapped
+        return out
     low, width = float(window.low), float(window.width)
     if not (math.isfinite(low) and math.isfinite(width) and width > 0):
         raise InputError(f"cannot apply the window {window.describe()}: it is not a finite "
