@@ -10,7 +10,8 @@
 # from weights/. Never reads the authors' checkpoint: compare with it afterwards (the
 # command is printed at the end).
 #
-# Writes to $OUT (8 files, about 5 MB): gesenet-v2.pt (best weights, plain state dict),
+# Writes to $OUT (9 files, about 5 MB): gesenet-v2.pt (best weights, recipe in metadata),
+# recipe.toml (the recipe used),
 # last.pt (resumable run state), log.csv, val.csv, run.json (config and summary),
 # eval.json (medfuse eval of the new and the bundled weights and the classical baselines
 # on val, both profiles), masks.json (benchmarks/mask_report.py: sparse channels,
@@ -19,7 +20,8 @@
 # Knobs (environment): INIT (weights to fine-tune, default weights/gesenet-medfuse.pt;
 # never the authors' checkpoint), MINUTES (training budget incl. validations, default 4), SEED (0),
 # BATCH (32), DEVICE (auto), EVAL (1: run eval and the mask report; 0: skip them),
-# EXTRA (more `medfuse train` options, e.g. a CPU dry run's "--threads 2").
+# EXTRA (more `medfuse train` options, e.g. a CPU dry run's "--threads 2" or
+# "--set validation.before_after=false").
 set -euo pipefail
 OUT=${OUT:?set OUT to the output folder}
 DATA=${DATA:-.data/harvard}
@@ -44,11 +46,12 @@ du -sh "$DATA"
 # v2 recipe from $INIT; the schedule is fitted to the budget after a 40-step warm-up.
 # --steps only bounds the run; --fit-steps sets the real count.
 medfuse train --recipe v2 --init "$INIT" --data "$DATA" --out "$RUN" --device "$DEVICE" --seed "$SEED" \
-    --batch "$BATCH" --max-minutes "$MINUTES" --fit-steps --steps 200000 \
+    --set train.batch="$BATCH" --max-minutes "$MINUTES" --set train.fit_steps=true --steps 200000 \
     --export "$OUT/gesenet-v2.pt" $EXTRA > "$RUN.log" 2>&1 || { tail -n 40 "$RUN.log"; exit 1; }
 tail -n 3 "$RUN.log"
-cp "$RUN/last.pt" "$RUN/log.csv" "$RUN/val.csv" "$OUT/"
-"$PY" - "$RUN" "$OUT/run.json" <<'PYEOF'
+STAGE="$RUN/stages/01-train"
+cp "$STAGE/last.pt" "$STAGE/log.csv" "$STAGE/val.csv" "$RUN/recipe.toml" "$OUT/"
+"$PY" - "$STAGE" "$OUT/run.json" <<'PYEOF'
 import json, sys
 from pathlib import Path
 run = Path(sys.argv[1])

@@ -20,10 +20,15 @@ def run(*args: str | Path) -> tuple[int, str]:
 
 def test_resume_refuses_a_crafted_checkpoint_in_one_line(tmp_path: Path) -> None:
     data = phantom_dataset(tmp_path / "data", 2, 1)
+    code, text = run("train", "--data", data, "--out", tmp_path / "run", "--steps", "4",
+                     "--set", "train.stop_after=2", "--set", "validation.before_after=false",
+                     "--batch", "2", "--patch", "16", "--device", "cpu")
+    assert code == 0, text
     marker = tmp_path / "pwned"
-    last = crafted_checkpoint(tmp_path / "run" / "last.pt", marker)
-    code, text = run("train", "--data", data, "--out", tmp_path / "run", "--resume",
-                     "--steps", "2", "--batch", "2", "--patch", "16", "--device", "cpu")
+    last = crafted_checkpoint(tmp_path / "run" / "stages" / "01-train" / "last.pt", marker)
+    (tmp_path / "run" / "stages" / "01-train" / "summary.json").unlink()  # not done: resumed
+    code, text = run("train", "--out", tmp_path / "run", "--data", data, "--resume",
+                     "--device", "cpu")
     assert code == 1, text
     lines = [ln for ln in text.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and str(last) in lines[0] and "weights_only" in lines[0]
@@ -56,33 +61,37 @@ def test_train_semantic_refuses_an_existing_output(tmp_path: Path) -> None:
     assert (tmp_path / "sem" / "semantic.pt").read_bytes() == b"keep"
 
 
-def test_recipe_sets_defaults_and_explicit_options_win(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    import medfuse.training.trainer as tr
+def test_old_flags_are_deprecated_aliases_of_recipe_keys_and_explicit_wins(tmp_path: Path) -> None:
+    from medfuse.training.recipe import parse_recipe
 
-    seen = {}
-
-    def fake(cfg, **kw):  # noqa: ANN001, ANN003, ANN202
-        seen["cfg"] = cfg
-        return {"steps": 0, "best_step": 0, "best_score": 0.0}
-
-    monkeypatch.setattr(tr, "train", fake)
     init = tmp_path / "init.pt"
-    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r", "--recipe", "v2",
-                     "--alpha", "3", "--steps", "5", "--init", init)
+    init.write_bytes(b"")
+    code, text = run("train", "--recipe", "v2", "--alpha", "3", "--steps", "5", "--init", init,
+                     "--support-band", "0.2", "0.8", "--straight-through", "--no-content",
+                     "--show-recipe")
     assert code == 0, text
-    cfg = seen["cfg"]
-    v2 = tr.RECIPES["v2"]
-    assert cfg.weights.ssim == 3.0 and cfg.steps == 5  # given on the command line
-    assert cfg.weights.qabf == v2["qabf_weight"] and cfg.weights.scd == v2["scd"]
-    assert cfg.weights.channel_sparsity == v2["channel_sparsity"] and cfg.straight_through
-    assert cfg.criterion == "val_v2" and cfg.recipe == "v2" and cfg.display_luma
-    assert cfg.weights.lattice == v2["lattice"] > 0 and cfg.weights.lattice_logits == 0
-    assert cfg.mask_lr_scale == v2["mask_lr_scale"] and cfg.lr == v2["lr"]
-    assert cfg.init == str(init)
-    assert cfg.semantic is not None and cfg.semantic.endswith("semantic-medfuse.pt")
-    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r2", "--steps", "5")
-    assert code == 0 and seen["cfg"].weights.scd == 0.0 and seen["cfg"].recipe is None
-    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r3", "--recipe", "v9")
-    assert code == 2 and "unknown recipe" in text, text
-    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r4", "--recipe", "v2")
+    notes = [ln for ln in text.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 4 and "--alpha is deprecated" in notes[0], notes
+    assert "--set losses.ssim=3" in notes[0]
+    r = parse_recipe("\n".join(ln for ln in text.splitlines() if not ln.startswith("note:")),
+                     "shown").resolved()[0].values
+    assert r["losses.ssim"] == 3.0 and r["train.steps"] == 5  # given on the command line
+    assert r["losses.support_band"] == (0.2, 0.8) and r["losses.content"] == 0.0
+    assert r["losses.qabf"] == 10.0 and r["losses.scd"] == 0.5  # the v2 recipe's
+    assert r["validation.criterion"] == "val_v2" and r["train.init"] == str(init)
+    code, text = run("train", "--recipe", "v9", "--data", tmp_path, "--out", tmp_path / "r3")
+    assert code == 2 and "no such recipe" in text, text
+    code, text = run("train", "--recipe", "v2", "--data", tmp_path, "--out", tmp_path / "r4")
     assert code == 2 and "give --init" in text and "\n" not in text.strip(), text
+    code, text = run("train", "--data", tmp_path, "--out", tmp_path / "r5", "--alpah", "3")
+    assert code == 2 and "no such option: --alpah" in text, text
+    assert not any((tmp_path / r).exists() for r in ("r3", "r4", "r5"))
+
+
+def test_train_help_is_short_and_hides_the_old_flags() -> None:
+    code, text = run("train", "--help")
+    assert code == 0
+    options = {w for w in text.split() if w.startswith("--")}
+    assert 15 <= len(options) <= 22, sorted(options)
+    assert "--recipe" in options and "--set" in options and "--resume" in options
+    assert not options & {"--alpha", "--peaks-studies-only", "--lattice-logits", "--anchor"}

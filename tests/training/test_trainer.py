@@ -292,7 +292,7 @@ def test_anchor_needs_weights_and_refuses_files_that_run_code(tmp_path: Path) ->
     from medfuse.training.trainer import TrainConfig, check_config, train
 
     cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), weights=LossWeights(anchor=1.0))
-    with pytest.raises(UsageError, match="--anchor-weights"):
+    with pytest.raises(UsageError, match="losses.anchor needs train.anchor_weights"):
         check_config(cfg)
     cfg.anchor_weights = str(tmp_path / "missing.pt")
     with pytest.raises(UsageError, match="missing.pt"):
@@ -333,7 +333,7 @@ def test_peaks_studies_only_needs_studies(tmp_path: Path) -> None:
 
     cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"),
                       weights=LossWeights(peaks=1.0, peaks_studies_only=True))
-    with pytest.raises(UsageError, match="--studies"):
+    with pytest.raises(UsageError, match="data.studies"):
         check_config(cfg)
     cfg.studies = 4
     check_config(cfg)

@@ -82,110 +82,170 @@ def train_semantic_cmd(
     say(f"semantic net: {summary['weights']}; val pixel accuracy {summary['val_pixel_accuracy']:.3f}")
 
 
-@app.command()
+#: Flags of the earlier, one-option-per-setting ``medfuse train``: each still works for one
+#: release, as the recipe key it sets (``--set``), with a one-line note. (flag, key, kind):
+#: kind "value" takes one value, "band" two, "on" is a switch that sets true, "zero" a
+#: switch that sets the key to 0.
+DEPRECATED_FLAGS: dict[str, tuple[str, str]] = {
+    "--semantic": ("train.semantic", "value"), "--batch": ("train.batch", "value"),
+    "--patch": ("train.patch", "value"), "--stride": ("train.stride", "value"),
+    "--lr": ("train.lr", "value"), "--tau": ("train.tau", "value"),
+    "--tau-start": ("train.tau_start", "value"), "--gamma": ("losses.gradient", "value"),
+    "--alpha": ("losses.ssim", "value"), "--beta": ("losses.semantic", "value"),
+    "--delta": ("losses.semantic_aux", "value"), "--mask-weight": ("losses.mask", "value"),
+    "--mask-target": ("losses.mask_target", "value"),
+    "--compute-target": ("losses.compute_target", "value"),
+    "--mef-ssim": ("losses.mef_ssim", "value"), "--qabf-loss": ("losses.qabf", "value"),
+    "--mask-support": ("losses.mask_support", "value"),
+    "--support-band": ("losses.support_band", "band"), "--scd": ("losses.scd", "value"),
+    "--intensity": ("losses.intensity", "value"), "--contrast": ("losses.contrast", "value"),
+    "--peaks": ("losses.peaks", "value"),
+    "--peaks-coloured-only": ("losses.peaks_coloured_only", "on"),
+    "--peaks-studies-only": ("losses.peaks_studies_only", "on"),
+    "--gamut": ("losses.gamut", "value"),
+    "--gamut-studies-only": ("losses.gamut_studies_only", "on"),
+    "--anatomy": ("losses.anatomy", "value"), "--lattice": ("losses.lattice", "value"),
+    "--lattice-logits": ("losses.lattice_logits", "value"),
+    "--mask-lr-scale": ("train.mask_lr_scale", "value"),
+    "--channel-sparsity": ("losses.channel_sparsity", "value"),
+    "--sparse-target": ("losses.sparse_target", "value"), "--studies": ("data.studies", "value"),
+    "--straight-through": ("train.straight_through", "on"), "--anchor": ("losses.anchor", "value"),
+    "--anchor-weights": ("train.anchor_weights", "value"),
+    "--display-luma": ("train.display_luma", "on"),
+    "--criterion": ("validation.criterion", "value"), "--no-content": ("losses.content", "zero"),
+    "--fit-steps": ("train.fit_steps", "on"), "--stop-after": ("train.stop_after", "value"),
+}
+
+
+def deprecated_sets(args: list[str]) -> tuple[list[str], list[str]]:
+    """(``--set`` items, one note per flag) for the old flags among ``args``; an unknown
+    option or a flag without its value is a usage error naming it."""
+    from medfuse.errors import UsageError
+
+    sets, notes, i = [], [], 0
+    while i < len(args):
+        raw = args[i]
+        flag, eq, inline = raw.partition("=")
+        if flag not in DEPRECATED_FLAGS:
+            raise UsageError(f"train: no such option: {raw} (see medfuse train --help)")
+        key, kind = DEPRECATED_FLAGS[flag]
+        if kind in ("on", "zero"):
+            value = "true" if kind == "on" else "0"
+            i += 1
+        else:
+            n = 2 if kind == "band" else 1
+            vals = [inline] if eq else args[i + 1 : i + 1 + n]
+            if len(vals) < n or any(v.startswith("--") for v in vals):
+                raise UsageError(f"train: {flag} needs {n} value{'s' if n > 1 else ''}")
+            value = f"[{vals[0]}, {vals[1]}]" if kind == "band" else vals[0]
+            i += 1 + (0 if eq else n)
+        sets.append(f"{key}={value}")
+        notes.append(f"note: {flag} is deprecated and will be removed in the next release; "
+                     f"use --set {key}={value}")
+    return sets, notes
+
+
+@contextmanager
+def _stage_progress() -> Iterator[Callable[[str, int, int, dict[str, float]], None]]:
+    """One progress bar per stage, its description the stage and the latest loss terms
+    (every term the registry lists that the run logs). It appears at the first logged
+    step, so a run refused while checking its inputs prints only its error line."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from medfuse.training.terms import progress_text
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, step: int, total: int, row: dict[str, float]) -> None:
+        if not tasks:
+            progress.start()
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=step,
+                        description=f"{stage} {progress_text(row)}")
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            progress.stop()
+
+
+def _list_recipes() -> None:
+    from medfuse.training.recipe import load_recipe, shipped_recipes
+
+    for name in shipped_recipes():
+        r = load_recipe(name)
+        stages = f" ({len(r.stages)} stages)" if len(r.stages) > 1 else ""
+        say(f"{name:10s} {r.description}{stages}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @handle_errors
 def train(
-    data: DataOpt,
-    out_dir: OutOpt,
-    semantic: Annotated[Path | None, typer.Option("--semantic", help="Frozen semantic net (from train-semantic); omit to train without L_S.")] = None,
-    steps: Annotated[int, typer.Option(min=1)] = 20000,
-    batch: Annotated[int, typer.Option(min=1)] = 4,
-    patch: Annotated[int, typer.Option(min=8, help="Patch side (paper: 24).")] = 24,
-    stride: Annotated[int, typer.Option(min=1, help="Patch grid stride (paper: 8).")] = 8,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    tau: Annotated[float, typer.Option(help="Gumbel-softmax temperature (paper: 0.5).")] = 0.5,
-    tau_start: Annotated[float | None, typer.Option(help="Anneal the temperature from this value to --tau.")] = None,
-    gamma: Annotated[float, typer.Option(help="Gradient loss weight (0 = ablate).")] = 10.0,
-    alpha: Annotated[float, typer.Option(help="SSIM loss weight.")] = 0.5,
-    beta: Annotated[float, typer.Option(help="Semantic loss weight.")] = 0.3,
-    delta: Annotated[float, typer.Option(help="Auxiliary semantic head weight.")] = 0.5,
-    mask_weight: Annotated[float, typer.Option("--mask-weight", help="Region-mask budget weight (0 = off).")] = 0.1,
-    mask_target: Annotated[float, typer.Option("--mask-target", min=0.0, max=1.0, help="Principal fraction the spatial masks are held to.")] = 0.5,
-    compute_target: Annotated[float | None, typer.Option("--compute-target", min=0.0, max=1.0, help="Share of region-mask body work to keep (channel x spatial masks); off by default.")] = None,
-    mef_ssim: Annotated[float, typer.Option("--mef-ssim", min=0.0, help="Weight of 1 - MEF-SSIM (the toolbox2022 SSIM); medfuse's addition, 0 = off.")] = 0.0,
-    qabf_weight: Annotated[float, typer.Option("--qabf-loss", min=0.0, help="Weight of 1 - Qabf (edge transfer with orientation); medfuse's addition, 0 = off.")] = 0.0,
-    mask_support: Annotated[float, typer.Option("--mask-support", min=0.0, help="Weight of the support-aware region-mask prior (background redundant, --support-band share of the anatomy principal); medfuse's addition, 0 = off.")] = 0.0,
-    support_band: Annotated[tuple[float, float], typer.Option("--support-band", help="LO HI: principal share of each image's anatomy the prior allows.")] = (0.3, 0.9),
-    scd: Annotated[float, typer.Option("--scd", min=0.0, help="Weight of 2 - SCD (each source's contrast kept in F); v2 addition, 0 = off.")] = 0.0,
-    intensity: Annotated[float, typer.Option("--intensity", min=0.0, help="Weight of the one-sided, brightness-weighted shortfall below max(A, B) (CT bone, PET/SPECT hot spots); v2 addition, 0 = off.")] = 0.0,
-    contrast: Annotated[float, typer.Option("--contrast", min=0.0, help="Weight of the per-image SD shortfall below max(A, B)'s; v2 addition, 0 = off.")] = 0.0,
-    peaks: Annotated[float, typer.Option("--peaks", min=0.0, help="Weight of the one-sided local-peak term: where the functional image stands above its surround (a hot lesion), F must too; 0 = off.")] = 0.0,
-    peaks_coloured_only: Annotated[bool, typer.Option("--peaks-coloured-only", help="Apply --peaks only where the other image is shown in colour (PET/SPECT uptake, not CT); needs --display-luma.")] = False,
-    peaks_studies_only: Annotated[bool, typer.Option("--peaks-studies-only", help="Apply --peaks only on the generated-study pairs (realistic bright PET/SPECT with lesions), not on the atlas pairs; needs --studies.")] = False,
-    gamut: Annotated[float, typer.Option("--gamut", min=0.0, help="Weight of the colour the written RGB loses to clipping where the other image is coloured (fused luminance that leaves room for a hot lesion's red); needs --display-luma; 0 = off.")] = 0.0,
-    gamut_studies_only: Annotated[bool, typer.Option("--gamut-studies-only", help="Apply --gamut only on the generated-study pairs, not on the atlas pairs; needs --studies.")] = False,
-    anatomy: Annotated[float, typer.Option("--anatomy", min=0.0, help="Weight of 1 - the correlation of the fused and MRI edges on the generated-study pairs (where the MRI is the anatomy); needs --studies; 0 = off.")] = 0.0,
-    lattice: Annotated[float, typer.Option("--lattice", min=0.0, help="Weight of the phase imbalance of the spatial-mask upsampler (kills the 2-pixel lattice); v2 addition, 0 = off.")] = 0.0,
-    lattice_logits: Annotated[float, typer.Option("--lattice-logits", min=0.0, help="Weight of the 2x2-block deviation of the spatial-mask logits (the symptom; --lattice acts on the cause); 0 = off.")] = 0.0,
-    mask_lr_scale: Annotated[float, typer.Option("--mask-lr-scale", min=0.0, help="Learning-rate factor of the channel-mask logits (a fine-tune that must flip channels to sparse).")] = 1.0,
-    channel_sparsity: Annotated[float, typer.Option("--channel-sparsity", min=0.0, help="Weight of the hinge that keeps --sparse-target of each masked layer's channels sparse; v2 addition, 0 = off.")] = 0.0,
-    sparse_target: Annotated[float, typer.Option("--sparse-target", min=0.0, max=1.0, help="Share of each masked layer's channels held sparse by --channel-sparsity.")] = 0.25,
-    studies: Annotated[int, typer.Option("--studies", min=0, max=2000, help="Add this many generated-study slice pairs (PET and SPECT, random windows and colour maps; about 1.3 MB of memory each at 256x256) to the training split; 0 = none.")] = 0,
-    recipe: Annotated[str | None, typer.Option("--recipe", help="Preset of loss weights and switches (v2: docs/training.md); options given explicitly win.")] = None,
-    straight_through: Annotated[bool, typer.Option("--straight-through", help="Train with the inference masks (argmax, no Gumbel noise) and straight-through gradients.")] = False,
-    anchor: Annotated[float, typer.Option("--anchor", min=0.0, help="Weight of how far the fused luminance moves from the --anchor-weights model's on the atlas pairs (all pairs without --studies): keeps the atlas results while the study terms act; 0 = off.")] = 0.0,
-    anchor_weights: Annotated[Path | None, typer.Option("--anchor-weights", help="The model --anchor holds the output to (a previous medfuse weights file; never the authors' checkpoint).")] = None,
-    display_luma: Annotated[bool, typer.Option("--display-luma", help="Losses score the luminance of the RGB that is written (chroma rule, clip to the gamut) rather than the network's own.")] = False,
-    init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (a previous medfuse run; never the authors' checkpoint).")] = None,
-    criterion: Annotated[str, typer.Option("--criterion", help="Best-checkpoint rule, among validations with meaningful masks: val_qabf, val_qabf+ssim, val_v2 (+ 0.05 SCD) or last (the latest).")] = "val_qabf",
-    no_content: Annotated[bool, typer.Option("--no-content", help="Ablate the content loss.")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
-    checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
-    val_every: Annotated[int, typer.Option(min=1)] = 2000,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop cleanly after this budget.")] = None,
-    fit_steps: Annotated[bool, typer.Option("--fit-steps", help="With --max-minutes: after a short warm-up, set --steps (and the validation interval) from the measured speed so the learning-rate schedule ends inside the budget.")] = False,
-    stop_after: Annotated[int | None, typer.Option("--stop-after", help="End this invocation at this step, keeping the --steps schedule (resume later).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    export: Annotated[Path | None, typer.Option("--export", help="Write the best weights as a plain state dict here.")] = None,
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option("--data", help="Training data: a dataset root with <TASK>/{train,val}/ (the atlas layout), or what batch reads: PNG or NIfTI/DICOM volume pairs in MRI/ + CT|PET|SPECT/ folders, or a pairs.csv (a share of the pairs is held out for validation).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder: recipe.toml, stages/ (logs, checkpoints), weights.pt, summary.json.")] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="A shipped recipe (paper, v2, finetune, medfuse; see --list-recipes) or a recipe file (TOML). Default: paper.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set losses.qabf=10; train.lr wins in every stage, stages.NAME.train.lr in one. Repeatable.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Same as --set train.steps=N (every stage).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Same as --set train.seed=N.")] = None,
+    init: Annotated[str | None, typer.Option("--init", help="Start weights of the first stage: a medfuse weights file or 'bundled' (never the authors' checkpoint).")] = None,
+    val_every: Annotated[int | None, typer.Option("--val-every", min=1, help="Steps between validations (validation.every).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints, the points a run resumes from (checkpoint.every).")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Time budget of this call; the run stops cleanly at it and --resume continues.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out (its own recipe) from its last checkpoint, in whatever stage.")] = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Also write the result (the last stage's best weights, recipe in its metadata) here.")] = None,
     force: ForceOpt = False,
     device: DeviceOpt = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
+    list_recipes: Annotated[bool, typer.Option("--list-recipes", help="List the shipped recipes and exit.")] = False,
+    show_recipe: Annotated[bool, typer.Option("--show-recipe", help="Print the recipe with every override applied (TOML) and exit.")] = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
-    ctx: typer.Context = None,  # type: ignore[assignment]  # typer fills it in
 ) -> None:
-    """Train GeSeNet from scratch on dataset-layout data (all tasks, one model).
+    """Train GeSeNet by a recipe: from random weights, or fine-tune on your own studies.
 
-    An --out folder that holds a run is continued with --resume or started over with
-    --force; --force also replaces an existing --export file (never an input)."""
-    from medfuse.training.losses import LossWeights
-    from medfuse.training.trainer import TrainConfig, recipe_options
-    from medfuse.training.trainer import train as run
+    A recipe (TOML) holds every setting and loss weight, in one or several stages.
+    A run folder that holds a run is continued with --resume or started over with
+    --force (which also replaces an existing --export file, never an input)."""
+    from medfuse.errors import UsageError
 
-    o = dict(ctx.params)  # every option by parameter name
-    if recipe is not None:
-        # by name: typer may bundle its own click, whose ParameterSource is another enum
-        given = {k for k in o if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") != "DEFAULT"}
-        o.update({k: v for k, v in recipe_options(recipe, init).items() if k not in given})
-    sem = o["semantic"]
-    cfg = TrainConfig(
-        data=str(data), out=str(out_dir), steps=o["steps"], batch=o["batch"], patch=o["patch"],
-        stride=o["stride"], lr=o["lr"], tau=o["tau"], tau_start=o["tau_start"], seed=o["seed"],
-        device=device, checkpoint_every=o["checkpoint_every"], val_every=o["val_every"],
-        max_minutes=o["max_minutes"], stop_after=o["stop_after"], fit_steps=o["fit_steps"],
-        mask_lr_scale=o["mask_lr_scale"],
-        semantic=str(sem) if sem else None, threads=o["threads"],
-        weights=LossWeights(
-            content=0.0 if o["no_content"] else 1.0, gradient=o["gamma"], ssim=o["alpha"],
-            semantic=o["beta"] if sem else 0.0, semantic_aux=o["delta"], mask=o["mask_weight"],
-            mask_target=o["mask_target"], compute_target=o["compute_target"],
-            mef_ssim=o["mef_ssim"], qabf=o["qabf_weight"], mask_support=o["mask_support"],
-            support_band=(float(o["support_band"][0]), float(o["support_band"][1])),
-            scd=o["scd"], intensity=o["intensity"], contrast=o["contrast"], peaks=o["peaks"],
-            peaks_coloured_only=o["peaks_coloured_only"],
-            peaks_studies_only=o["peaks_studies_only"], gamut=o["gamut"],
-            gamut_studies_only=o["gamut_studies_only"], anatomy=o["anatomy"], anchor=o["anchor"],
-            lattice=o["lattice"],
-            lattice_logits=o["lattice_logits"],
-            channel_sparsity=o["channel_sparsity"], sparse_target=o["sparse_target"]),
-        straight_through=o["straight_through"], criterion=o["criterion"],
-        init=str(init) if init else None, display_luma=o["display_luma"], recipe=recipe,
-        studies=o["studies"], anchor_weights=str(anchor_weights) if anchor_weights else None,
-    )
-    steps, criterion = cfg.steps, cfg.criterion
-    with _loss_progress(steps, "train") as update:
-        summary = run(cfg, resume=resume, progress=update, force=force, export=export)
-    say(f"steps {summary['steps']}; best {criterion} {summary['best_score']:.4f} at step "
-        f"{summary['best_step']}; run in {out_dir}")
+    if list_recipes:
+        _list_recipes()
+        return
+    old_sets, notes = deprecated_sets(list(ctx.args))
+    for note in notes:
+        typer.echo(note, err=True)
+    overrides = old_sets + list(sets or [])
+    for key, value in (("train.steps", steps), ("train.seed", seed), ("train.init", init),
+                       ("validation.every", val_every), ("checkpoint.every", checkpoint_every)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    from medfuse.training.chain import RunOptions, resolve_recipe, run_recipe
+
+    if show_recipe:
+        typer.echo(resolve_recipe(recipe or "paper", overrides).to_toml(), nl=False)
+        return
+    if data is None or out_dir is None:
+        raise UsageError("train needs --data and --out (or --list-recipes, --show-recipe)")
+    opts = RunOptions(data=str(data), out=str(out_dir), device=device, threads=threads,
+                      max_minutes=max_minutes, resume=resume, force=force,
+                      export=str(export) if export else None)
+    with _stage_progress() as update:
+        opts.progress = update
+        summary = run_recipe(recipe, opts, overrides)
+    for st in summary["stages"]:
+        say(f"stage {st['stage']}: step {st['steps']}; best {st['best_score']:.4f} at step "
+            f"{st['best_step']}")
+    if not summary["complete"]:
+        say(f"stopped before the end (time budget); continue with: medfuse train --resume "
+            f"--out {out_dir}")
+        return
+    say(f"result: {summary['weights']}")
+    if "before" in summary:
+        say(f"before/after table: {Path(out_dir) / 'before_after.md'}")
     if "export" in summary:
-        say(f"exported best weights to {summary['export']}")
+        say(f"exported the result to {summary['export']}")

@@ -191,6 +191,25 @@ class CsvLog:
             csv.writer(fh).writerow([row.get(c, "") for c in self.columns])
 
 
+def trim_log(path: Path, step: int) -> None:
+    """Drop the rows of a run log past ``step`` (a resume from the checkpoint at ``step``
+    redoes them), so an interrupted and resumed run logs each step once."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    col = rows[0].index("step") if "step" in rows[0] else None
+    if col is None:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[col] and int(float(r[col])) <= step]
+    if len(kept) == len(rows):
+        return
+    with atomic_output(path, force=True) as tmp, open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(kept)
+
+
 __all__ = [
     "RUN_OUTPUTS",
     "SEMANTIC_OUTPUTS",
@@ -201,5 +220,6 @@ __all__ = [
     "load_checkpoint",
     "plain_rng_state",
     "save_checkpoint",
+    "trim_log",
     "write_json",
 ]

@@ -143,3 +143,130 @@ class PatchSampler:
                 tile = np.rot90(tile, rot[k], axes=(1, 2))
                 chroma[k] = tile[:, :, ::-1] if flip[k] else tile
         return out[0], out[1], out[2], chroma, idx
+
+
+#: Task names for pairs that come without one (a user's folders or pairs.csv), by the
+#: other image's modality: the Harvard names, so per-task validation columns line up.
+TASK_OF_MODALITY = {"ct": "MRI_CT", "pet": "MRI_PET", "spect": "MRI_SPECT"}
+#: A slice whose MRI never reaches this (of 1) holds no anatomy and is not trained on.
+SIGNAL_LEVEL = 8 / 255
+
+
+def has_splits(root: str | Path) -> bool:
+    """True when ``root`` is the dataset layout with ``train/`` and ``val/`` splits."""
+    from medfuse.io.layout import find_tasks
+
+    p = Path(root)
+    if not p.is_dir():
+        return False
+    try:
+        return bool(find_tasks(p, "train", images_only=True)) and bool(
+            find_tasks(p, "val", images_only=True))
+    except UsageError:
+        return False
+
+
+def _pairs_of(root: Path) -> list[Any]:
+    """Every pair ``batch`` would fuse from ``root``: a pairs.csv file, a task folder, or a
+    folder of task folders (PNG pairs or NIfTI/DICOM volume pairs)."""
+    from medfuse.io.layout import find_tasks, read_pairs_csv
+
+    if root.is_file() and root.suffix.lower() == ".csv":
+        pairs, problems = read_pairs_csv(root, root.parent)
+    else:
+        tasks = find_tasks(root)
+        pairs = [p if p.modality else type(p)(p.name, p.mri, p.other, t.modality, p.out)
+                 for t in tasks for p in sorted(t.pairs, key=lambda q: q.name)]
+        problems = [pr for t in tasks for pr in t.problems]
+    if problems:
+        entry, why = problems[0]
+        raise UsageError(f"{root}: {entry}: {why} (training needs every pair; "
+                         f"{len(problems)} problem(s))")
+    if not pairs:
+        raise UsageError(f"no MRI/second-image pairs in {root}")
+    return pairs
+
+
+def _slices_of(pair: Any, max_slices: int) -> list[tuple[str, Any]]:
+    """(name, prepared pair) of up to ``max_slices`` slices of one pair, evenly spaced over
+    the slices that hold anatomy, prepared as inference prepares them (window, SUV,
+    colour map: :func:`medfuse.fusion.read_pair_plan`)."""
+    from medfuse.fusion import prepared_slices, read_pair_plan
+
+    plan, _ = read_pair_plan(pair.mri, pair.other, modality=pair.modality)
+    if plan.two_d:
+        picks = [0]
+    else:
+        peak = plan.mri_slab(0, len(plan)).reshape(len(plan), -1).max(axis=1)
+        signal = [i for i in range(len(plan)) if float(peak[i]) > SIGNAL_LEVEL]
+        if not signal:
+            raise UsageError(f"{pair.mri}: no slice holds MRI signal")
+        step = max(1, len(signal) / max_slices)
+        picks = sorted({signal[int(k * step)] for k in range(min(max_slices, len(signal)))})
+    out = []
+    for batch in prepared_slices(plan, picks):
+        for index, prepared in batch:
+            out.append((pair.name if plan.two_d else f"{pair.name}[{index}]", prepared))
+    return out
+
+
+def _pad_to(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Centre ``plane`` on an ``h`` x ``w`` canvas, repeating its border (a colour map
+    whose low end is not black must not end in a hard frame)."""
+    dy, dx = h - plane.shape[0], w - plane.shape[1]
+    return np.pad(plane, ((dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2)), mode="edge")
+
+
+def _pair_set(items: list[tuple[str, str, Any]], h: int, w: int) -> PairSet:
+    mri, other, labels, tasks, names, chroma = [], [], [], [], [], []
+    for task, name, p in items:
+        m, o = _pad_to(p.mri_y, h, w), _pad_to(p.other_y, h, w)
+        ch = ((_pad_to(p.chroma[0][0], h, w), _pad_to(p.chroma[0][1], h, w))
+              if p.chroma else None)
+        neutral = np.full_like(m, TAU)
+        mri.append(m)
+        other.append(o)
+        labels.append(pseudo_labels(m, o, p.modality, ch))
+        chroma.append(np.stack(ch if ch else (neutral, neutral)))
+        tasks.append(task)
+        names.append(f"{task}/{name}")
+    return PairSet(np.stack(mri).astype(np.float32), np.stack(other).astype(np.float32),
+                   np.stack(labels), tasks, names, np.stack(chroma).astype(np.float32))
+
+
+def load_studies(root: str | Path, holdout: float = 0.25, max_slices: int = 24,
+                 split_seed: int = 0) -> tuple[PairSet, PairSet]:
+    """(train, validation) from the layouts ``batch`` reads: PNG pairs, NIfTI/DICOM volume
+    pairs in ``MRI/`` + ``CT|PET|SPECT/`` folders, or a pairs.csv.
+
+    Volumes are sliced through inference's own preparation path, so the network trains
+    on the luminance and chroma it will fuse. ``holdout`` of the *pairs* (whole studies,
+    never slices of a study on both sides) is held out for validation, drawn with
+    ``split_seed``. Slices of different sizes are centred on the largest size (rounded
+    up to a multiple of 8), their borders repeated.
+    """
+    pairs = _pairs_of(Path(root))
+    if len(pairs) < 2:
+        raise UsageError(f"{root} holds {len(pairs)} pair; training needs at least 2 "
+                         "(one to hold out for validation)")
+    order = np.random.default_rng(split_seed).permutation(len(pairs))
+    n_val = min(len(pairs) - 1, max(1, round(holdout * len(pairs))))
+    held = {int(i) for i in order[:n_val]}
+    parts: dict[bool, list[tuple[str, str, Any]]] = {True: [], False: []}
+    for k, pair in enumerate(pairs):
+        task = TASK_OF_MODALITY.get(pair.modality or "", "MRI_OTHER")
+        for name, prepared in _slices_of(pair, max_slices):
+            parts[k in held].append((task, name, prepared))
+    shapes = [p.mri_y.shape for items in parts.values() for _, _, p in items]
+    h = -(-max(s[0] for s in shapes) // 8) * 8
+    w = -(-max(s[1] for s in shapes) // 8) * 8
+    return _pair_set(parts[False], h, w), _pair_set(parts[True], h, w)
+
+
+def load_training_data(root: str | Path, holdout: float = 0.25, max_slices: int = 24,
+                       split_seed: int = 0) -> tuple[PairSet, PairSet]:
+    """(train, validation) of ``root``: its own ``train/`` and ``val/`` splits when it has
+    them (the atlas layout), else :func:`load_studies` with a held-out share."""
+    if has_splits(root):
+        return load_split(root, "train"), load_split(root, "val")
+    return load_studies(root, holdout, max_slices, split_seed)

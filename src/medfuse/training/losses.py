@@ -10,7 +10,8 @@ report), ``nu L_Q`` (1 - Qabf, edge transfer with orientation) and ``lambda_s L_
 the principal share of each image's anatomy), and for weights v2 ``sigma L_SCD`` (2 - SCD),
 ``iota L_int`` (one-sided brightness), ``kappa_sd L_sd`` (contrast), ``lambda_l L_lat`` (the
 spatial mask's 2-pixel lattice) and ``lambda_c L_ch`` (a sparse-channel share).
-docs/training.md says why and what they measured.
+Each term is declared once, with its default weight and what it logs, in
+:mod:`medfuse.training.terms`; docs/training.md has the table.
 With :func:`display_luminance` every term can score the luminance of the RGB a user gets
 (after the chroma rule and the clip to [0, 1]) instead of the network's own luminance.
 """
@@ -18,7 +19,6 @@ With :func:`display_luminance` every term can score the luminance of the RGB a u
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,42 +26,6 @@ import torch.nn.functional as F
 from medfuse.model.modules import hard_mask
 
 _SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
-
-
-@dataclass
-class LossWeights:
-    """Weights of the loss terms; 0 disables a term."""
-
-    content: float = 1.0
-    gradient: float = 10.0  # gamma
-    ssim: float = 0.5  # alpha
-    semantic: float = 0.3  # beta
-    semantic_aux: float = 0.5  # delta
-    mask: float = 0.1  # lambda: region-mask budget (medfuse's addition, see docs/training.md)
-    mask_target: float = 0.5  # rho: principal fraction the spatial masks are held to
-    compute_target: float | None = None  # kappa: share of body work kept (None: no term)
-    mef_ssim: float = 0.0  # mu: 1 - MEF-SSIM (medfuse's addition; 0 = off)
-    qabf: float = 0.0  # nu: 1 - Qabf (medfuse's addition; 0 = off)
-    mask_support: float = 0.0  # lambda_s: support-aware mask prior (medfuse's addition; 0 = off)
-    support_band: tuple[float, float] = (0.3, 0.9)  # principal share of each image's support
-    # weights v2 (docs/training.md, "weights v2"); all off by default
-    scd: float = 0.0  # sigma: 2 - SCD, contrast each source contributes
-    intensity: float = 0.0  # iota: one-sided, brightness-weighted shortfall below max(A, B)
-    contrast: float = 0.0  # kappa_sd: per-image standard deviation below max(A, B)'s
-    peaks: float = 0.0  # upsilon: local peaks of the functional image kept in F
-    peaks_coloured_only: bool = False  # the peaks term only where the other image has colour
-    peaks_studies_only: bool = False  # the peaks term only on generated-study pairs
-    gamut: float = 0.0  # the functional colour lost to the RGB clip at F's luminance
-    gamut_studies_only: bool = False  # the gamut term only on generated-study pairs
-    anatomy: float = 0.0  # 1 - correlation of F's and the MRI's edges, study pairs only
-    anchor: float = 0.0  # mean |F - F of the --anchor-weights model| on the atlas pairs
-    lattice: float = 0.0  # lambda_l: phase imbalance of the spatial-mask upsampler (weights)
-    lattice_logits: float = 0.0  # 2x2-block deviation of the spatial-mask logits (ablation)
-    channel_sparsity: float = 0.0  # lambda_c: hinge that keeps the sparse-channel share
-    sparse_target: float = 0.25  # share of each masked layer's channels held sparse
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -537,3 +501,8 @@ def qabf_loss(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 1e
         num = num + (q * gs).sum(dim=(1, 2, 3))
         den = den + gs.sum(dim=(1, 2, 3))
     return (1 - num / den.clamp_min(eps)).mean()
+
+
+# The weights class is made from the term registry; imported here for the callers that
+# have always found it beside the functions.
+from medfuse.training.terms import LossWeights  # noqa: E402, F401

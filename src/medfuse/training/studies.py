@@ -126,3 +126,28 @@ def concat(a: PairSet, b: PairSet) -> PairSet:
     return PairSet(np.concatenate([a.mri, b.mri]), np.concatenate([a.other, b.other]),
                    np.concatenate([a.labels, b.labels]), a.tasks + b.tasks, a.names + b.names,
                    np.concatenate([ca, cb]))
+
+
+def write_study_folder(root: str | Path, count: int = 4, kind: str = "pet", seed: int = 0,
+                       resolution: float = 2.0, anatomy: str = "auto") -> Path:
+    """Write ``count`` generated MRI + ``kind`` NIfTI study pairs in the layout ``batch``
+    and ``train --data`` read (``root/MRI/<name>.nii.gz`` beside ``root/PET/<name>.nii.gz``):
+    a cohort of registered volume pairs to try a fine-tune on. Deterministic by seed."""
+    import shutil
+
+    from medfuse.studies import generate_study
+
+    root = Path(root)
+    folder = {"pet": "PET", "spect": "SPECT", "ct": "CT"}[kind]
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="medfuse-study-folder-") as tmp:
+        for i in range(count):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study = generate_study(kind, Path(tmp) / f"s{i}", resolution=resolution,
+                                       seed=int(rng.integers(0, 2**31 - 1)), anatomy=anatomy)
+            for sub, key in (("MRI", "mri"), (folder, "other")):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(study.directory / study.files[key],
+                                root / sub / f"study{i:02d}.nii.gz")
+    return root

@@ -31,36 +31,13 @@ from medfuse.training.checkpoint import (
     clear_outputs,
     load_checkpoint,
     save_checkpoint,
+    trim_log,
     write_json,
 )
-from medfuse.training.data import PatchSampler, as_batch, load_split
-from medfuse.training.losses import (
-    LossWeights,
-    anatomy_loss,
-    anchor_loss,
-    background_mask_penalty,
-    channel_sparsity_loss,
-    coloured,
-    content_loss,
-    contrast_loss,
-    display_luminance,
-    gamut_loss,
-    gradient_loss,
-    intensity_loss,
-    lattice_loss,
-    mask_budget,
-    mask_cost,
-    mef_ssim_loss,
-    peak_loss,
-    qabf_loss,
-    scd_loss,
-    semantic_loss,
-    signal_support,
-    ssim_loss,
-    support_mask_prior,
-    upsampler_phase_loss,
-)
+from medfuse.training.data import PatchSampler, as_batch, load_training_data
+from medfuse.training.losses import LossWeights, display_luminance
 from medfuse.training.semantic import load_semantic
+from medfuse.training.terms import TERMS, Batch, compute_terms, log_columns
 from medfuse.training.validation import (
     CRITERION,
     check_criterion,
@@ -72,12 +49,8 @@ from medfuse.training.validation import (
 #: What ``last.pt`` holds; a file without one of these is not a checkpoint to resume.
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "torch_rng", "step", "best",
                    "best_step")
-#: ``log.csv``'s header: every loss term, the schedule, and the principal fractions.
-LOG_COLUMNS = ["step", "seconds", "lr", "tau", "total", "content", "gradient", "ssim",
-               "mef_ssim", "qabf", "semantic", "mask", "mask_support", "mask_bg",
-               "principal_mri", "principal_functional", "scd", "intensity", "contrast",
-               "lattice", "lattice_logits", "channel_sparsity", "peaks", "gamut",
-               "anatomy", "anchor"]
+#: ``log.csv``'s header: the schedule, then every loss term's columns (the registry's).
+LOG_COLUMNS = ["step", "seconds", "lr", "tau", *log_columns()]
 
 
 @dataclass
@@ -127,57 +100,16 @@ class TrainConfig:
     #: The model the anchor term holds the atlas output to (a previous medfuse weights
     #: file, never the authors' checkpoint); needed when ``weights.anchor`` > 0.
     anchor_weights: str | None = None
+    #: Data without ``train/`` and ``val/`` splits (a user's studies): the share of pairs
+    #: held out for validation, the slices taken per volume pair, the split's seed.
+    holdout: float = 0.25
+    max_slices: int = 24
+    split_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["weights"] = self.weights.to_dict()
         return d
-
-
-#: Named presets of ``medfuse train`` options (CLI parameter names); an option given on
-#: the command line wins over its preset. ``v2`` is the weights-v2 recipe (docs/training.md,
-#: "weights v2"): a fine-tune of medfuse's first bundled weights (``--init``; never the
-#: authors' checkpoint) with inference masks in training, the support prior, the
-#: structural and edge terms of those weights, and the v2 terms (SCD, brightness, lattice
-#: on the upsampler, sparse channels). About 50 minutes on two CPU cores. No lattice term
-#: on the logits: it kills the mask generator (docs/training.md).
-#: Budgets, data and devices stay options.
-RECIPES: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "v2": {
-        "batch": 8, "patch": 64, "lr": 3e-4, "steps": 3500, "val_every": 500,
-        "checkpoint_every": 250, "straight_through": True, "display_luma": True,
-        "mask_weight": 1.0, "mask_support": 2.0, "support_band": (0.3, 0.9),
-        "compute_target": None, "alpha": 7.0, "mef_ssim": 2.0, "qabf_weight": 10.0,
-        "scd": 0.5, "intensity": 4.0, "contrast": 0.0, "peaks": 0.0, "lattice": 100.0,
-        "lattice_logits": 0.0, "mask_lr_scale": 30.0,
-        "channel_sparsity": 1.0, "sparse_target": 0.3, "criterion": "val_v2",
-    },
-}
-
-
-#: Recipes that are fine-tunes: they start from ``--init`` and are refused without it
-#: (from random weights their learning rate and length would train a poor network).
-FINE_TUNE_RECIPES = {"v2"}
-
-
-def recipe_options(name: str, init: object = None) -> dict[str, Any]:
-    """The option values of recipe ``name`` (plus the bundled semantic module as
-    ``semantic`` when the recipe uses one and it is installed); unknown names refused, and
-    a fine-tune recipe without ``init``."""
-    if name not in RECIPES:
-        raise UsageError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)}")
-    if name in FINE_TUNE_RECIPES and init is None:
-        raise UsageError(f"recipe {name!r} fine-tunes medfuse's first weights: give --init "
-                         "(docs/training.md, weights v2)")
-    opts = dict(RECIPES[name])
-    if name != "paper":
-        from medfuse.engine.weights import bundled_weights_path
-
-        bundled = bundled_weights_path()
-        if bundled is not None and (bundled.parent / "semantic-medfuse.pt").is_file():
-            opts["semantic"] = bundled.parent / "semantic-medfuse.pt"
-    return opts
 
 
 #: ``fit_steps``: steps timed before the schedule is fitted (the first few are skipped as
@@ -251,84 +183,9 @@ def loss_terms(
     is the anchor model's fused luminance of the same batch, held on the atlas pairs."""
     out = model.fuse(a, b)
     f = out.fused if chroma is None else display_luminance(out.fused, chroma)
-    terms: dict[str, torch.Tensor] = {
-        "content": content_loss(f, a, b),
-        "gradient": gradient_loss(f, a, b),
-        "ssim": ssim_loss(f, a, b),
-    }
-    if w.mef_ssim > 0:
-        terms["mef_ssim"] = mef_ssim_loss(f, a, b)
-    if w.qabf > 0:
-        terms["qabf"] = qabf_loss(f, a, b)
-    if seg is not None and labels is not None and w.semantic > 0:
-        terms["semantic"] = semantic_loss(seg, f, labels, w.semantic_aux)
-    budget = torch.zeros((), device=f.device)
-    if w.mask_support == 0:  # the support prior replaces the plain budget
-        budget = mask_budget(out.mask_mri, w.mask_target) + mask_budget(out.mask_functional, w.mask_target)
-    if w.compute_target is not None:
-        # Without it the channel masks can go all-dense, the spatial mask then changes
-        # nothing, and its logits drift to an arbitrary pattern (seen in the first run).
-        masks = dict(zip(model.BRANCHES, (out.mask_mri, out.mask_functional)))
-        for branch, spa in masks.items():
-            cost = mask_cost(spa, model.channel_mask_logits(branch), model.tau,
-                             hard=not model.training)
-            budget = budget + (cost - w.compute_target).abs()
     margins = [model.spatial_margin(branch) for branch in model.BRANCHES]
-    if w.mask_support > 0 and all(m is not None for m in margins):
-        sup = signal_support(a, b)
-        terms["mask_support"] = sum(
-            support_mask_prior(m, sup, w.support_band) for m in margins  # type: ignore[arg-type]
-        ) / 2
-        terms["mask_bg"] = (background_mask_penalty(out.mask_mri, sup)
-                            + background_mask_penalty(out.mask_functional, sup)).detach() / 2
-    if w.scd > 0:
-        terms["scd"] = scd_loss(f, a, b)
-    if w.intensity > 0:
-        terms["intensity"] = intensity_loss(f, a, b)
-    if w.contrast > 0:
-        terms["contrast"] = contrast_loss(f, a, b)
-    if w.peaks > 0:
-        where = coloured(chroma) if w.peaks_coloured_only and chroma is not None else None
-        if w.peaks_studies_only and studies is not None:
-            on = studies.to(b.dtype).view(-1, 1, 1, 1)
-            where = on.expand_as(b) if where is None else where * on
-        terms["peaks"] = peak_loss(f, a, b, where=where)
-    if w.gamut > 0 and chroma is not None:
-        terms["gamut"] = gamut_loss(out.fused, chroma,
-                                    studies if w.gamut_studies_only else None)
-    if w.anatomy > 0 and studies is not None:
-        terms["anatomy"] = anatomy_loss(f, a, studies)
-    if w.anchor > 0 and anchor is not None:
-        terms["anchor"] = anchor_loss(f, anchor, None if studies is None else 1.0 - studies)
-    if w.lattice > 0:
-        terms["lattice"] = sum(upsampler_phase_loss(mask_upsampler(model, br)) for br in model.BRANCHES) / 2
-    if w.lattice_logits > 0 and all(m is not None for m in margins):
-        terms["lattice_logits"] = sum(lattice_loss(m) for m in margins) / 2  # type: ignore[arg-type]
-    if w.channel_sparsity > 0:
-        terms["channel_sparsity"] = sum(
-            channel_sparsity_loss(model.channel_mask_logits(br), w.sparse_target) for br in model.BRANCHES
-        ) / 2
-    terms["mask"] = budget / 2
-    total = (
-        w.content * terms["content"]
-        + w.gradient * terms["gradient"]
-        + w.ssim * terms["ssim"]
-        + w.semantic * terms.get("semantic", torch.zeros((), device=f.device))
-        + w.mask * terms["mask"]
-    )
-    if "mef_ssim" in terms:
-        total = total + w.mef_ssim * terms["mef_ssim"]
-    if "qabf" in terms:
-        total = total + w.qabf * terms["qabf"]
-    if "mask_support" in terms:
-        total = total + w.mask_support * terms["mask_support"]
-    for name, weight in (("scd", w.scd), ("intensity", w.intensity), ("contrast", w.contrast),
-                         ("lattice", w.lattice), ("lattice_logits", w.lattice_logits),
-                         ("channel_sparsity", w.channel_sparsity), ("peaks", w.peaks),
-                         ("gamut", w.gamut), ("anatomy", w.anatomy), ("anchor", w.anchor)):
-        if name in terms:
-            total = total + weight * terms[name]
-    terms["total"] = total
+    terms = compute_terms(Batch(model, out, f, a, b, w, labels, seg, chroma, studies, anchor,
+                                margins))
     terms["principal_mri"] = out.mask_mri.mean().detach()
     terms["principal_functional"] = out.mask_functional.mean().detach()
     return terms
@@ -386,17 +243,10 @@ def _restore(path: Path, model: GeSeNet, opt: torch.optim.Optimizer, sched: Any,
     return ck
 
 
-#: ``medfuse train`` option of each loss weight whose name differs from the field's.
-WEIGHT_OPTIONS = {"gradient": "--gamma", "ssim": "--alpha", "semantic": "--beta",
-                  "semantic_aux": "--delta", "mask": "--mask-weight", "qabf": "--qabf-loss"}
-
-
 def check_number(option: str, value: float | None, *, low: float | None = None,
                  low_open: bool = False, allow_none: bool = True) -> None:
-    """One option's value: finite and at or above ``low`` (above it with ``low_open``);
-    a usage error naming the option otherwise, before any data is read."""
-    import math
-
+    """One setting's value: finite and at or above ``low`` (above it with ``low_open``);
+    a usage error naming the setting otherwise, before any data is read."""
     if value is None:
         if allow_none:
             return
@@ -407,42 +257,54 @@ def check_number(option: str, value: float | None, *, low: float | None = None,
         raise UsageError(f"{option} {value:g}: must be {'above' if low_open else 'at least'} {low:g}")
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """Range checks of the numeric options, so a NaN learning rate or a negative budget is
-    one usage error instead of a run that trains to NaN or fails half way."""
-    check_number("--lr", cfg.lr, low=0.0, low_open=True)
-    check_number("--tau", cfg.tau, low=0.0, low_open=True)
-    check_number("--tau-start", cfg.tau_start, low=0.0, low_open=True)
-    check_number("--max-minutes", cfg.max_minutes, low=0.0, low_open=True)
-    check_number("--stop-after", cfg.stop_after, low=1)
-    check_number("--threads", cfg.threads, low=1)
-    for name, value in cfg.weights.to_dict().items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            check_number(WEIGHT_OPTIONS.get(name, f"--{name.replace('_', '-')}"), float(value))
-    if cfg.weights.peaks_coloured_only and not cfg.display_luma:
-        raise UsageError("--peaks-coloured-only needs --display-luma (the colour it follows is "
-                         "the written image's)")
-    if cfg.weights.gamut > 0 and not cfg.display_luma:
-        raise UsageError("--gamut needs --display-luma (the colour it keeps is the written "
-                         "image's)")
-    for flag, on in (("--peaks-studies-only", cfg.weights.peaks_studies_only),
-                     ("--gamut-studies-only", cfg.weights.gamut_studies_only),
-                     ("--anatomy", cfg.weights.anatomy > 0)):
-        if on and not cfg.studies:
-            raise UsageError(f"{flag} needs --studies N (the pairs it acts on)")
-    if cfg.init is not None and not Path(cfg.init).is_file():
-        raise UsageError(f"--init {cfg.init}: no such weights file")
-    if cfg.weights.anchor > 0 and cfg.anchor_weights is None:
-        raise UsageError("--anchor needs --anchor-weights (the model it holds the output to)")
-    if cfg.anchor_weights is not None and not Path(cfg.anchor_weights).is_file():
-        raise UsageError(f"--anchor-weights {cfg.anchor_weights}: no such weights file")
-    band = getattr(cfg.weights, "support_band", None)
+def check_config(cfg: TrainConfig, made_by_run: Path | None = None) -> None:
+    """Range checks and the needs of each loss term (:data:`~medfuse.training.terms.TERMS`),
+    so a NaN learning rate or a term without its inputs is one usage error naming the
+    recipe key, instead of a run that trains to NaN or fails half way. Files under
+    ``made_by_run`` (a recipe's stage folders, written by an earlier stage) need not
+    exist yet."""
+
+    def missing(path: str) -> bool:
+        if made_by_run is not None and Path(path).is_relative_to(made_by_run):
+            return False
+        return not Path(path).is_file()
+
+    check_number("train.lr", cfg.lr, low=0.0, low_open=True)
+    check_number("train.tau", cfg.tau, low=0.0, low_open=True)
+    check_number("train.tau_start", cfg.tau_start, low=0.0, low_open=True)
+    check_number("max_minutes", cfg.max_minutes, low=0.0, low_open=True)
+    check_number("train.stop_after", cfg.stop_after, low=1)
+    check_number("threads", cfg.threads, low=1)
+    w = cfg.weights
+    for t in TERMS:
+        check_number(f"losses.{t.name}", float(getattr(w, t.name)), low=0.0)
+        for p in t.params:
+            value = getattr(w, p.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                check_number(f"losses.{p.name}", float(value), low=p.low)
+    have = {"display_luma": cfg.display_luma, "studies": bool(cfg.studies),
+            "anchor_weights": cfg.anchor_weights is not None}
+    key_of = {"display_luma": "train.display_luma", "studies": "data.studies",
+              "anchor_weights": "train.anchor_weights"}
+    for t in TERMS:
+        for need in t.needs:
+            if getattr(w, t.name) > 0 and not have[need]:
+                raise UsageError(f"losses.{t.name} needs {key_of[need]} (what the term acts on)")
+    for name, need in (("peaks_coloured_only", "display_luma"),
+                       ("peaks_studies_only", "studies"), ("gamut_studies_only", "studies")):
+        if getattr(w, name) and not have[need]:
+            raise UsageError(f"losses.{name} needs {key_of[need]} (what the term acts on)")
+    if cfg.init is not None and missing(cfg.init):
+        raise UsageError(f"train.init {cfg.init}: no such weights file")
+    if cfg.anchor_weights is not None and missing(cfg.anchor_weights):
+        raise UsageError(f"train.anchor_weights {cfg.anchor_weights}: no such weights file")
+    band = w.support_band
     if isinstance(band, (tuple, list)) and len(band) == 2:
         lo, hi = (float(b) for b in band)
         for b in (lo, hi):
-            check_number("--support-band", b, low=0.0)
+            check_number("losses.support_band", b, low=0.0)
         if not lo < hi <= 1.0:
-            raise UsageError(f"--support-band {lo:g} {hi:g}: needs LOW < HIGH <= 1")
+            raise UsageError(f"losses.support_band {lo:g} {hi:g}: needs LOW < HIGH <= 1")
 
 
 def train(
@@ -471,7 +333,8 @@ def train(
         torch.set_num_threads(cfg.threads)
     dev = _device(cfg.device)
     torch.manual_seed(cfg.seed)
-    train_set, val_set = load_split(cfg.data, "train"), load_split(cfg.data, "val")
+    train_set, val_set = load_training_data(cfg.data, cfg.holdout, cfg.max_slices,
+                                            cfg.split_seed)
     is_study = None  # (N,) 1.0 for generated-study pairs: what the study terms tell apart
     if cfg.studies:
         from medfuse.training.studies import STUDY_TASKS, concat, study_pairs
@@ -501,6 +364,8 @@ def train(
     if resume:
         ck = _restore(last, model, opt, sched, sampler, dev)
         step, best, best_step = int(ck["step"]), float(ck["best"]), int(ck["best_step"])
+        for name in ("log.csv", "val.csv"):  # rows written after the checkpoint are redone
+            trim_log(out / name, step)
         saved = ck.get("config") or {}
         if cfg.fit_steps and saved.get("fit_steps") and step >= FIT_WARMUP:
             for k in ("steps", "val_every", "checkpoint_every"):  # the fitted schedule
@@ -607,7 +472,9 @@ def train(
     checkpoint()
     summary: dict[str, Any] = {"steps": step, "best_step": best_step, "best_score": best,
                                "seconds": round(time.monotonic() - start, 1),
-                               "stopped_by_budget": stopped_by_budget}
+                               "stopped_by_budget": stopped_by_budget,
+                               "complete": step >= end and not stopped_by_budget,
+                               "loss_terms": {t: getattr(cfg.weights, t) for t in cfg.weights.active()}}
     write_json(out / "summary.json", summary)
     if tb:
         tb.close()
@@ -617,9 +484,12 @@ def train(
 
 
 def export_best(run_dir: str | Path, dest: str | Path, force: bool = False,
-                inputs: Iterable[str | Path | None] = ()) -> Path:
-    """Copy a run's best weights to ``dest`` as a plain state dict (the checkpoint's layout),
-    checked against the network so the bundled loader accepts it.
+                inputs: Iterable[str | Path | None] = (),
+                metadata: dict[str, Any] | None = None) -> Path:
+    """Copy a run's best weights to ``dest``, checked against the network so the bundled
+    loader accepts it: a plain state dict (the checkpoint's layout), or with ``metadata``
+    (the recipe used, where it came from) ``{"state_dict": ..., "metadata": ...}``, a
+    layout every medfuse weights reader accepts and that loads with ``weights_only``.
 
     ``dest`` is replaced only with ``force`` and is never one of ``inputs`` nor a file of
     the run; it appears complete or not at all.
@@ -633,6 +503,9 @@ def export_best(run_dir: str | Path, dest: str | Path, force: bool = False,
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{src} holds no state dict (expected tensors by name)")
     build_model(state)  # raises on any key or shape mismatch
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    obj: dict[str, Any] = tensors if metadata is None else {"state_dict": tensors,
+                                                           "metadata": dict(metadata)}
     with atomic_output(dest, force, export_inputs(run_dir, inputs)) as tmp:
-        torch.save({k: v.contiguous() for k, v in state.items()}, tmp)
+        torch.save(obj, tmp)
     return Path(dest)

@@ -68,6 +68,8 @@ def selection_score(v: dict[str, float], criterion: str = CRITERION, step: int =
         score += v["val_ssim"]
     if criterion == "val_v2":
         score += SCD_WEIGHT * v["val_scd"]
+    if not np.isfinite(score):  # ranks below everything, yet a run still keeps a best
+        return -1e15
     return score if ok else score - 10.0
 
 
@@ -123,12 +125,12 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
             rows.append(m)
     model.train(was_training)
     res = {
-        "val_qabf": float(np.mean([r["Qabf"] for r in rows])),
-        "val_ssim": float(np.mean([r["SSIM"] for r in rows])),
-        "val_mef_ssim": float(np.mean([r["MEF"] for r in rows])),
+        "val_qabf": float(_mean([r["Qabf"] for r in rows])),
+        "val_ssim": float(_mean([r["SSIM"] for r in rows])),
+        "val_mef_ssim": float(_mean([r["MEF"] for r in rows])),
         "principal_mri": float(np.mean(fr_m)),
         "principal_functional": float(np.mean(fr_f)),
-        "val_scd": float(np.mean([r["SCD"] for r in rows])),
+        "val_scd": float(_mean([r["SCD"] for r in rows])),
         "lattice_mri": lattice_index(torch.cat(masks_m)),
         "lattice_functional": lattice_index(torch.cat(masks_f)),
         "tied_mri": tied[0] / max(support_px, 1.0),
@@ -139,12 +141,21 @@ def validate(model: GeSeNet, val: PairSet, dev: torch.device) -> dict[str, float
     res["sparse_functional"] = float(min(counts["functional"]))
     for task in sorted(set(val.tasks)):
         idx = [k for k, t in enumerate(val.tasks) if t == task]
-        res[f"qabf_{task}"] = float(np.mean([rows[k]["Qabf"] for k in idx]))
-        res[f"mef_{task}"] = float(np.mean([rows[k]["MEF"] for k in idx]))
-        res[f"ssim_{task}"] = float(np.mean([rows[k]["SSIM"] for k in idx]))
+        res[f"qabf_{task}"] = float(_mean([rows[k]["Qabf"] for k in idx]))
+        res[f"mef_{task}"] = float(_mean([rows[k]["MEF"] for k in idx]))
+        res[f"ssim_{task}"] = float(_mean([rows[k]["SSIM"] for k in idx]))
         for metric in ("SCD", "SD", "EN"):
-            res[f"{metric.lower()}_{task}"] = float(np.mean([rows[k][metric] for k in idx]))
+            res[f"{metric.lower()}_{task}"] = float(_mean([rows[k][metric] for k in idx]))
     return res
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over the slices where a metric is defined: SCD is a correlation, undefined
+    (NaN) on a slice where a source is flat (the edge slices of a user's volume); such a
+    slice is left out of that metric's mean rather than making the whole validation NaN."""
+    arr = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(arr)
+    return float(arr[ok].mean()) if ok.any() else float("nan")
 
 
 def validation_columns(tasks: list[str]) -> list[str]:
