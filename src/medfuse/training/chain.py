@@ -162,6 +162,22 @@ def _claim(out: Path, recipe: Recipe, opts: RunOptions, inputs: list[str]) -> Re
     return recipe
 
 
+class _DataCache:
+    """The (train, validation) sets of one data folder and split, read once per call: the
+    stages of a recipe mostly share them, and reading an atlas takes a while."""
+
+    def __init__(self, root: str) -> None:
+        self.root, self.sets = root, {}
+
+    def get(self, values: Mapping[str, Any]) -> tuple[Any, Any]:
+        from medfuse.training.data import load_training_data
+
+        key = (values["data.holdout"], values["data.max_slices"], values["data.split_seed"])
+        if key not in self.sets:
+            self.sets[key] = load_training_data(self.root, *key)
+        return self.sets[key]
+
+
 def _score(weights: str | None, seed: int, val_set: Any, dev: Any) -> dict[str, float]:
     """Validation scores of a weights file (or of the random init ``seed`` gives)."""
     import torch
@@ -248,6 +264,7 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
             tmp.write_text(r.to_toml(), encoding="utf-8")
     started = time.monotonic()
     first = stages[0]
+    cache = _DataCache(opts.data)
     want_table = bool(stages[-1].values["validation.before_after"])
     before = None
     if want_table and not (out / "summary.json").is_file():
@@ -258,11 +275,9 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
             import torch
 
             from medfuse.engine import select_device
-            from medfuse.training.data import load_training_data
 
             v = first.values
-            _, val_set = load_training_data(opts.data, v["data.holdout"], v["data.max_slices"],
-                                            v["data.split_seed"])
+            _, val_set = cache.get(v)
             if opts.threads:
                 torch.set_num_threads(opts.threads)
             before = _score(paths[0]["init"], v["train.seed"], val_set, select_device(opts.device))
@@ -291,7 +306,8 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
             def progress(step: int, row: dict[str, float], _cb=cb, _n=name, _t=total) -> None:  # noqa: ANN001
                 _cb(_n, step, _t, row)
         resume = (folder / "last.pt").is_file()
-        s = train(cfg, resume=resume, progress=progress, force=not resume)
+        s = train(cfg, resume=resume, progress=progress, force=not resume,
+                  data=cache.get(st.values))
         results.append({"stage": st.name, **s})
         if not s.get("complete"):
             complete = False
@@ -309,13 +325,10 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
                                                 metadata=meta))
         if want_table:
             from medfuse.engine import select_device
-            from medfuse.training.data import load_training_data
 
             if before is None:
                 before = json.loads((out / "stages" / "before.json").read_text())
-            v = first.values
-            _, val_set = load_training_data(opts.data, v["data.holdout"], v["data.max_slices"],
-                                            v["data.split_seed"])
+            _, val_set = cache.get(first.values)
             after = _score(str(out / "weights.pt"), 0, val_set, select_device(opts.device))
             start = ("random weights" if paths[0]["init"] is None else
                      f"the weights it started from ({Path(paths[0]['init']).name})")

@@ -314,13 +314,16 @@ def train(
     *,
     force: bool = False,
     export: str | Path | None = None,
+    data: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Train GeSeNet from scratch (never from the reference checkpoint) on ``cfg.data``.
 
     ``cfg.out`` is the run folder: one that holds a run is continued with ``resume`` or
     started over with ``force`` (its run files removed first), never both by accident.
     ``export`` receives the best weights at the end (refused up front if it exists
-    without ``force`` or is an input). Everything is checked before anything is written.
+    without ``force`` or is an input). ``data``: the (train, validation) pair sets of
+    ``cfg.data`` when the caller has read them already (the stages of a recipe share
+    them). Everything is checked before anything is written.
     """
     check_criterion(cfg.criterion)
     check_config(cfg)
@@ -333,8 +336,8 @@ def train(
         torch.set_num_threads(cfg.threads)
     dev = _device(cfg.device)
     torch.manual_seed(cfg.seed)
-    train_set, val_set = load_training_data(cfg.data, cfg.holdout, cfg.max_slices,
-                                            cfg.split_seed)
+    train_set, val_set = data or load_training_data(cfg.data, cfg.holdout, cfg.max_slices,
+                                                    cfg.split_seed)
     is_study = None  # (N,) 1.0 for generated-study pairs: what the study terms tell apart
     if cfg.studies:
         from medfuse.training.studies import STUDY_TASKS, concat, study_pairs
