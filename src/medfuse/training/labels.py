@@ -1,7 +1,7 @@
 """Pseudo-labels for the semantic module, from the source pair alone.
 
 The Harvard atlas has no segmentations, so the semantic loss needs labels that a rule can
-derive from the registered sources. The rule (documented in docs/training.md):
+derive from the registered sources. The rule (documented in docs/training.md, "The semantic module"):
 
 0 background        max(MRI, other) <= 0.06 after a 5x5 median (air, outside the head)
 3 bone / uptake     CT: other >= 0.9 (bone saturates to white in atlas CT; brain sits

@@ -302,7 +302,7 @@ def lattice_index(mask: torch.Tensor) -> float:
     """Share of a mask's non-DC energy at the period-2 frequencies ((pi, 0), (0, pi),
     (pi, pi)), over a batch (N, 1, H, W). 0 for a mask constant on 2x2 blocks, 1 for a
     pure 2-pixel lattice; a smooth anatomical mask (a thresholded blurred disc) scores
-    ~1e-3. The number docs/training.md reports for "no lattice"."""
+    ~1e-3. The number docs/lab/training-v2.md reports for "no lattice"."""
     m = mask.detach().double()
     m = m - m.mean(dim=(-2, -1), keepdim=True)
     spec = torch.fft.fft2(m).abs() ** 2

@@ -20,7 +20,7 @@ from medfuse.training.losses import lattice_index, signal_support
 #: (meaningful masks); any such validation ranks above every one outside that range.
 #: ``val_qabf+ssim`` adds the mean standard SSIM, for runs that trade edges for structure;
 #: ``val_v2`` (the weights-v2 recipe) adds 0.05 x the mean SCD on top, so a checkpoint that
-#: gains contrast (SCD 0.2) at the cost of 0.01 SSIM or Qabf ties (docs/training.md).
+#: gains contrast (SCD 0.2) at the cost of 0.01 SSIM or Qabf ties (docs/lab/training-v2.md).
 #: ``last`` takes the latest validation with meaningful masks: for a fine-tune whose
 #: atlas output an anchor holds (the atlas scores barely move) and whose study terms
 #: keep improving to the end of the schedule, which an atlas-only score cannot see.
