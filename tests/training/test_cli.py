@@ -27,8 +27,7 @@ def test_resume_refuses_a_crafted_checkpoint_in_one_line(tmp_path: Path) -> None
     marker = tmp_path / "pwned"
     last = crafted_checkpoint(tmp_path / "run" / "stages" / "01-train" / "last.pt", marker)
     (tmp_path / "run" / "stages" / "01-train" / "summary.json").unlink()  # not done: resumed
-    code, text = run("train", "--out", tmp_path / "run", "--data", data, "--resume",
-                     "--device", "cpu")
+    code, text = run("train", "--out", tmp_path / "run", "--resume", "--device", "cpu")
     assert code == 1, text
     lines = [ln for ln in text.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and str(last) in lines[0] and "weights_only" in lines[0]

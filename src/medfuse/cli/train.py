@@ -186,7 +186,7 @@ def _list_recipes() -> None:
 @handle_errors
 def train(
     ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option("--data", help="Training data: a dataset root with <TASK>/{train,val}/ (the atlas layout), or what batch reads: PNG or NIfTI/DICOM volume pairs in MRI/ + CT|PET|SPECT/ folders, or a pairs.csv (a share of the pairs is held out for validation).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Training data: a dataset root with <TASK>/{train,val}/ (the atlas layout), or what batch reads: PNG or NIfTI/DICOM volume pairs in MRI/ + CT|PET|SPECT/ folders, or a pairs.csv (a share of the pairs is held out for validation). --resume remembers it.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder: recipe.toml, stages/ (logs, checkpoints), weights.pt, summary.json.")] = None,
     recipe: Annotated[str | None, typer.Option("--recipe", help="A shipped recipe (paper, v2, finetune, medfuse; see --list-recipes) or a recipe file (TOML). Default: paper.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set losses.qabf=10; train.lr wins in every stage, stages.NAME.train.lr in one. Repeatable.")] = None,
@@ -224,11 +224,14 @@ def train(
                        ("validation.every", val_every), ("checkpoint.every", checkpoint_every)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    from medfuse.training.chain import RunOptions, resolve_recipe, run_recipe
+    from medfuse.training.chain import RunOptions, resolve_recipe, run_recipe, saved_data
 
     if show_recipe:
         typer.echo(resolve_recipe(recipe or "paper", overrides).to_toml(), nl=False)
         return
+    if data is None and resume and out_dir is not None:
+        found = saved_data(out_dir)
+        data = Path(found) if found else None
     if data is None or out_dir is None:
         raise UsageError("train needs --data and --out (or --list-recipes, --show-recipe)")
     opts = RunOptions(data=str(data), out=str(out_dir), device=device, threads=threads,

@@ -27,7 +27,8 @@ from medfuse.errors import UsageError
 from medfuse.training.recipe import Recipe, Stage, load_recipe, parse_recipe
 
 #: What a recipe run writes at the top of its run folder (``force`` removes exactly these).
-CHAIN_OUTPUTS = {"recipe.toml": "file", "summary.json": "file", "weights.pt": "file",
+CHAIN_OUTPUTS = {"recipe.toml": "file", "run.json": "file", "summary.json": "file",
+                 "weights.pt": "file",
                  "before_after.md": "file", "before_after.csv": "file", "stages": "folder"}
 #: Metrics of the before/after table (validation's names, overall and per task).
 BEFORE_AFTER = (("Qabf", "val_qabf", "qabf"), ("SSIM", "val_ssim", "ssim"),
@@ -124,6 +125,14 @@ def stage_config(stage: Stage, opts: RunOptions, recipe_name: str, paths: Mappin
         anchor_weights=paths["anchor"], holdout=v["data.holdout"],
         max_slices=v["data.max_slices"], split_seed=v["data.split_seed"],
     )
+
+
+def saved_data(out: str | Path) -> str | None:
+    """The data folder a run in ``out`` was started on (``--resume`` without ``--data``)."""
+    try:
+        return str(json.loads((Path(out) / "run.json").read_text())["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _stage_done(folder: Path) -> bool:
@@ -262,6 +271,7 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
 
         with atomic_output(out / "recipe.toml", force=True) as tmp:
             tmp.write_text(r.to_toml(), encoding="utf-8")
+        write_json(out / "run.json", {"data": str(Path(opts.data).resolve())})
     started = time.monotonic()
     first = stages[0]
     cache = _DataCache(opts.data)
