@@ -117,6 +117,20 @@ DEPRECATED_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
+def name_old_flags(message: str) -> str:
+    """``message`` with each recipe key that an old flag sets shown as that flag too
+    (``train.lr`` -> ``--lr (train.lr)``): a user of the old flags reads their own words."""
+    import re
+
+    by_key: dict[str, str] = {}
+    for flag, (key, _) in DEPRECATED_FLAGS.items():
+        by_key.setdefault(key, flag)
+    for key in sorted(by_key, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w])", f"{by_key[key]} ({key})",
+                         message)
+    return message
+
+
 def deprecated_sets(args: list[str]) -> tuple[list[str], list[str]]:
     """(``--set`` items, one note per flag) for the old flags among ``args``; an unknown
     option or a flag without its value is a usage error naming it."""
@@ -217,18 +231,38 @@ def train(
         _list_recipes()
         return
     old_sets, notes = deprecated_sets(list(ctx.args))
-    for note in notes:
-        typer.echo(note, err=True)
     overrides = old_sets + list(sets or [])
     for key, value in (("train.steps", steps), ("train.seed", seed), ("train.init", init),
                        ("validation.every", val_every), ("checkpoint.every", checkpoint_every)):
         if value is not None:
             overrides.append(f"{key}={value}")
+    try:
+        _run(recipe, overrides, notes, data, out_dir, resume, force, export, device, threads,
+             max_minutes, show_recipe)
+    except UsageError as exc:
+        if not notes:
+            raise
+        raise UsageError(name_old_flags(str(exc))) from None
+
+
+def _run(recipe: str | None, overrides: list[str], notes: list[str], data: Path | None,
+         out_dir: Path | None, resume: bool, force: bool, export: Path | None, device: str,
+         threads: int | None, max_minutes: float | None, show_recipe: bool) -> None:
+    """Resolve the recipe, then run it; the old flags' notes (stdout) come once the recipe
+    is accepted, so a refused call prints its one error line alone."""
+    from medfuse.errors import UsageError
     from medfuse.training.chain import RunOptions, resolve_recipe, run_recipe, saved_data
 
     if show_recipe:
-        typer.echo(resolve_recipe(recipe or "paper", overrides).to_toml(), nl=False)
+        text = resolve_recipe(recipe or "paper", overrides).to_toml()
+        for note in notes:
+            say(note)
+        typer.echo(text, nl=False)
         return
+    if recipe is not None or not resume:
+        resolve_recipe(recipe or "paper", overrides)  # refused here, before any note
+    for note in notes:
+        say(note)
     if data is None and resume and out_dir is not None:
         found = saved_data(out_dir)
         data = Path(found) if found else None

@@ -187,6 +187,57 @@ class _DataCache:
         return self.sets[key]
 
 
+def _check_weight_files(paths: list[dict[str, str | None]], made_by_run: Path) -> None:
+    """Read every weights file the stages name that exists already (not those a stage
+    writes for the next): refused files stop the run before it writes anything."""
+    import torch
+
+    from medfuse.model import GeSeNet
+    from medfuse.training.semantic import load_semantic
+    from medfuse.training.trainer import _load_weights
+
+    seen: set[str] = set()
+    for p in paths:
+        for role in ("init", "anchor", "semantic"):
+            path = p[role]
+            if not path or path in seen or Path(path).is_relative_to(made_by_run):
+                continue
+            seen.add(path)
+            if role == "semantic":
+                load_semantic(path, torch.device("cpu"))
+            else:
+                _load_weights(GeSeNet(), path)
+
+
+def _resume_single_run(out: Path, opts: RunOptions) -> dict[str, Any]:
+    """Continue a run folder made by the earlier, option-per-setting ``medfuse train``
+    (``last.pt`` at its top, no recipe): its own settings from the checkpoint."""
+    import dataclasses
+
+    from medfuse.training.checkpoint import load_checkpoint
+    from medfuse.training.terms import LossWeights
+    from medfuse.training.trainer import TrainConfig, train
+
+    ck = load_checkpoint(out / "last.pt", "checkpoint")
+    saved = ck.get("config") if isinstance(ck, dict) else None
+    if not isinstance(saved, dict):
+        raise UsageError(f"--resume: {out / 'last.pt'} holds no run settings")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    weights = {k: v for k, v in (saved.get("weights") or {}).items()
+               if k in LossWeights.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known and k != "weights"},
+                      weights=LossWeights(**weights))
+    cfg.out, cfg.device, cfg.threads = str(out), opts.device, opts.threads
+    if opts.data:
+        cfg.data = opts.data
+    if opts.max_minutes is not None:
+        cfg.max_minutes = opts.max_minutes
+    s = train(cfg, resume=True, export=opts.export, force=opts.force)
+    return {"recipe": None, "stages": [{"stage": "train", **s}],
+            "complete": bool(s.get("complete")), "weights": str(out / "best.pt"),
+            **({"export": s["export"]} if "export" in s else {})}
+
+
 def _score(weights: str | None, seed: int, val_set: Any, dev: Any) -> dict[str, float]:
     """Validation scores of a weights file (or of the random init ``seed`` gives)."""
     import torch
@@ -241,6 +292,8 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
 
     out = Path(opts.out)
     saved = out / "recipe.toml"
+    if opts.resume and not saved.exists() and (out / "last.pt").is_file():
+        return _resume_single_run(out, opts)
     if recipe is None and opts.resume and saved.is_file():
         recipe = parse_recipe(saved.read_text(encoding="utf-8"), str(saved))
     r = resolve_recipe("paper" if recipe is None else recipe, overrides)
@@ -264,6 +317,11 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
     if not Path(opts.data).exists():
         raise UsageError(f"--data {opts.data}: no such folder or file")
     r = _claim(out, r, opts, inputs)
+    # Read what the first stage reads before anything is written: a data folder or a
+    # weights file that is refused leaves no run behind.
+    cache = _DataCache(opts.data)
+    cache.get(stages[0].values)
+    _check_weight_files(paths, stages_dir)
     if not opts.resume:
         out.mkdir(parents=True, exist_ok=True)
         clear_outputs(out, CHAIN_OUTPUTS)  # type: ignore[arg-type]
@@ -274,7 +332,6 @@ def run_recipe(recipe: str | Path | Recipe | None, opts: RunOptions,
         write_json(out / "run.json", {"data": str(Path(opts.data).resolve())})
     started = time.monotonic()
     first = stages[0]
-    cache = _DataCache(opts.data)
     want_table = bool(stages[-1].values["validation.before_after"])
     before = None
     if want_table and not (out / "summary.json").is_file():
