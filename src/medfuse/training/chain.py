@@ -218,10 +218,16 @@ def _resume_single_run(out: Path, opts: RunOptions) -> dict[str, Any]:
     from medfuse.training.terms import LossWeights
     from medfuse.training.trainer import TrainConfig, train
 
-    ck = load_checkpoint(out / "last.pt", "checkpoint")
+    from medfuse.errors import WeightsError
+    from medfuse.training.trainer import CHECKPOINT_KEYS
+
+    last = out / "last.pt"
+    ck = load_checkpoint(last, "checkpoint")
     saved = ck.get("config") if isinstance(ck, dict) else None
     if not isinstance(saved, dict):
-        raise UsageError(f"--resume: {out / 'last.pt'} holds no run settings")
+        have = ck if isinstance(ck, dict) else {}
+        missing = [k for k in (*CHECKPOINT_KEYS, "config") if k not in have]
+        raise WeightsError(f"{last} is not a training checkpoint (missing {', '.join(missing)})")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     weights = {k: v for k, v in (saved.get("weights") or {}).items()
                if k in LossWeights.__dataclass_fields__}
