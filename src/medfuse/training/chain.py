@@ -214,12 +214,10 @@ def _resume_single_run(out: Path, opts: RunOptions) -> dict[str, Any]:
     (``last.pt`` at its top, no recipe): its own settings from the checkpoint."""
     import dataclasses
 
+    from medfuse.errors import WeightsError
     from medfuse.training.checkpoint import load_checkpoint
     from medfuse.training.terms import LossWeights
-    from medfuse.training.trainer import TrainConfig, train
-
-    from medfuse.errors import WeightsError
-    from medfuse.training.trainer import CHECKPOINT_KEYS
+    from medfuse.training.trainer import CHECKPOINT_KEYS, TrainConfig, train
 
     last = out / "last.pt"
     ck = load_checkpoint(last, "checkpoint")

@@ -169,15 +169,13 @@ def has_splits(root: str | Path) -> bool:
 def _pairs_of(root: Path) -> list[Any]:
     """Every pair ``batch`` would fuse from ``root``: a pairs.csv file, a task folder, or a
     folder of task folders (PNG pairs or NIfTI/DICOM volume pairs)."""
-    from medfuse.io.layout import find_tasks, read_pairs_csv
+    from medfuse.io.layout import dataset_pairs, read_pairs_csv
 
     if root.is_file() and root.suffix.lower() == ".csv":
         pairs, problems = read_pairs_csv(root, root.parent)
     else:
-        tasks = find_tasks(root)
-        pairs = [p if p.modality else type(p)(p.name, p.mri, p.other, t.modality, p.out)
-                 for t in tasks for p in sorted(t.pairs, key=lambda q: q.name)]
-        problems = [pr for t in tasks for pr in t.problems]
+        found, problems, _ = dataset_pairs(root)
+        pairs = sorted(found, key=lambda q: q.name)
     if problems:
         entry, why = problems[0]
         raise UsageError(f"{root}: {entry}: {why} (training needs every pair; "
