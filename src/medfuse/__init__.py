@@ -13,6 +13,7 @@ __version__ = "1.0.0"
 _LAZY = {
     "fuse": ("medfuse.fusion", "fuse"),
     "fuse_files": ("medfuse.fusion", "fuse_files"),
+    "fuse_volume": ("medfuse.volume_fusion", "fuse_volume"),
     "fuse_batch": ("medfuse.batch", "fuse_batch"),
     "FuseRequest": ("medfuse.fusion", "FuseRequest"),
     "BatchRequest": ("medfuse.batch", "BatchRequest"),
