@@ -30,7 +30,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medfuse.errors import MedfuseError, UsageError
 from medfuse.fusion import DEFAULT_BATCH, FuseRequest, fuse_files
@@ -76,6 +76,9 @@ class BatchRequest:
     backend: str = "local"
     address: str | None = None
     gpus_per_worker: float | None = None
+    #: Folder where each fused pair's QC page is written, in the process that fuses it
+    #: (``batch --report``; :mod:`medfuse.report`). None: no pages.
+    pages: Path | None = None
 
 
 @dataclass
@@ -122,6 +125,8 @@ class PairTask:
     index: int
     name: str
     request: FuseRequest
+    #: Where to write this pair's QC page (:attr:`BatchRequest.pages`).
+    pages: Path | None = None
 
 
 @dataclass
@@ -329,15 +334,39 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def _page_collector(task: PairTask) -> Any:
+    """What keeps a pair's slices for its QC page (None when the batch writes no pages)."""
+    if task.pages is None:
+        return None
+    from medfuse.report.collect import SliceCollector
+
+    return SliceCollector()
+
+
+def _write_page(task: PairTask, report: Any, collector: Any, outcome: PairOutcome) -> None:
+    """The pair's QC page; a page that cannot be written fails the pair (the report would
+    otherwise miss it silently), the fused output stays."""
+    from medfuse.report.build import write_pair_page
+
+    assert task.pages is not None
+    try:
+        write_pair_page(report, collector, task.pages, task.name)
+    except MedfuseError as exc:
+        outcome.status, outcome.error = "failed", f"fused, but its QC page failed: {exc}"
+
+
 def run_task(task: PairTask, engine_loader: Callable[[], Engine]) -> PairOutcome:
     """Fuse one pair, catching its failure: the one per-pair call every backend makes."""
     from medfuse.ledger import now
 
     started = now()
     try:
-        report = fuse_files(task.request, engine_loader)
+        collector = _page_collector(task)
+        report = fuse_files(task.request, engine_loader, on_slice=collector)
         outcome = PairOutcome("fused", "", report.outputs, report.plan.describe(),
                               report.warnings, report.record)
+        if collector is not None:
+            _write_page(task, report, collector, outcome)
     except MedfuseError as exc:
         outcome = PairOutcome("failed", str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -459,7 +488,7 @@ def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[Pa
             continue
         one = replace(request.template, mri=it.mri, other=it.other, output=it.output,
                       format="dicom" if fmt == "dicom" else None, preview=None, force=force)
-        tasks.append(PairTask(n, it.name, one))
+        tasks.append(PairTask(n, it.name, one, request.pages))
     return tasks
 
 

@@ -433,9 +433,13 @@ def fuse_files(
     request: FuseRequest,
     engine_loader: Callable[[], Engine],
     progress: Callable[[int, int], None] | None = None,
+    on_slice: Callable[[int, FusionResult, PreparedPair], None] | None = None,
 ) -> FuseReport:
     """Read, plan, fuse and write one pair of image, DICOM or NIfTI inputs, and the
     provenance record beside the output (:mod:`medfuse.provenance`).
+
+    ``on_slice``, when given, sees every fused slice with the prepared pair it came from
+    (the QC report keeps small copies of both, so it shows exactly what was fused).
 
     The engine is loaded only after every input and option has been checked, so mistakes
     fail fast without importing torch; the outputs, the preview, the transform and the
@@ -508,6 +512,8 @@ def fuse_files(
                 sink.add(index, result.image)
                 if montage is not None:
                     montage.add(index, result.image, pair.mri_y, pair.other_image)
+                if on_slice is not None:
+                    on_slice(index, result, pair)
                 done += 1
                 if progress is not None:
                     progress(done, len(indices))

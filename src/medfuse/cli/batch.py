@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from medfuse.cli.app import app
+from medfuse.cli.fuse import ReportOpt
 from medfuse.cli.options import (
     GAMUT_MAP_DEFAULT,
     AnonymizeOpt,
@@ -86,6 +87,7 @@ def batch(
     colormap: ColormapOpt = None,
     gamut_map: GamutMapOpt = GAMUT_MAP_DEFAULT,
     anonymize: AnonymizeOpt = False,
+    report_dir: ReportOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -115,7 +117,12 @@ def batch(
             if verbose and item.plan:
                 console.print(f"{escape(item.name)}: {escape(item.plan)}", soft_wrap=True)
 
-        report = fuse_batch(request, loader, step)
+        if report_dir is None:
+            report, index = fuse_batch(request, loader, step), None
+        else:
+            from medfuse.report import fuse_batch_with_report
+
+            report, index = fuse_batch_with_report(request, report_dir, loader, step)
     if not quiet:
         show_warnings(report.notes)
     for it in report.items:
@@ -127,5 +134,7 @@ def batch(
         console.print(f"fused {report.count('fused')}, skipped {report.count('skipped')} "
                       f"({'done' if resume else 'existing'}), failed {len(report.failed)}; "
                       f"outputs in {out_dir}", markup=False, soft_wrap=True)
+    if index is not None and not quiet:
+        console.print(f"report: {index}", markup=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -52,6 +52,11 @@ PreviewOpt = Annotated[
     typer.Option("--preview", help="Also write a QC picture (PNG): a montage of fused slices "
                  "with slice numbers and orientation letters."),
 ]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write an HTML quality-control report into this "
+                 "folder (index.html; opens offline in any browser)."),
+]
 PreviewStyleOpt = Annotated[
     str,
     typer.Option("--preview-style", help="montage (default) or triptych: MRI | other | fused "
@@ -81,6 +86,7 @@ def fuse(
     fmt: FormatOpt = None,
     preview: PreviewOpt = None,
     preview_style: PreviewStyleOpt = "montage",
+    report_dir: ReportOpt = None,
     floor: FloorOpt = None,
     register: RegisterOpt = None,
     save_transform: SaveTransformOpt = None,
@@ -106,9 +112,16 @@ def fuse(
         anonymize=anonymize, force=force, preview_style=preview_style, floor=floor,
         register=register, save_transform=save_transform, allow_non_mr=allow_non_mr,
     )
+    page = None
     with progress_bar("fusing slices", None, not quiet) as update:
-        report = fuse_files(request, engine_loader(weights, device, verbose),
-                            lambda done, total: total > 1 and update(done, total))
+        loader = engine_loader(weights, device, verbose)
+        step = lambda done, total: total > 1 and update(done, total)  # noqa: E731
+        if report_dir is None:
+            report = fuse_files(request, loader, step)
+        else:
+            from medfuse.report import fuse_with_report
+
+            report, page = fuse_with_report(request, report_dir, loader, step)
     if not quiet:
         show_warnings(report.warnings)
     if verbose:
@@ -125,3 +138,5 @@ def fuse(
         say(str(report.preview), quiet)
     if report.transform is not None:
         say(str(report.transform), quiet)
+    if page is not None:
+        say(str(page), quiet)
