@@ -39,11 +39,18 @@ class Browser:
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--metrics-recording-only", "--mute-audio",
                 f"--user-data-dir={self.profile}", f"--window-size={width},{height}"]
-        script = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}'
-        self.proc = subprocess.Popen(["sh", "-c", script, executable, *args],
-                                     pass_fds=(to_child_r, from_child_w),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        log = open(os.path.join(self.profile, "stderr.log"), "wb")  # noqa: SIM115
+
+        def onto_3_and_4() -> None:  # in the child: the pipe ends Chromium expects
+            os.dup2(to_child_r, 3)
+            os.dup2(from_child_w, 4)
+
+        # close_fds=False: the dup2'ed 3 and 4 must survive exec; Python's own descriptors
+        # are not inheritable (PEP 446), so nothing else leaks into the browser.
+        self.proc = subprocess.Popen([executable, *args], preexec_fn=onto_3_and_4,
+                                     close_fds=False, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
         os.close(to_child_r)
         os.close(from_child_w)
         self._buf = b""
