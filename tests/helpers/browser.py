@@ -42,8 +42,14 @@ class Browser:
         log = open(os.path.join(self.profile, "stderr.log"), "wb")  # noqa: SIM115
 
         def onto_3_and_4() -> None:  # in the child: the pipe ends Chromium expects
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
+            import fcntl
+
+            # first out of the way (either end may already be 3 or 4), then onto 3 and 4;
+            # dup2 onto another number clears close-on-exec
+            a = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
 
         # close_fds=False: the dup2'ed 3 and 4 must survive exec; Python's own descriptors
         # are not inheritable (PEP 446), so nothing else leaks into the browser.

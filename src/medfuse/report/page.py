@@ -178,7 +178,8 @@ def mip(plan: FusionPlan) -> dict[str, Any] | None:
     image = (np.clip(shown, 0, 1) * 255 + 0.5).astype(np.uint8)
     sizes = voxel_sizes(aff)
     return {"image": data_uri(image), "aspect": float(sizes[1] / sizes[2]),
-            "size": [int(image.shape[0]), int(image.shape[1])]}
+            "size": [int(image.shape[0]), int(image.shape[1])],
+            "left": _letter(-np.asarray(aff[:3, 2])), "top": _letter(-np.asarray(aff[:3, 1]))}
 
 
 def thumbnail(fused: np.ndarray) -> np.ndarray:

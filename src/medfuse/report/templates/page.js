@@ -181,6 +181,9 @@
     else {
       const im = document.getElementById("mip"); im.src = D.mip.image;
       im.style.aspectRatio = (D.mip.size[1] / (D.mip.size[0] * D.mip.aspect)).toString();
+      document.getElementById("mip-text").textContent = "coronal projection through the " +
+        D.modality.toUpperCase() + " window, darker = more uptake; " + D.mip.left +
+        " on the left, " + D.mip.top + " at the top";
     }
   }
 
