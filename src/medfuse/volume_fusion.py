@@ -99,6 +99,40 @@ def fuse_volume(
     )
 
 
+def mask_volumes(
+    mri: Volume,
+    other: Volume,
+    engine: Engine,
+    *,
+    modality: str | None = None,
+    axis: str | None = None,
+    colormap: str | None = None,
+    window: str | None = None,
+    mri_window: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both branches' hard spatial masks over the whole MRI grid (``medfuse masks`` gives
+    one slice with overlays): ``(mri_mask, other_mask)``, uint8 volumes in the MRI's voxel
+    order, 1 where the branch is principal and 2 where it is redundant (0 is left for
+    "no label" in viewers that draw labels)."""
+    from medfuse.fusion import fuse_plan
+    from medfuse.io.geometry import stack_view
+    from medfuse.prepare.plan import plan_fusion
+    from medfuse.prepare.windowing import parse_window
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = plan_fusion(mri, other, axis, modality, colormap,
+                           parse_window(mri_window, "--mri-window"),
+                           parse_window(window, "--window"))
+    out = (np.zeros(plan.mri.shape, np.uint8), np.zeros(plan.mri.shape, np.uint8))
+    views = [stack_view(v, plan.mri.affine, plan.axis)[0] for v in out]
+    for index, result in fuse_plan(plan, engine, with_masks=True):
+        for view, mask in zip(views, (result.mask_mri, result.mask_other)):
+            assert mask is not None
+            view[index] = np.where(mask > 0.5, 1, 2)
+    return out
+
+
 def _allocate(plan: FusionPlan) -> np.ndarray:
     shape = plan.mri.shape
     return np.zeros((*shape, 3), np.uint8) if plan.colour else np.zeros(shape, np.uint16)
@@ -120,4 +154,4 @@ def _put(views: list[np.ndarray], index: int, image: np.ndarray, colour: bool,
         views[0][index] = to_uint(grey, 16)
 
 
-__all__ = ["GREY_SLOPE", "fuse_volume"]
+__all__ = ["GREY_SLOPE", "fuse_volume", "mask_volumes"]
