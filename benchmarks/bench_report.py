@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the browser driver the tests use
 
@@ -109,6 +111,42 @@ def _rows(report: Path) -> list[dict[str, Any]]:
     return json.loads(block.group(1).replace("<\\/", "</"))["rows"] if block else []
 
 
+def big_index(root: Path, rows: int) -> dict[str, Any]:
+    """An index of ``rows`` pairs (every 50th failed, every 13th warned), each fused row with
+    a page and a thumbnail file, to time opening it; the pairs are not fused."""
+    from medfuse.batch import BatchItem, BatchReport
+    from medfuse.report.build import page_name
+    from medfuse.report.index import write_index
+    from medfuse.report.page import png_bytes
+
+    pairs = root / "pairs"
+    pairs.mkdir(parents=True)
+    thumb = png_bytes(np.zeros((96, 80, 3), np.uint8) + 60)
+    items = []
+    for i in range(rows):
+        failed = i % 50 == 0
+        it = BatchItem(f"patient{i:05d}", Path(f"MRI/p{i}"), Path(f"PET/p{i}"),
+                       Path(f"out/p{i}.nii.gz"), "failed" if failed else "fused",
+                       "MRI/p: not a readable NIfTI file" if failed else "",
+                       warnings=["the pair does not look registered"] if i % 13 == 0 else [],
+                       started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:00:06+00:00")
+        items.append(it)
+        if not failed:
+            name = page_name(it.name)
+            (pairs / f"{name}.html").write_text("<!doctype html>", encoding="utf-8")
+            (pairs / f"{name}.png").write_bytes(thumb)
+    index = write_index(BatchReport(items, Path("out")), root, "pairs", page_name)
+    out: dict[str, Any] = {"rows": rows, "index_bytes": index.stat().st_size}
+    from helpers.browser import Browser
+
+    exe = Browser.find()
+    if exe is not None:
+        with Browser(exe) as b:
+            b.open(index)
+            out["open_s"] = round(b.open(index), 3)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--studies", type=int, default=24)
@@ -121,7 +159,13 @@ def main() -> int:
                     "big cohorts (its fractions say nothing about a real batch)")
     ap.add_argument("--skip-plain", action="store_true",
                     help="run only the batch with the report (the instrumented fraction)")
+    ap.add_argument("--index-rows", type=int, default=0,
+                    help="instead: time opening an index of this many pairs (none fused)")
     args = ap.parse_args()
+    if args.index_rows:
+        work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-index-"))
+        print(json.dumps(big_index(work, args.index_rows), indent=2))
+        return 0
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-report-"))
     inp = make_cohort(work, args.studies, args.resolution)
