@@ -99,7 +99,9 @@ def test_fuse_widget_equals_fuse_volume(make_viewer, study, tmp_path: Path) -> N
 
     written = write_fused(str(tmp_path / "fused.nii.gz"), fused.data, fused.as_layer_data_tuple()[1])
     np.testing.assert_array_equal(read(written[0]).data, expected.data)
-    assert Path(written[1]).name == "fused.json" and Path(written[1]).exists()
+    from medfuse.provenance import record_path
+
+    assert Path(written[1]) == record_path(Path(written[0])) and Path(written[1]).exists()
     dicom = write_fused(str(tmp_path / "fused-series.dcm"), fused.data, fused.as_layer_data_tuple()[1])
     back = read(dicom[0])
     assert back.data.shape == expected.data.shape

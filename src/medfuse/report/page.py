@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medfuse.report.collect import SliceCollector
-from medfuse.report.words import decisions_in_words, inputs_in_words, score_of
+from medfuse.report.words import decisions_in_words, inputs_in_words, score_of, score_threshold
 
 if TYPE_CHECKING:
     from medfuse.fusion import FuseReport
@@ -228,6 +228,7 @@ def page_data(report: FuseReport, stacks: tuple[np.ndarray, np.ndarray, np.ndarr
         "colorbar": colour_bar(plan),
         "mip": mip(plan),
         "score": score_of(record),
+        "threshold": score_threshold(record),
         "summary": record.get("summary", ""),
         "decisions": decisions_in_words(record),
         "inputs": inputs_in_words(record),

@@ -33,11 +33,22 @@ def _same(check: dict[str, Any] | None, what: str) -> str:
     return f"DIFFERENT: MRI {check.get('mri')!r}, other {check.get('other')!r}"
 
 
+def _score(record: dict[str, Any]) -> dict[str, Any]:
+    from medfuse.registration import read_score
+
+    return read_score(record.get("decisions") or {}) or {}
+
+
 def score_of(record: dict[str, Any]) -> float | None:
-    """The misregistration score the record states (None when there is none)."""
-    mis = (record.get("decisions") or {}).get("misregistration") or {}
-    score = mis.get("score")
+    """The registration score the record states (None when there is none)."""
+    score = _score(record).get("score")
     return None if score is None else float(score)
+
+
+def score_threshold(record: dict[str, Any]) -> float | None:
+    """The level below which the score warns."""
+    level = _score(record).get("threshold")
+    return None if level is None else float(level)
 
 
 def decisions_in_words(record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -87,11 +98,16 @@ def decisions_in_words(record: dict[str, Any]) -> list[tuple[str, str]]:
                                     f"{reg.get('iterations', '?')} iterations, "
                                     f"{_num(reg.get('seconds'))} s)"
                     + (f"; score before {_num(before)}" if before is not None else "")))
-    mis = d.get("misregistration") or {}
+    mis = _score(record)
     if mis.get("score") is not None:
-        verdict = "below the warning level" if mis.get("warned") else "fine"
-        out.append(("Registration score", f"{float(mis['score']):.2f} ({verdict}; warns below "
-                                          f"{_num(mis.get('threshold'))}): {mis.get('detail', '')}"))
+        verdict = "a warning was given" if mis.get("warned") else "fine"
+        by = f"; registered by {mis['registered_by']}" if mis.get("registered_by") else ""
+        out.append(("Registration score", f"{float(mis['score']):.2f} (higher is better; "
+                                          f"{verdict}; warns below {_num(mis.get('threshold'))}"
+                                          f"{by}): {mis.get('detail', '')}"))
+    if mis.get("outline_distance") is not None:
+        out.append(("Head outlines", f"{_num(mis['outline_distance'])} apart (warns above "
+                                     f"{_num(mis.get('outline_warn'))})"))
     if mis.get("plane_distance_mm") is not None:
         out.append(("Slice distance", f"{_num(mis['plane_distance_mm'])} mm between the two "
                                       "slices' planes"))
@@ -124,4 +140,4 @@ def inputs_in_words(record: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-__all__ = ["decisions_in_words", "inputs_in_words", "score_of"]
+__all__ = ["decisions_in_words", "inputs_in_words", "score_of", "score_threshold"]

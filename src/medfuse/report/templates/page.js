@@ -144,7 +144,7 @@
     const badges = document.getElementById("badges");
     const badge = (t, cls) => { const s = document.createElement("span"); s.className = "badge " + (cls || ""); s.textContent = t; badges.append(s); };
     badge(D.modality.toUpperCase());
-    if (D.score !== null) badge("registration score " + D.score.toFixed(2), D.score >= 0.85 ? "ok" : "bad");
+    if (D.score !== null) badge("registration score " + D.score.toFixed(2), D.threshold === null || D.score >= D.threshold ? "ok" : "bad");
     badge(D.warnings.length ? D.warnings.length + " warning(s)" : "no warnings", D.warnings.length ? "warn" : "ok");
     if (D.step > 1) badge("shown at 1/" + D.step + " resolution");
     const wbox = document.getElementById("warnings");
