@@ -35,7 +35,9 @@ def test_study_demo_writes_the_study_and_its_fusion(tmp_path: Path) -> None:
     assert 0 < coloured.sum() < 0.1 * head.sum()
     import json
 
-    record = json.loads(files[1].with_suffix(".json").read_text())
+    from medfuse.provenance import record_path
+
+    record = json.loads(record_path(files[1]).read_text())
     assert record["decisions"]["colormap"]["name"] == "hot"
     assert record["decisions"]["other_window"]["source"] == "explicit"
     with pytest.raises(UsageError):  # nothing is overwritten without force
