@@ -1,20 +1,26 @@
 """Score fusion methods on generated MRI + PET/SPECT/CT studies (medfuse.studies.benchmark).
 
-Generates one study per kind (MNI152 anatomy when nilearn is installed, at --resolution mm),
+Generates one study per case (``--cases``: a kind, pet, spect or ct, then ``-t2`` for a
+T2-like MRI and ``-stripped`` for a skull-stripped one; MNI152 anatomy when nilearn is
+installed, at --resolution mm),
 fuses about 24 slices through the head plus every slice through a lesion with each method
 through medfuse's real fusion path (default windows and colour maps unless --window /
 --colormap say otherwise), and writes:
 
 * a Markdown table and a JSON record (``--json``; the table beside it as ``.md``);
 * one picture per study into ``--pictures`` (rows: slices through the lesions; columns:
-  MRI | functional | each method);
+  MRI | functional | each method), and a montage per study into ``--montages``
+  (``study-<case>.png``: MRI | composite | fused | functional);
 * with ``--doc``, the table into the block between ``<!-- studies-table:start -->`` and
   ``<!-- studies-table:end -->`` of that Markdown page.
 
     PYTHONPATH=src python benchmarks/bench_studies.py --resolution 1 \\
         --label "defaults of <commit>" --doc docs/studies.md
 
-Rerun after a change of defaults with a new --label (and --json) to compare.
+Rerun after a change of defaults with a new --label (and --json) to compare. Research
+variants of the colour path (``--variant NAME=JSON``, the options of
+``medfuse.studies.benchmark.Method``) are scored beside the defaults, e.g.
+``--variant 'clip={"gamut_map": "clip"}'``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = "<!-- studies-table:start -->", "<!-- studies-table:end -->"
+CASES = ("pet", "spect", "ct", "pet-t2", "spect-t2", "pet-stripped", "spect-stripped")
+
+
+def _case(name: str) -> tuple[str, str, bool]:
+    """``pet-t2-stripped`` -> (kind, MRI contrast, MRI with skull)."""
+    kind, *rest = name.strip().lower().split("-")
+    if kind not in ("pet", "spect", "ct") or any(r not in ("t2", "stripped") for r in rest):
+        raise SystemExit(f"--cases {name!r}: a kind (pet, spect, ct) then -t2 and/or -stripped")
+    return kind, "t2" if "t2" in rest else "t1", "stripped" not in rest
+
+
+def _variants(items: list[str]) -> dict[str, dict[str, object]]:
+    """``NAME=JSON`` -> {name: options}."""
+    import json
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            options = json.loads(value) if sep else None
+        except ValueError:
+            options = None
+        if not name.strip() or not isinstance(options, dict):
+            raise SystemExit(f"--variant {item!r}: expected NAME={{JSON options}}")
+        out[name.strip()] = options
+    return out
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
@@ -70,7 +102,8 @@ def _git(*args: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kinds", nargs="+", default=["pet", "spect", "ct"])
+    parser.add_argument("--cases", "--kinds", nargs="+", default=list(CASES), dest="cases",
+                        help="studies: pet, spect or ct, with -t2 and/or -stripped")
     parser.add_argument("--resolution", type=float, default=1.0, help="MRI voxel size in mm")
     parser.add_argument("--anatomy", default="auto", help="auto, mni or phantom")
     parser.add_argument("--seed", type=int, default=0)
@@ -92,6 +125,8 @@ def main() -> None:
     parser.add_argument("--methods", default="medfuse,reference,composite,alpha",
                         help="comma list: medfuse, reference, composite, alpha, or a "
                              "medfuse.baselines rule (average, max, laplacian, gff)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help="a research variant of the colour path for medfuse's weights")
     parser.add_argument("--weights", type=Path, default=None, help="medfuse weights")
     parser.add_argument("--reference", type=Path,
                         default=ROOT.parent / "shared" / "reference" / "reference-checkpoint.pth")
@@ -104,6 +139,8 @@ def main() -> None:
                              "clean export of a commit on PYTHONPATH)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "studies.json")
     parser.add_argument("--pictures", type=Path, default=ROOT / "docs" / "img" / "studies")
+    parser.add_argument("--montages", type=Path, default=None,
+                        help="folder for study-<case>.png: MRI | composite | fused | functional")
     parser.add_argument("--doc", type=Path, default=None,
                         help="Markdown page whose studies-table block gets the table")
     args = parser.parse_args()
@@ -133,18 +170,23 @@ def main() -> None:
             methods.append(bench.Method(name, name))
         else:
             methods.append(bench.Method(name, "rule"))
+    base = bench.default_methods(weights=args.weights)[0]
+    for name, options in _variants(args.variant).items():
+        methods.append(bench.Method(name, "weights", base.weights, options))
 
     folder = args.studies or Path(tempfile.mkdtemp(prefix="medfuse-studies-"))
     t0 = time.perf_counter()
     studies = []
-    for kind in args.kinds:
-        where = folder / f"{kind}-{args.resolution:g}mm-seed{args.seed}"
+    for case in args.cases:
+        kind, contrast, skull = _case(case)
+        where = folder / f"{case}-{args.resolution:g}mm-seed{args.seed}"
         if (where / "study.json").is_file():
             studies.append(Study.load(where))
         else:
             studies.append(generate_study(kind, where, resolution=args.resolution, seed=args.seed,
-                                          anatomy=args.anatomy, formats=("nifti", "dicom")))
-        print(f"{kind}: study in {where}", flush=True)
+                                          anatomy=args.anatomy, formats=("nifti", "dicom"),
+                                          mri_contrast=contrast, mri_skull=skull))
+        print(f"{case}: study in {where}", flush=True)
     t_generate = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -152,7 +194,7 @@ def main() -> None:
         studies, methods, settings,
         engine_loader=lambda m: load_model(m.weights, args.device),
         picture_dir=args.pictures, progress=lambda s: print(s, flush=True),
-        count=args.count)
+        count=args.count, montage_dir=args.montages)
     t_score = time.perf_counter() - t1
     import torch
 
@@ -167,8 +209,11 @@ def main() -> None:
         "anatomy": studies[0].anatomy if studies else None, "resolution_mm": args.resolution,
         "seed": args.seed, "generate_s": round(t_generate, 1), "score_s": round(t_score, 1),
         "methods": {m.name: str(m.weights or m.kind) for m in methods},
+        "variants": {m.name: m.options for m in methods if m.options},
     }
-    shrink_pictures(args.pictures, args.kinds)
+    shrink_pictures(args.pictures, args.cases)
+    if args.montages is not None:
+        shrink_pictures(args.montages, [f"study-{c}" for c in args.cases])
     result.write_json(args.json)
     table = result.markdown()
     args.json.with_suffix(".md").write_text(f"{args.label}\n\n{table}")
@@ -179,14 +224,14 @@ def main() -> None:
         _update_doc(args.doc, settings.label, table, result.meta)
 
 
-def shrink_pictures(folder: Path, kinds: list[str]) -> None:
+def shrink_pictures(folder: Path, names: list[str]) -> None:
     """Re-save each study picture with a 256-colour palette (octree, no dithering): a third
     of the size, so the pictures can live in the repository; the scores come from the
     full-precision images, not from these."""
     from PIL import Image
 
-    for kind in kinds:
-        path = folder / f"{kind}.png"
+    for name in names:
+        path = folder / f"{name}.png"
         if path.is_file():
             with Image.open(path) as im:
                 rgb = im.convert("RGB")

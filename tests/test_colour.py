@@ -290,3 +290,50 @@ def test_fit_scale_is_smooth_on_small_planes() -> None:
     scale = fit_luminance(y, cb, cr) / y
     assert scale.max() - scale.min() < 0.15
     assert scale.max() < 1.0
+
+
+# -- the luminance chosen for fusion -------------------------------------------------------
+
+
+def test_matched_luminance_keeps_the_mri_contrast_and_adds_what_it_cannot_explain() -> None:
+    """A functional image that is an inverted copy of the MRI's tissue pattern (FDG on T1)
+    adds nothing; a lesion it holds beyond that pattern is added at its size and sign."""
+    from medfuse.colour import anatomy_prediction, matched_luminance
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:96, 0:96]
+    mri = np.where((xx // 12) % 2 == 0, 0.85, 0.6).astype(np.float32)  # white / grey bands
+    mri += rng.normal(0, 0.01, mri.shape).astype(np.float32)
+    func = (1.3 - mri).astype(np.float32)  # bright where the MRI is dark
+    np.testing.assert_allclose(anatomy_prediction(mri, func), func, atol=0.02)
+    np.testing.assert_allclose(matched_luminance(mri, func), mri, atol=0.02)
+    lesion = ((yy - 48) ** 2 + (xx - 42) ** 2) <= 16  # inside a grey band
+    hot = func + np.where(lesion, 0.3, 0.0).astype(np.float32)
+    cold = func - np.where(lesion, 0.3, 0.0).astype(np.float32)
+    far = ~(((yy - 48) ** 2 + (xx - 42) ** 2) <= 30**2)
+    for image, sign in ((hot, 1), (cold, -1)):
+        out = matched_luminance(mri, image)
+        gain = float((out - mri)[lesion].mean())
+        assert 0.15 < sign * gain <= 0.3  # most of the lesion's step, its sign
+        assert float(np.abs(out - mri)[far].max()) < 0.05  # anatomy elsewhere untouched
+    full = float((matched_luminance(mri, hot) - mri)[lesion].mean())
+    half = matched_luminance(mri, hot, strength=0.5) - mri
+    assert float(half[lesion].mean()) == pytest.approx(0.5 * full, rel=0.1)
+    assert matched_luminance(mri, hot).min() >= 0.0 and matched_luminance(mri, hot).max() <= 1.0
+
+
+def test_desaturate_to_fit_keeps_luminance_and_lands_in_rgb() -> None:
+    """Blue on bright white matter has no RGB value: the chroma is pulled in until it fits
+    and the luminance is exactly the one asked for; colours that fit are left alone."""
+    from medfuse.colour import desaturate_to_fit
+
+    y = np.array([0.9, 0.9, 0.3, 0.05], np.float32)
+    rgb = np.array([[0.1, 0.2, 1.0], [0.9, 0.9, 0.9], [0.6, 0.2, 0.1], [0.0, 0.0, 1.0]])
+    _, cb, cr = rgb_to_ycbcr(rgb.astype(np.float32))
+    cb2, cr2 = desaturate_to_fit(y, cb, cr)
+    out = ycbcr_to_rgb(y, cb2, cr2, clip=False)
+    assert out.min() >= -1e-5 and out.max() <= 1 + 1e-5
+    np.testing.assert_allclose(luminance(out), y, atol=2e-3)  # the luminance kept
+    assert abs(cb2[0] - TAU) < abs(cb[0] - TAU)  # pulled in, same sign
+    assert np.sign(cb2[0] - TAU) == np.sign(cb[0] - TAU)
+    np.testing.assert_allclose([cb2[2], cr2[2]], [cb[2], cr[2]], atol=1e-6)  # it fitted

@@ -137,3 +137,69 @@ def fuse_colour(
     cb = fuse_chroma([c[0] for c in chroma_sources], tau)
     cr = fuse_chroma([c[1] for c in chroma_sources], tau)
     return ycbcr_to_rgb(fused_y, cb, cr)
+
+
+#: Window radius of :func:`anatomy_prediction`: this fraction of the plane's longer side,
+#: never under MATCH_RADIUS_MIN pixels (about 15 mm on a 1 mm head: wider than a lesion, so
+#: a lesion is the minority of every window it sits in and stays in the residual).
+MATCH_RADIUS = 1 / 16
+MATCH_RADIUS_MIN = 8
+#: Regularisation of the local fit (luminance squared): flat MRI regions predict the mean.
+MATCH_EPS = 1e-3
+
+
+def anatomy_prediction(guide: np.ndarray, image: np.ndarray, radius: int | None = None,
+                       eps: float = MATCH_EPS) -> np.ndarray:
+    """The part of ``image`` that the MRI ``guide`` explains: a local linear fit
+    ``a * guide + b`` over (2 radius + 1)^2 windows (a guided filter).
+
+    Why: a functional image's tissue pattern follows the anatomy (FDG is high in grey
+    matter, where T1 is dark), so fusing its luminance with the MRI's cancels the MRI's
+    grey/white contrast. What the MRI cannot explain, ``image`` minus this prediction, is
+    what the functional image adds: lesions, hot foci, defects, a bleed, bone on CT.
+    """
+    import cv2
+
+    i = np.asarray(guide, dtype=np.float32)
+    p = np.asarray(image, dtype=np.float32)
+    if radius is None:
+        radius = int(max(MATCH_RADIUS_MIN, round(MATCH_RADIUS * max(i.shape[-2:]))))
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
+
+    mi, mp = box(i), box(p)
+    a = (box(i * p) - mi * mp) / (box(i * i) - mi * mi + np.float32(eps))
+    b = mp - a * mi
+    return (box(a) * i + box(b)).astype(np.float32)
+
+
+def matched_luminance(mri_y: np.ndarray, other_y: np.ndarray, strength: float = 1.0,
+                      radius: int | None = None, eps: float = MATCH_EPS) -> np.ndarray:
+    """A luminance chosen for fusion: the MRI's, plus ``strength`` times what the
+    functional luminance holds beyond its :func:`anatomy_prediction` from the MRI, in
+    [0, 1]. The tissue contrast is the MRI's (sign and size), and a lesion brighter or
+    darker than its tissue predicts is brighter or darker here by that much."""
+    mri = np.asarray(mri_y, dtype=np.float32)
+    other = np.asarray(other_y, dtype=np.float32)
+    residual = other - anatomy_prediction(mri, other, radius, eps)
+    return np.clip(mri + np.float32(strength) * residual, 0.0, 1.0).astype(np.float32)
+
+
+def desaturate_to_fit(y: np.ndarray, cb: np.ndarray, cr: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Chroma (Cb, Cr) pulled towards neutral, per pixel, just enough that R, G and B at
+    luminance ``y`` lie in [0, 1]: the luminance (the MRI's tissue contrast) is kept
+    exactly and a colour that has no room there turns paler, where ``fit`` would darken
+    the pixel and ``clip`` would change both."""
+    y = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
+    dcr, dcb = np.asarray(cr, np.float64) - TAU, np.asarray(cb, np.float64) - TAU
+    scale = np.ones_like(y)
+    for offset in (_R_CR * dcr, -_G_CR * dcr - _G_CB * dcb, _B_CB * dcb):
+        room = np.where(offset > 0, 1.0 - y, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            limit = np.where(np.abs(offset) > 1e-9, room / np.abs(offset), 1.0)
+        scale = np.minimum(scale, limit)
+    scale = np.clip(scale, 0.0, 1.0)
+    return ((TAU + scale * dcb).astype(np.float32), (TAU + scale * dcr).astype(np.float32))

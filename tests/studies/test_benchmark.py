@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medfuse.errors import UsageError
 from medfuse.prepare.pair import split_pair
 from medfuse.studies import Grid, generate_study
 from medfuse.studies import benchmark as bench
@@ -108,3 +109,72 @@ def test_score_study_end_to_end(tmp_path: Path) -> None:
     table = result.markdown()
     assert table.count("\n") == 2 + len(methods) and "| pet | composite |" in table
     assert result.write_json(tmp_path / "r.json").is_file()
+
+
+def test_grey_white_step_and_goals() -> None:
+    """The step is white-minus-grey mean luminance; an inverted T1 keeps it negatively;
+    the goals count what the issue's thresholds say."""
+    labels = np.full((16, 16), 4, np.uint8)
+    labels[:, 8:] = 5
+    mri = np.where(labels == 5, 0.8, 0.6)
+    pools = {}
+    for name, fused in (("same", mri), ("inverted", 1.4 - mri), ("flat", np.full_like(mri, 0.7))):
+        pool = bench._Pool()
+        case = bench._Case(labels > 0, labels == 0, {}, {}, labels)
+        bench._accumulate(pool, fused, bench.rgb_to_lab(fused), mri, bench.sobel_magnitude(mri),
+                          case, np.zeros_like(mri, bool))
+        pools[name] = pool
+    assert bench.grey_white_step(pools["same"], "m") == pytest.approx(0.2)
+    assert bench.grey_white_step(pools["same"]) == pytest.approx(0.2)
+    assert bench.grey_white_step(pools["inverted"]) == pytest.approx(-0.2)
+    assert bench.grey_white_step(pools["flat"]) == pytest.approx(0.0)
+
+    def score(r: float, step: float, hot: float, study: str = "pet") -> bench.Scores:
+        return bench.Scores(study, "m", r, {"hot": hot}, 0.0, 0.0, 0.0, 1, luminance_r=r,
+                            edge_r=r, step_kept=step, bone_kept=0.9)
+
+    comp = score(0.99, 1.0, 0.9)
+    assert all(bench.goals_met(score(0.98, 0.8, 1.1), comp).values())
+    met = bench.goals_met(score(0.95, -0.1, 0.95), comp)
+    assert not met["grey/white step"] and not met["hot lesion"] and met["hot vs composite"]
+    assert not met["anatomy vs composite"]  # 0.95 < 0.99 - 0.02
+    ct = bench.goals_met(score(0.95, 0.9, 0.6, "ct"), None)
+    assert ct["hot lesion"] and ct["bone white"]  # CT: half the CT's contrast is the goal
+
+
+def test_variants_through_the_colour_path(tmp_path: Path) -> None:
+    """Variants of the colour path run end to end and differ where they should: the MRI's
+    luminance with the chroma desaturated to fit keeps the MRI exactly (luminance r and
+    grey/white step 1), the composite's clipping and the stand-in engine's average do not;
+    montages are written."""
+    from helpers.engines import MeanEngine
+
+    study = generate_study("pet", tmp_path / "s", resolution=6.0, anatomy="phantom",
+                           grid=Grid((8.0, 8.0, 8.0), "LPS"), formats=("nifti",))
+    methods = [bench.Method("mean", "weights"), bench.Method("composite", "composite"),
+               bench.Method("clip", "weights", None, {"gamut_map": "clip"}),
+               bench.Method("matched", "weights", None, {"luminance": "matched-value",
+                                                         "combine": "skip"}),
+               bench.Method("detail", "weights", None, {"luminance": "value",
+                                                        "combine": "detail"}),
+               bench.Method("exact", "weights", None, {"combine": "mri",
+                                                       "gamut_map": "desaturate"})]
+    result = bench.run_benchmark([study], methods, bench.BenchSettings(source="nifti"),
+                                 lambda m: MeanEngine(), count=6, montage_dir=tmp_path / "m")
+    scores = {s.method: s for s in result.scores}
+    for s in scores.values():
+        assert all(math.isfinite(v) for v in (s.luminance_r, s.edge_r, s.step_kept))
+    exact = scores["exact"]
+    assert exact.luminance_r == pytest.approx(1.0, abs=1e-3)
+    assert exact.step_kept == pytest.approx(1.0, abs=0.01)
+    assert exact.luminance_r > scores["composite"].luminance_r > scores["mean"].luminance_r
+    assert scores["mean"].step_kept < 0.9
+    assert scores["clip"].options == {"gamut_map": "clip"}
+    assert (tmp_path / "m" / "study-pet.png").is_file()
+    assert "goals met" in result.markdown()
+    pair = split_pair(np.full((16, 16), 0.5, np.float32), np.full((16, 16, 3), 0.4, np.float32),
+                      "pet")
+    with pytest.raises(UsageError, match="variant luminance"):
+        bench.variant_luminance(pair, pair, {"luminance": "nonsense"})
+    with pytest.raises(UsageError, match="variant combine"):
+        bench.variant_fuse([pair], [pair], MeanEngine(), {"combine": "nonsense"})

@@ -219,3 +219,21 @@ def test_mni_anatomy_at_2mm() -> None:
     assert 1.0 < litres["gm"] + litres["wm"] < 1.8  # an adult brain
     assert litres["skull"] > 0.3 and litres["scalp"] > 0.3
     assert float(anat.total().max()) <= 1.0 + 1e-5
+
+
+def test_skull_stripped_and_t2_mri(tmp_path: Path) -> None:
+    """A skull-stripped MRI is the noise floor over skull and scalp and keeps the brain;
+    a T2-like one has white matter darker than grey. The names key tables and pictures."""
+    kw = dict(resolution=RES, anatomy="phantom", formats=("nifti",), lesions=())
+    full = generate_study("pet", tmp_path / "full", **kw)
+    bare = generate_study("pet", tmp_path / "bare", mri_skull=False, **kw)
+    t2 = generate_study("spect", tmp_path / "t2", mri_contrast="t2", mri_skull=False, **kw)
+    assert (full.name, bare.name, t2.name) == ("pet", "pet-stripped", "spect-t2-stripped")
+    assert Study.load(bare.directory).mri_skull is False
+    masks = full.masks()
+    a, b = _values(read(full.mri_path)), _values(read(bare.mri_path))
+    scalp = masks["scalp"]
+    assert a[scalp].mean() > 0.5 * 1000 and b[scalp].mean() < 0.05 * 1000
+    np.testing.assert_allclose(b[masks["wm"]].mean(), a[masks["wm"]].mean(), rtol=0.02)
+    c = _values(read(t2.mri_path))
+    assert c[masks["wm"]].mean() < c[masks["gm"]].mean()

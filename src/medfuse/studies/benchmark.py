@@ -80,6 +80,13 @@ class Method:
     name: str
     kind: str  # "weights", "composite", "alpha" or "rule"
     weights: Path | None = None
+    #: Research variants of the colour path for ``weights`` methods (see
+    #: :func:`variant_luminance`): ``gamut_map`` (fit, clip), ``luminance`` (what the
+    #: functional image brings into the network: ``map``, the colour map's own; ``value``,
+    #: the windowed value; ``matched``/``matched-value``, :func:`medfuse.colour.matched_luminance`
+    #: of either), ``combine`` (``network``; ``detail``, the MRI's detail over the network's
+    #: low frequencies; ``skip``, the chosen luminance without the network), ``strength``.
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 def default_methods(reference: Path | None = None, weights: Path | None = None) -> list[Method]:
@@ -185,10 +192,15 @@ def background(fused: np.ndarray, air: np.ndarray, level: float = AIR_LEVEL) -> 
 
 
 def composite(pair: PreparedPair) -> np.ndarray:
-    """The MRI's luminance coloured with the functional image's chroma (the chroma rule)."""
+    """The MRI's luminance coloured with the functional image's chroma (the chroma rule),
+    each channel clipped: what any viewer's colour composite shows, whichever gamut map
+    the fused image uses (a map that lowers luminance would change the baseline's
+    anatomy)."""
+    import dataclasses
+
     from medfuse.prepare.pair import colourise
 
-    return colourise(pair.mri_y, pair)
+    return colourise(pair.mri_y, dataclasses.replace(pair, gamut_map="clip"))
 
 
 def alpha_overlay(mri_y: np.ndarray, other_image: np.ndarray, other_grey: np.ndarray,
@@ -216,6 +228,15 @@ class _Pool:
     air_sum: float = 0.0
     air_above: int = 0
     air_n: int = 0
+    lum_f: list[np.ndarray] = field(default_factory=list)
+    lum_m: list[np.ndarray] = field(default_factory=list)
+    edge_f: list[np.ndarray] = field(default_factory=list)
+    edge_m: list[np.ndarray] = field(default_factory=list)
+    #: Sums of fused and MRI luminance and pixel counts: grey matter, white matter, skull.
+    tissue: dict[str, float] = field(default_factory=dict)
+
+    def add(self, key: str, value: float) -> None:
+        self.tissue[key] = self.tissue.get(key, 0.0) + float(value)
 
     def add_lab(self, key: str, lab: np.ndarray, mask: np.ndarray) -> None:
         part = np.concatenate([lab[mask].sum(axis=0), [float(mask.sum())]])
@@ -242,6 +263,19 @@ class Scores:
     #: the coloured functional image ("other_core", "other_shell"): shows which of
     #: lightness and colour a lesion ratio below 1 lost.
     lesion_lab: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    #: Pearson r of the fused luminance with the MRI's inside the brain (what a reader
+    #: sees as "the MRI is still there"; edges alone do not see an inverted contrast).
+    luminance_r: float = float("nan")
+    #: Pearson r of the Sobel magnitudes (per slice, pooled) inside the brain.
+    edge_r: float = float("nan")
+    #: White-minus-grey mean fused luminance over the MRI's own (1: the step kept at its
+    #: size; negative: inverted tissue contrast).
+    step_kept: float = float("nan")
+    #: Mean fused luminance in the skull over the functional image's shown luminance there
+    #: (CT: is bone still white?).
+    bone_kept: float = float("nan")
+    #: The method's options (variants), for the record.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -252,10 +286,18 @@ class _Case:
     air: np.ndarray
     cores: dict[str, np.ndarray]
     shells: dict[str, np.ndarray]
+    labels: np.ndarray | None = None  # the slice's tissue labels (0 air ... 5 white matter)
+
+    @property
+    def brain(self) -> np.ndarray:
+        from medfuse.studies.generate import LESION_LABEL
+
+        assert self.labels is not None
+        return np.isin(self.labels, (3, 4, 5)) | (self.labels >= LESION_LABEL)
 
 
 def _study_masks(study: Study, plan: Any, settings: BenchSettings) -> tuple[np.ndarray, ...]:
-    """Head, far-air and brain masks and the stack affine, as (slice, row, column) stacks
+    """Head, far-air and brain masks, the labels and the stack affine, as (slice, row, column) stacks
     in the plan's display order (the MRI grid the plan fuses on)."""
     from scipy import ndimage
 
@@ -267,7 +309,7 @@ def _study_masks(study: Study, plan: Any, settings: BenchSettings) -> tuple[np.n
     voxel = float(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)).min())
     far = ndimage.distance_transform_edt(labels == 0, sampling=voxel) > settings.air_margin_mm
     brain = np.isin(labels, (3, 4, 5)) | (labels >= LESION_LABEL)
-    views = [stack_view(m, affine, plan.axis)[0] for m in (labels > 0, far, brain)]
+    views = [stack_view(m, affine, plan.axis)[0] for m in (labels > 0, far, brain, labels)]
     stack_affine = stack_view(labels, affine, plan.axis)[1]
     if views[0].shape != (len(plan), *plan.plane_shape) or not np.allclose(
             stack_affine, plan.mri_stack.affine, atol=1e-3):
@@ -353,7 +395,7 @@ def score_study(
                   **settings.plan_options)
     plan, _ = read_pair_plan(mri, other, colormap=settings.colormaps.get(kind), **common)
     grey_plan, _ = read_pair_plan(mri, other, colormap="none", **common)
-    head, far_air, brain, stack_affine = _study_masks(study, plan, settings)
+    head, far_air, brain, labels, stack_affine = _study_masks(study, plan, settings)
     indices = sorted(slices) if slices is not None else select_slices(study, head, stack_affine, count)
     shown = lesion_slices(study, stack_affine, len(plan))
     pools = {m.name: _Pool() for m in methods}
@@ -362,9 +404,12 @@ def score_study(
     for chunk, grey_chunk in zip(prepared_slices(plan, indices, batch_size),
                                  prepared_slices(grey_plan, indices, batch_size)):
         pairs = [p for _, p in chunk]
+        greys = [g for _, g in grey_chunk]
         outputs: dict[str, list[np.ndarray]] = {}
         for m in methods:
-            if m.kind == "weights":
+            if m.kind == "weights" and m.options:
+                outputs[m.name] = variant_fuse(pairs, greys, engines[m.name], m.options)
+            elif m.kind == "weights":
                 outputs[m.name] = [r.image for r in fuse_prepared(pairs, engines[m.name])]
             elif m.kind == "rule":
                 outputs[m.name] = [r.image for r in baselines.fuse_prepared(pairs, m.name)]
@@ -373,29 +418,104 @@ def score_study(
             elif m.kind == "alpha":
                 outputs[m.name] = [alpha_overlay(p.mri_y, _shown_other(p), g.other_y,
                                                  settings.alpha, settings.alpha_threshold)
-                                   for p, (_, g) in zip(pairs, grey_chunk)]
+                                   for p, g in zip(pairs, greys)]
             else:
                 raise UsageError(f"method {m.name}: unknown kind {m.kind!r}")
-        for n, ((index, pair), (_, grey)) in enumerate(zip(chunk, grey_chunk)):
+        for n, ((index, pair), grey) in enumerate(zip(chunk, greys)):
             case = _Case(head[index], far_air[index], *_lesion_masks(
-                study, stack_affine, index, plan.plane_shape, brain[index]))
+                study, stack_affine, index, plan.plane_shape, brain[index]), labels[index])
             other_image = _shown_other(pair)
             other_lab = rgb_to_lab(other_image)
             high = (grey.other_y >= settings.high_level) & case.head
             for key, mask in (*(("core:" + k, v) for k, v in case.cores.items()),
                               *(("shell:" + k, v) for k, v in case.shells.items())):
                 reference.add_lab(key, other_lab, mask)
-            mri_grad = sobel_magnitude(pair.mri_y)[case.head]
+            skull = case.labels == 2
+            reference.add("skull_f", luminance_of(other_image)[skull].sum())
+            mri_grad = sobel_magnitude(pair.mri_y)
             for m in methods:
-                _accumulate(pools[m.name], outputs[m.name][n], other_lab, mri_grad, case, high)
+                _accumulate(pools[m.name], outputs[m.name][n], other_lab, pair.mri_y, mri_grad,
+                            case, high)
             if index in shown.values():
                 picture[index] = [pair.mri_y, other_image] + [outputs[m.name][n] for m in methods]
-    scores = [_finish(pools[m.name], reference, study, m.name, len(indices)) for m in methods]
+    scores = [_finish(pools[m.name], reference, study, m, len(indices)) for m in methods]
     rows = [i for i in sorted(set(shown.values())) if i in picture]
     names = [", ".join(k for k, v in shown.items() if v == i) for i in rows]
     return StudyRun(scores, [picture[i] for i in rows],
-                    [f"{kind} {name} (slice {i})" for name, i in zip(names, rows)],
+                    [f"{study.name} {name} (slice {i})" for name, i in zip(names, rows)],
                     plan.describe())
+
+
+#: Gaussian width (pixels, at least) of the ``detail`` combination's low-pass: the
+#: network's luminance below this scale, the MRI's above it.
+DETAIL_SIGMA = 3.0
+
+
+def variant_luminance(pair: PreparedPair, grey: PreparedPair, options: dict[str, Any]) -> np.ndarray:
+    """The luminance a variant gives the network as the functional input (see
+    :attr:`Method.options`)."""
+    from medfuse.colour import matched_luminance
+
+    choice = str(options.get("luminance", "map"))
+    base = grey.other_y if choice in ("value", "matched-value") else pair.other_y
+    if choice in ("map", "value"):
+        return base
+    if choice in ("matched", "matched-value"):
+        return matched_luminance(pair.mri_y, base, float(options.get("strength", 1.0)),
+                                 options.get("radius"))
+    raise UsageError(f"variant luminance {choice!r}: map, value, matched or matched-value")
+
+
+def variant_fuse(pairs: Sequence[PreparedPair], greys: Sequence[PreparedPair], engine: Any,
+                 options: dict[str, Any]) -> list[np.ndarray]:
+    """Fuse with a variant of the colour path: the functional luminance the network sees,
+    how its output meets the MRI's luminance, and the gamut map (:attr:`Method.options`)."""
+    import dataclasses
+
+    import cv2
+
+    from medfuse.prepare.pair import check_gamut_map, colourise
+
+    others = [variant_luminance(p, g, options) for p, g in zip(pairs, greys)]
+    combine = str(options.get("combine", "network"))
+    if combine == "skip":
+        fused = others
+    elif combine == "mri":
+        fused = [p.mri_y for p in pairs]
+    else:
+        out, _, _ = engine.fuse_luminance(np.stack([p.mri_y for p in pairs]), np.stack(others))
+        fused = list(out)
+    if combine == "detail":
+        def low(x: np.ndarray) -> np.ndarray:
+            sigma = max(DETAIL_SIGMA, max(x.shape) / 64)
+            return cv2.GaussianBlur(np.asarray(x, np.float32), (0, 0), sigma,
+                                    borderType=cv2.BORDER_REFLECT)
+
+        fused = [np.clip(p.mri_y - low(p.mri_y) + low(f), 0, 1) for p, f in zip(pairs, fused)]
+    elif combine not in ("network", "skip", "mri"):
+        raise UsageError(f"variant combine {combine!r}: network, detail, skip or mri")
+    if options.get("gamut_map") == "desaturate":
+        return [_desaturated(np.asarray(f, np.float32), p) for p, f in zip(pairs, fused)]
+    gamut = check_gamut_map(options["gamut_map"]) if "gamut_map" in options else None
+    return [colourise(np.asarray(f, np.float32),
+                      dataclasses.replace(p, gamut_map=gamut) if gamut else p)
+            for p, f in zip(pairs, fused)]
+
+
+def _desaturated(fused_y: np.ndarray, pair: PreparedPair) -> np.ndarray:
+    """:func:`medfuse.prepare.pair.colourise` with the chroma pulled in until it fits at
+    the fused luminance (:func:`medfuse.colour.desaturate_to_fit`) instead of a gamut map
+    that changes the luminance."""
+    import dataclasses
+
+    from medfuse.colour import desaturate_to_fit
+    from medfuse.prepare.pair import colourise
+
+    if not pair.colour:
+        return colourise(fused_y, pair)
+    y = np.where(pair.transparent, pair.mri_y, fused_y) if pair.transparent is not None else fused_y
+    chroma = [desaturate_to_fit(y, cb, cr) for cb, cr in pair.chroma]
+    return colourise(fused_y, dataclasses.replace(pair, chroma=chroma, gamut_map="clip"))
 
 
 def _files(study: Study, source: str) -> tuple[Path, Path]:
@@ -411,11 +531,23 @@ def _shown_other(pair: PreparedPair) -> np.ndarray:
     return pair.other_image if pair.other_image is not None else pair.other_y
 
 
-def _accumulate(pool: _Pool, fused: np.ndarray, other_lab: np.ndarray, mri_grad: np.ndarray,
-                case: _Case, high: np.ndarray) -> None:
+def _accumulate(pool: _Pool, fused: np.ndarray, other_lab: np.ndarray, mri_y: np.ndarray,
+                mri_grad: np.ndarray, case: _Case, high: np.ndarray) -> None:
     fused_y = luminance_of(fused)
-    pool.fused_grad.append(sobel_magnitude(fused_y)[case.head].astype(np.float32))
-    pool.mri_grad.append(mri_grad.astype(np.float32))
+    fused_grad = sobel_magnitude(fused_y)
+    pool.fused_grad.append(fused_grad[case.head].astype(np.float32))
+    pool.mri_grad.append(mri_grad[case.head].astype(np.float32))
+    if case.labels is not None:
+        brain = case.brain
+        pool.lum_f.append(fused_y[brain].astype(np.float32))
+        pool.lum_m.append(np.asarray(mri_y)[brain].astype(np.float32))
+        pool.edge_f.append(fused_grad[brain].astype(np.float32))
+        pool.edge_m.append(mri_grad[brain].astype(np.float32))
+        for key, label in (("gm", 4), ("wm", 5), ("skull", 2)):
+            m = case.labels == label
+            pool.add(f"{key}_f", fused_y[m].sum())
+            pool.add(f"{key}_m", np.asarray(mri_y)[m].sum())
+            pool.add(f"{key}_n", m.sum())
     lab = rgb_to_lab(fused)
     for name, core in case.cores.items():
         pool.add_lab("core:" + name, lab, core)
@@ -430,7 +562,19 @@ def _accumulate(pool: _Pool, fused: np.ndarray, other_lab: np.ndarray, mri_grad:
     pool.air_n += int(air.size)
 
 
-def _finish(pool: _Pool, reference: _Pool, study: Study, method: str, n: int) -> Scores:
+def grey_white_step(pool: _Pool, source: str = "f") -> float:
+    """Mean white-matter minus mean grey-matter luminance (``f`` fused, ``m`` MRI)."""
+    t = pool.tissue
+    if not t.get("gm_n") or not t.get("wm_n"):
+        return float("nan")
+    return t[f"wm_{source}"] / t["wm_n"] - t[f"gm_{source}"] / t["gm_n"]
+
+
+def _cat_r(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return pearson(np.concatenate(a), np.concatenate(b)) if a else float("nan")
+
+
+def _finish(pool: _Pool, reference: _Pool, study: Study, method: Method, n: int) -> Scores:
     ratios, labs = {}, {}
     for les in study.lesions:
         parts = [p.mean_lab(f"{k}:{les.name}") for p in (pool, reference) for k in ("core", "shell")]
@@ -444,8 +588,10 @@ def _finish(pool: _Pool, reference: _Pool, study: Study, method: str, n: int) ->
         ratios[les.name] = fused_c / other_c if other_c > 0 else float("nan")
     grad_f = np.concatenate(pool.fused_grad) if pool.fused_grad else np.zeros(0)
     grad_m = np.concatenate(pool.mri_grad) if pool.mri_grad else np.zeros(0)
+    step_m = grey_white_step(pool, "m")
+    skull_other = reference.tissue.get("skull_f", 0.0)
     return Scores(
-        study=study.kind, method=method,
+        study=study.name, method=method.name,
         anatomy_r=pearson(grad_f, grad_m) if grad_f.size else float("nan"),
         lesion_ratio=ratios,
         lesion_lab=labs,
@@ -453,7 +599,44 @@ def _finish(pool: _Pool, reference: _Pool, study: Study, method: str, n: int) ->
         background_mean=pool.air_sum / pool.air_n * 255.0 if pool.air_n else float("nan"),
         air_above=pool.air_above / pool.air_n if pool.air_n else float("nan"),
         slices=n,
+        luminance_r=_cat_r(pool.lum_f, pool.lum_m),
+        edge_r=_cat_r(pool.edge_f, pool.edge_m),
+        step_kept=(grey_white_step(pool, "f") / step_m
+                   if math.isfinite(step_m) and abs(step_m) > 1e-6 else float("nan")),
+        bone_kept=(pool.tissue.get("skull_f", 0.0) / skull_other
+                   if skull_other > 0 and study.kind == "ct" else float("nan")),
+        options=dict(method.options),
     )
+
+
+#: The goals a default is held to (all at once), per study kind.
+GOALS = {"luminance_r": 0.9, "edge_r": 0.95, "step_kept": 0.75, "lesion": 1.0,
+         "ct_lesion": 0.5, "bone_kept": 0.75, "composite_margin": 0.02}
+
+
+def goals_met(score: Scores, composite_score: Scores | None) -> dict[str, bool]:
+    """Which goals ``score`` meets: anatomy (luminance r, edge r, grey/white step kept
+    with its sign; within ``composite_margin`` of the composite's luminance r), and per
+    lesion a ratio of at least 1 (CT: at least 0.5, with bone kept white) and at least the
+    composite's."""
+    g = GOALS
+    out = {
+        "luminance r": score.luminance_r >= g["luminance_r"],
+        "edge r": score.edge_r >= g["edge_r"],
+        "grey/white step": score.step_kept >= g["step_kept"],
+    }
+    if composite_score is not None:
+        out["anatomy vs composite"] = (score.luminance_r
+                                       >= composite_score.luminance_r - g["composite_margin"])
+    ct = score.study.startswith("ct")
+    for name, ratio in score.lesion_ratio.items():
+        floor = g["ct_lesion"] if ct else g["lesion"]
+        out[f"{name} lesion"] = ratio >= floor
+        if composite_score is not None and not ct:
+            out[f"{name} vs composite"] = ratio >= composite_score.lesion_ratio.get(name, math.inf)
+    if ct:
+        out["bone white"] = score.bone_kept >= g["bone_kept"]
+    return out
 
 
 # -- the whole benchmark -----------------------------------------------------------------------
@@ -478,19 +661,26 @@ class BenchmarkResult:
         return path
 
     def markdown(self) -> str:
-        """The table: one row per study and method."""
-        head = ("| study | method | anatomy r | hot lesion | cold lesion | ΔE where high | "
-                "air mean /255 | air not black |")
-        lines = [head, "|---|---|---|---|---|---|---|---|"]
-        for s in self.scores:
-            def num(v: float, fmt: str = ".3f") -> str:
-                return "n/a" if v is None or not math.isfinite(v) else format(v, fmt)
+        """The table: one row per study and method, the composite's values beside each."""
+        head = ("| study | method | luminance r | edge r | grey/white step kept | lesions "
+                "(ratio; composite) | bone kept | goals met | ΔE where high | air not black |")
+        lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+        comp = {s.study: s for s in self.scores if s.method == "composite"}
 
+        def num(v: float | None, fmt: str = ".3f") -> str:
+            return "n/a" if v is None or not math.isfinite(v) else format(v, fmt)
+
+        for s in self.scores:
+            c = comp.get(s.study)
+            les = ", ".join(
+                f"{k} {num(v, '.2f')}"
+                + (f" ({num(c.lesion_ratio.get(k), '.2f')})" if c is not None and c is not s else "")
+                for k, v in s.lesion_ratio.items())
+            met = goals_met(s, c)
             lines.append(
-                f"| {s.study} | {s.method} | {num(s.anatomy_r)} | "
-                f"{num(s.lesion_ratio.get('hot', float('nan')), '.2f')} | "
-                f"{num(s.lesion_ratio.get('cold', float('nan')), '.2f')} | "
-                f"{num(s.delta_e_high, '.1f')} | {num(s.background_mean, '.2f')} | "
+                f"| {s.study} | {s.method} | {num(s.luminance_r)} | {num(s.edge_r)} | "
+                f"{num(s.step_kept, '.2f')} | {les} | {num(s.bone_kept, '.2f')} | "
+                f"{sum(met.values())}/{len(met)} | {num(s.delta_e_high, '.1f')} | "
                 f"{num(100 * s.air_above, '.1f')}% |")
         return "\n".join(lines) + "\n"
 
@@ -504,27 +694,47 @@ def run_benchmark(
     slices: dict[str, list[int]] | None = None,
     progress: Callable[[str], None] | None = None,
     count: int = 24,
+    montage_dir: Path | None = None,
+    montage_method: str | None = None,
 ) -> BenchmarkResult:
     """Score every method on every study; with ``picture_dir``, one PNG per study (rows:
-    the slices through its lesions; columns: MRI | functional | each method)."""
+    the slices through its lesions; columns: MRI | functional | each method); with
+    ``montage_dir``, ``study-<name>.png`` per study: MRI | composite | fused
+    (``montage_method``, default the first weights method) | functional."""
     from medfuse.io.images import write_image
     from medfuse.render import labelled_grid
 
-    engines = {m.name: engine_loader(m) for m in methods if m.kind == "weights"}
+    engines: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
+    for m in methods:
+        if m.kind == "weights":
+            key = str(m.weights)
+            if key not in loaded:  # variants of one checkpoint share its engine
+                loaded[key] = engine_loader(m)
+            engines[m.name] = loaded[key]
     scores: list[Scores] = []
     plans: dict[str, str] = {}
+    names = [m.name for m in methods]
+    fused_name = montage_method or next((m.name for m in methods if m.kind == "weights"), None)
     for study in studies:
         run = score_study(study, methods, settings, engines,
-                          None if slices is None else slices.get(study.kind), count=count)
+                          None if slices is None else slices.get(study.name), count=count)
         scores += run.scores
-        plans[study.kind] = run.plan
+        plans[study.name] = run.plan
         if progress is not None:
-            progress(f"{study.kind}: {run.scores[0].slices} slices scored")
+            progress(f"{study.name}: {run.scores[0].slices} slices scored")
         if picture_dir is not None and run.picture:
             picture_dir.mkdir(parents=True, exist_ok=True)
-            grid = labelled_grid(run.picture, ["MRI", study.kind.upper()] + [m.name for m in methods],
+            grid = labelled_grid(run.picture, ["MRI", study.kind.upper()] + names,
                                  run.picture_rows)
-            write_image(picture_dir / f"{study.kind}.png", grid, force=True)
+            write_image(picture_dir / f"{study.name}.png", grid, force=True)
+        if montage_dir is not None and run.picture and fused_name in names and "composite" in names:
+            montage_dir.mkdir(parents=True, exist_ok=True)
+            pick = [0, 2 + names.index("composite"), 2 + names.index(fused_name), 1]
+            rows = [[row[i] for i in pick] for row in run.picture]
+            grid = labelled_grid(rows, ["MRI", "composite", f"fused ({fused_name})",
+                                        study.kind.upper()], run.picture_rows)
+            write_image(montage_dir / f"study-{study.name}.png", grid, force=True)
     return BenchmarkResult(settings, scores, plans)
 
 
@@ -543,6 +753,8 @@ __all__ = [
     "default_methods",
     "delta_e",
     "function_retention",
+    "goals_met",
+    "grey_white_step",
     "lesion_contrast",
     "pearson",
     "rgb_to_lab",
@@ -550,4 +762,6 @@ __all__ = [
     "score_study",
     "select_slices",
     "sobel_magnitude",
+    "variant_fuse",
+    "variant_luminance",
 ]

@@ -239,6 +239,16 @@ class Study:
     values: dict[str, float]
     pet: PetFacts | None = None
     labels_legend: dict[str, str] = field(default_factory=dict)
+    #: False: the MRI is skull-stripped (zero outside the brain and its CSF), as many
+    #: research MRIs and the MNI templates are; True: scalp and skull are in it.
+    mri_skull: bool = True
+
+    @property
+    def name(self) -> str:
+        """The study's case name: the kind, then ``-t2`` and ``-stripped`` when they apply
+        (``pet``, ``pet-t2``, ``spect-stripped``): what tables and pictures are keyed by."""
+        return (self.kind + ("-t2" if self.mri_contrast == "t2" else "")
+                + ("" if self.mri_skull else "-stripped"))
 
     def path(self, role: str) -> Path:
         if role not in self.files:
@@ -302,7 +312,8 @@ class Study:
 
     def describe(self) -> str:
         lines = [f"{self.kind.upper()} study (seed {self.seed}, {self.anatomy} anatomy at "
-                 f"{self.resolution:g} mm, {self.mri_contrast.upper()} MRI) in {self.directory}"]
+                 f"{self.resolution:g} mm, {self.mri_contrast.upper()} MRI"
+                 f"{'' if self.mri_skull else ', skull-stripped'}) in {self.directory}"]
         for role, rel in self.files.items():
             lines.append(f"  {role:<12} {rel}")
         for les in self.lesions:
@@ -411,7 +422,7 @@ def _functional_truth(kind: str, anatomy: Anatomy, lesions: list[Lesion],
 
 
 def _mri(anatomy: Anatomy, contrast: str, lesions: list[tuple[LesionSpec, Lesion]],
-         rng: np.random.Generator) -> np.ndarray:
+         rng: np.random.Generator, skull: bool = True) -> np.ndarray:
     if contrast == "t1":
         image = anatomy.t1.copy()
     elif contrast == "t2":
@@ -423,6 +434,11 @@ def _mri(anatomy: Anatomy, contrast: str, lesions: list[tuple[LesionSpec, Lesion
             factor = spec.mri_factor if contrast == "t1" else 1.0 / spec.mri_factor
             box, frac = _sphere_fraction(anatomy, lesion)
             image[box] *= 1.0 - frac * np.float32(1.0 - factor)
+    if not skull:
+        # Skull-stripped: what a brain-extraction tool leaves (brain and the CSF around it),
+        # with the partial-volume edge of that mask; the noise floor stays in the air.
+        f = anatomy.fractions
+        image *= np.clip(f["gm"] + f["wm"] + f["csf"], 0.0, 1.0)
     # Magnitude images: noise on the signal, then the magnitude (Rician-like in the air).
     noisy = np.abs(image + rng.standard_normal(image.shape, dtype=np.float32)
                    * np.float32(NOISE["mri"]))
@@ -477,6 +493,7 @@ def generate_study(
     formats: tuple[str, ...] | list[str] = ("nifti",),
     anatomy: str = "auto",
     mri_contrast: str = "t1",
+    mri_skull: bool = True,
     grid: Grid | None = None,
     lesions: tuple[LesionSpec, ...] | list[LesionSpec] | None = None,
     noise: bool = True,
@@ -488,7 +505,8 @@ def generate_study(
     ``resolution``: MRI voxel size (1 or 2 mm for the MNI anatomy, any for the phantom);
     ``anatomy``: ``auto`` (MNI152 when nilearn is installed), ``mni`` or ``phantom``;
     ``grid``: the functional image's grid (default :data:`DEFAULT_GRIDS`); ``lesions``:
-    None for the defaults (seed-jittered), ``()`` for none; ``noise``/``blur`` off give the
+    None for the defaults (seed-jittered), ``()`` for none; ``mri_skull`` False gives a
+    skull-stripped MRI (the functional image keeps its skull and scalp); ``noise``/``blur`` off give the
     exact tissue model (tests of geometry). The folder is written whole or not at all.
     """
     from medfuse.io.outputs import StagedFolder
@@ -531,7 +549,7 @@ def generate_study(
     if kind == "spect":
         values *= np.float32(SPECT_COUNTS)  # relative units -> counts, NIfTI and DICOM alike
     other_affine = transform @ grid_affine
-    mri = _mri(anat, mri_contrast, placed, rng["mri"])
+    mri = _mri(anat, mri_contrast, placed, rng["mri"], skull=mri_skull)
     labels = _labels(anat, found)
     pet = _pet_facts(rng["pet"]) if kind == "pet" else None
 
@@ -563,6 +581,7 @@ def generate_study(
             | ({"counts_per_unit": SPECT_COUNTS} if kind == "spect" else {}),
             labels_legend={str(i): t for i, t in enumerate(TISSUES)}
             | {str(les.label): f"lesion {les.name} ({les.kind})" for les in found},
+            mri_skull=bool(mri_skull),
         )
         study.save(root)
     return study
