@@ -380,6 +380,13 @@ def test_cli_input_checks(tmp_path: Path, mean_engine: None) -> None:
     r = run("fuse", write_mr_series(tmp_path / "mr"), pet, "-o", tmp_path / "c.nii.gz",
             "-m", "pet", "--window", "bone")
     assert r.code == 2 and "--window bone is a CT preset" in r.err
+    r = run("fuse", write_mr_series(tmp_path / "mr3"), pet, "-o", tmp_path / "c.nii.gz",
+            "-m", "pet", "--window", "0,12")
+    assert r.code == 2 and "--window 0,12 runs from -6 to 6" in r.err and "0:12" in r.err
+    assert not (tmp_path / "c.nii.gz").exists()
+    r = run("fuse", write_mr_series(tmp_path / "mr4"), pet, "-o", tmp_path / "c.nii.gz",
+            "-m", "pet", "--window", "0:12")
+    assert r.code == 0, r.text
     r = run("fuse", write_mr_series(tmp_path / "mr2"), pet, "-o", tmp_path / "c.nii.gz",
             "-m", "pet", "--floor", "high")
     assert r.code == 2 and "--floor 'high'" in r.err

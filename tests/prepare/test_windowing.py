@@ -241,3 +241,21 @@ def test_sample_lattice_is_bounded() -> None:
     assert sample.size <= 2 * 10_000 and sample.ndim == 3
     small = np.zeros((4, 4, 4))
     assert sample_lattice(small).shape == (4, 4, 4)
+
+
+def test_range_form_and_windows_that_would_paint_the_air() -> None:
+    """``0:12`` is SUV 0 to 12; ``0,12`` (centre 0, width 12: -6 to 6) is refused for PET
+    and SPECT in words that name the window and the range it meant; CT may go below 0."""
+    w = parse_window("0:12")
+    assert (w.low, w.high, w.source) == (0.0, 12.0, "explicit range")
+    check_functional_window(w, "pet", "pet.nii")  # fine
+    check_functional_window(parse_window("6,12"), "pet", "pet.nii")
+    for bad in ("12:0", "a:b", "1:2:3"):
+        with pytest.raises(UsageError, match="--window"):
+            parse_window(bad)
+    with pytest.raises(UsageError, match=r"--window 0,12 runs from -6 to 6.*--window 0:12"):
+        check_functional_window(parse_window("0,12"), "pet", "pet.nii")
+    with pytest.raises(UsageError, match=r"--window -2:10 runs from -2 to 10.*SPECT"):
+        check_functional_window(parse_window("-2:10"), "spect", "spect.dcm")
+    check_functional_window(parse_window("0,12"), "ct", "ct.nii")  # HU go below zero
+    check_functional_window(parse_window("-0.5:12"), "pet", "pet.nii")  # floor still >= 0

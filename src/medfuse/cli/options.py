@@ -136,14 +136,14 @@ SlicesOpt = Annotated[
 ]
 WindowOpt = Annotated[
     str | None,
-    typer.Option("--window", help="Window of the other image: CENTRE,WIDTH (in SUV for a "
-                 "PET in SUV) or the CT presets brain, bone, soft-tissue. Default: PET in SUV "
+    typer.Option("--window", help="Window of the other image: CENTRE,WIDTH or LOW:HIGH (in "
+                 "SUV for a PET in SUV) or the CT presets brain, bone, soft-tissue. Default: PET in SUV "
                  "0-12, else the DICOM header, else CT brain / PET-SPECT 0 to a multiple of "
                  "the grey-matter level."),
 ]
 MriWindowOpt = Annotated[
     str | None,
-    typer.Option("--mri-window", help="Window of the MRI: CENTRE,WIDTH (default: DICOM "
+    typer.Option("--mri-window", help="Window of the MRI: CENTRE,WIDTH or LOW:HIGH (default: DICOM "
                  "header, else p0.5..p99.5)."),
 ]
 ColormapOpt = Annotated[

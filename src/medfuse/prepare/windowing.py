@@ -114,30 +114,39 @@ class Window:
 
 
 def parse_window(spec: str | None, option: str = "--window") -> Window | None:
-    """``"C,W"`` or a preset name (``brain``, ``bone``, ``soft-tissue``) -> Window."""
+    """``"C,W"``, a range ``"LOW:HIGH"`` or a preset name (``brain``, ``bone``,
+    ``soft-tissue``) -> Window. The range form exists because ``0,12`` reads naturally as
+    "0 to 12" but means centre 0, width 12 (-6 to 6)."""
     if spec is None or not str(spec).strip():
         return None
     text = str(spec).strip().lower()
     if text in PRESETS:
         c, w = PRESETS[text]
         return Window(c, w, f"preset {text}")
-    parts = text.replace(" ", "").split(",")
+    ranged = ":" in text
+    parts = text.replace(" ", "").split(":" if ranged else ",")
     try:
         if len(parts) != 2:
             raise ValueError
-        c, w = float(parts[0]), float(parts[1])
+        a, b = float(parts[0]), float(parts[1])
     except ValueError:
         raise UsageError(
-            f"{option} {spec!r}: expected CENTRE,WIDTH (e.g. 40,80) or one of "
-            f"{', '.join(PRESETS)}"
+            f"{option} {spec!r}: expected CENTRE,WIDTH (e.g. 40,80), LOW:HIGH (e.g. 0:12) "
+            f"or one of {', '.join(PRESETS)}"
         ) from None
+    if ranged:
+        if not (math.isfinite(a) and math.isfinite(b)) or b <= a:
+            raise UsageError(f"{option} {spec!r}: LOW:HIGH needs HIGH above LOW")
+        c, w = (a + b) / 2.0, b - a
+    else:
+        c, w = a, b
     if not (math.isfinite(c) and math.isfinite(w)) or w <= 0:
         raise UsageError(f"{option} {spec!r}: the width must be a positive number")
     if abs(c) > WINDOW_LIMIT or w > WINDOW_LIMIT or w < MIN_WIDTH:
         raise UsageError(f"{option} {spec!r}: the centre and width must lie within "
                          f"+-{WINDOW_LIMIT:.4g} (float32) and the width be at least "
                          f"{MIN_WIDTH:g}")
-    return Window(c, w, "explicit")
+    return Window(c, w, "explicit range" if ranged else "explicit")
 
 
 def sample_lattice(data: np.ndarray, limit: int = SAMPLE_VOXELS) -> np.ndarray:
@@ -227,13 +236,32 @@ def default_floor(window: Window) -> float:
 
 def check_functional_window(window: Window | None, modality: str, label: str) -> None:
     """Refuse a CT preset for a PET or SPECT image: presets are Hounsfield units, which mean
-    nothing for activity (``--window bone`` would put every PET voxel below the floor)."""
-    if window is not None and window.source.startswith("preset ") and modality in GM_MULTIPLE:
+    nothing for activity (``--window bone`` would put every PET voxel below the floor).
+
+    Refuse too a PET or SPECT window whose transparency floor is below zero: activity is
+    never negative, so nothing would be transparent and the air around the head would be
+    painted with the colour map's low end. The usual cause is ``--window 0,12`` meant as
+    "0 to 12" (it is centre 0, width 12: -6 to 6), so the message says both readings."""
+    if window is None or modality not in GM_MULTIPLE:
+        return
+    if window.source.startswith("preset "):
         name = window.source.split(" ", 1)[1]
         raise UsageError(
             f"--window {name} is a CT preset (Hounsfield units) but {label} is "
             f"{modality.upper()}: give --window CENTRE,WIDTH in its own units "
             "(SUV when the PET states it), or leave the default"
+        )
+    if default_floor(window) < 0:
+        given = (f"{window.low:g}:{window.high:g}" if window.source == "explicit range"
+                 else f"{window.centre:g},{window.width:g}")
+        hint = (f"; for {window.centre:g} to {window.width:g} give --window "
+                f"{window.centre:g}:{window.width:g} (or {(window.centre + window.width) / 2:g},"
+                f"{window.width - window.centre:g} as CENTRE,WIDTH)"
+                if window.source == "explicit" and 0 <= window.centre < window.width else "")
+        raise UsageError(
+            f"--window {given} runs from {window.low:g} to {window.high:g}: below zero, which "
+            f"{modality.upper()} activity never is, so nothing in {label} would be transparent "
+            f"and the air would be coloured{hint}"
         )
 
 
