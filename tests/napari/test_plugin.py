@@ -143,5 +143,6 @@ def test_full_viewer_docks_the_widget(qapp, request, study) -> None:  # type: ig
     widget = FuseWidget(viewer, engine_loader=MeanEngine)
     viewer.window.add_dock_widget(widget, name="Fuse")
     widget.mri.value, widget.other.value = viewer.layers[0], viewer.layers[1]
+    widget.modality.value = "pet"
     widget.run(blocking=True)
     assert viewer.layers[-1].rgb
