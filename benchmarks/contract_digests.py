@@ -19,6 +19,7 @@ are printed as their content with times, durations and the run's folder removed 
 in name order: parallel backends append them as pairs finish), so two
 runs compare equal when they decided and wrote the same things. gzip headers carry the
 staging file's random name; that field is dropped before hashing (see tests/helpers/cohort).
+DICOM files are hashed without their UIDs, dates and times (new ones every run, by design).
 """
 
 from __future__ import annotations
@@ -132,7 +133,37 @@ def _digest_file(path: Path, root: str) -> str:
         return json.dumps([_scrub(r, root) for r in rows], sort_keys=True)
     if path.name.endswith(".gz"):
         data = _gzip_without_staging_name(data)
+    if path.suffix == ".dcm":
+        data = _dicom_without_uids_and_times(path)
     return hashlib.sha256(data).hexdigest()
+
+
+def _dicom_without_uids_and_times(path: Path) -> bytes:
+    """A DICOM output with every UID, date and time left out: each run mints new instance,
+    series and study UIDs and stamps its creation time (as it must); the rest (pixels,
+    geometry, window, every other attribute, nested sequences) is compared as written."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    lines: list[str] = []
+
+    def walk(d: Any, depth: int) -> None:
+        for elem in d:
+            if elem.VR in ("UI", "DA", "TM", "DT"):
+                continue
+            if elem.VR == "SQ":
+                lines.append(f"{depth} {elem.tag} SQ {len(elem.value)}")
+                for item in elem.value:
+                    walk(item, depth + 1)
+            else:
+                value = elem.value
+                if isinstance(value, bytes):
+                    value = hashlib.sha256(value).hexdigest()
+                lines.append(f"{depth} {elem.tag} {elem.VR} {value!r}")
+
+    walk(ds.file_meta, 0)
+    walk(ds, 0)
+    return "\n".join(lines).encode()
 
 
 def main() -> int:
