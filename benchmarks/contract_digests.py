@@ -59,7 +59,7 @@ def _scrub(value: Any, root: str) -> Any:
     return value
 
 
-def _corpus(src: Path) -> dict[str, Path]:
+def _corpus(src: Path) -> None:
     from helpers.cohort import mixed_cohort
     from medfuse.io.images import write_image
     from medfuse.phantom import brain_phantom
@@ -73,12 +73,20 @@ def _corpus(src: Path) -> dict[str, Path]:
         mri, pet = brain_phantom(48, seed=10 + i)
         write_image(grey / "MRI" / f"g{i}.png", mri)
         write_image(grey / "PET" / f"g{i}.png", pet.mean(axis=-1) if pet.ndim == 3 else pet)
-    d = study.directory
+    del study
+
+
+def _corpus_paths(src: Path) -> dict[str, Path]:
+    import json as _json
+
+    d = src / "study"
+    files = _json.loads((d / "study.json").read_text())["files"]
+    grey = src / "grey"
     return {
         "png_mri": grey / "MRI" / "g0.png", "png_pet": grey / "PET" / "g0.png",
         "rgb_mri": src / "cohort" / "MRI" / "s00.png", "rgb_pet": src / "cohort" / "PET" / "s00.png",
-        "nii_mri": d / study.files["mri"], "nii_pet": d / study.files["other"],
-        "dcm_mri": d / study.files["mri_dicom"], "dcm_pet": d / study.files["other_dicom"],
+        "nii_mri": d / files["mri"], "nii_pet": d / files["other"],
+        "dcm_mri": d / files["mri_dicom"], "dcm_pet": d / files["other_dicom"],
         "cohort": src / "cohort", "grey": grey,
     }
 
@@ -169,6 +177,10 @@ def _dicom_without_uids_and_times(path: Path) -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", type=Path, help="write into this folder and keep it")
+    parser.add_argument("--inputs", type=Path,
+                        help="the corpus folder: generated there when absent, reused when "
+                             "present (the DICOM test series get new UIDs each time they are "
+                             "made, so compare two runs on one corpus)")
     parser.add_argument("--no-ray", action="store_true", help="leave the Ray backend out")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="medfuse-digests-"))
@@ -176,7 +188,12 @@ def main() -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     try:
-        corpus = _corpus(work / "in")
+        inputs = args.inputs or work / "in"
+        if not (inputs / "done").exists():
+            shutil.rmtree(inputs, ignore_errors=True)
+            _corpus(inputs)
+            (inputs / "done").write_text("")
+        corpus = _corpus_paths(inputs)
         ray = not args.no_ray
         if ray:
             try:
@@ -193,6 +210,8 @@ def main() -> int:
                 failed += 1
                 print("   " + (res.stderr.strip().splitlines() or [""])[-1])
         root = str(work)
+        if args.inputs is not None:
+            print(f"inputs {args.inputs.resolve()}")
         for path in sorted(p for p in (work / "out").rglob("*") if p.is_file()):
             print(f"{path.relative_to(work / 'out').as_posix()}  {_digest_file(path, root)}")
         return 1 if failed else 0
