@@ -50,8 +50,8 @@ def _engine_for(weights: str | None, device: str, verbose: bool, batch_size: int
                 elsewhere: bool) -> Callable[[], Any]:
     """The CLI's loader for this process, or a picklable spec for worker processes and Ray
     actors (an engine injected by an embedding application travels as it is)."""
+    from medfuse.batch.task import EngineSpec
     from medfuse.cli import options
-    from medfuse.parallel import EngineSpec
 
     if not elsewhere:
         return engine_loader(weights, device, verbose, batch_size)
