@@ -57,8 +57,8 @@ def _scrub(value: Any, root: str) -> Any:
         return {k: _scrub(v, root) for k, v in value.items() if not _is_time_key(k)}
     if isinstance(value, list):
         return [_scrub(v, root) for v in value]
-    if isinstance(value, str):
-        return value.replace(root, "<ROOT>")
+    if isinstance(value, str):  # the run's folder and the checkout (the bundled weights)
+        return value.replace(root, "<ROOT>").replace(str(ROOT), "<CHECKOUT>")
     return value
 
 
