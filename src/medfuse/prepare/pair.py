@@ -25,13 +25,11 @@ from medfuse.colour import (
     ycbcr_to_rgb,
 )
 from medfuse.errors import InputError, UsageError
-from medfuse.vocabulary import parse_modality
+from medfuse.vocabulary import MIN_SIDE, parse_modality
 
 if TYPE_CHECKING:
     from medfuse.io.volume import Volume
 
-#: Smallest plane side the network accepts.
-MIN_SIDE = 8
 #: Chroma within this of neutral (half an 8-bit level) counts as grey for the gamut map.
 _GREY_CHROMA = 0.5 / 255
 
