@@ -31,8 +31,7 @@ import numpy as np
 from medfuse.errors import InputError, OutputError, UsageError
 from medfuse.io.geometry import RAS_TO_LPS, SlicePlane, check_affine, patient_orientation
 from medfuse.io.outputs import StagedFolder
-from medfuse.io.volume import Volume
-from medfuse.prepare.windowing import Window
+from medfuse.io.volume import SuvFacts, Volume, Window
 from medfuse.vocabulary import modality_from_dicom
 
 #: pip packages that give pydicom a decoder for each compressed transfer syntax family.
@@ -605,33 +604,6 @@ def _headers_only(ds: Any) -> Any:
 # ----------------------------------------------------------------------------- facts
 
 
-@dataclass(frozen=True)
-class SuvFacts:
-    """What a PET series states that SUV (body weight) needs, read as it is: no judgement
-    here (``medfuse.prepare.windowing.suv_factor`` decides whether it suffices). Times are
-    naive datetimes in the scanner's local time, as DICOM stores them."""
-
-    units: str | None = None  # Units (0054,1001): BQML, GML, CNTS ...
-    weight_kg: float | None = None  # PatientWeight (0010,1030)
-    dose_bq: float | None = None  # RadionuclideTotalDose (0018,1074)
-    half_life_s: float | None = None  # RadionuclideHalfLife (0018,1075)
-    injection: _dt.datetime | None = None  # RadiopharmaceuticalStart(Date)Time
-    #: RadiopharmaceuticalStartTime alone (no date) was combined with the series date.
-    injection_time_only: bool = False
-    series_time: _dt.datetime | None = None  # SeriesDate + SeriesTime
-    acquisition_time: _dt.datetime | None = None  # earliest AcquisitionDate/Time of the slices
-    decay_correction: str | None = None  # DecayCorrection (0054,1102): START, ADMIN, NONE
-    corrected_image: tuple[str, ...] = ()  # CorrectedImage (0028,0051)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready values (datetimes as ISO text), for the provenance record."""
-        out: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            out[key] = value.isoformat() if isinstance(value, _dt.datetime) else (
-                list(value) if isinstance(value, tuple) else value)
-        return out
-
-
 def _text(ds: Any, key: str) -> str | None:
     value = ds.get(key) if ds is not None else None
     if value is None:
@@ -726,7 +698,7 @@ def dicom_identity(ds: Any) -> dict[str, str | None]:
 def _with_facts(volume: Volume, datasets: Iterable[Any]) -> Volume:
     facts = suv_facts(datasets)
     if facts is not None:
-        volume.extra["suv_facts"] = facts
+        volume.suv = facts
     return volume
 
 

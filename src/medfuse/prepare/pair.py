@@ -86,7 +86,8 @@ def check_gamut_map(name: str) -> str:
 
 def _as_plane(x: Volume | np.ndarray | str | Path, label: str) -> tuple[np.ndarray, str]:
     """Pixels of a single-slice input in [0, 1] and a label for messages."""
-    from medfuse.io.volume import Volume, read
+    from medfuse.io.read import read
+    from medfuse.io.volume import Volume
 
     if isinstance(x, (str, Path)):
         x = read(x)

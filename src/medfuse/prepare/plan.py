@@ -373,7 +373,7 @@ def decide_suv(other: Volume, modality: str) -> SuvDecision | None:
     if other.format != "dicom":
         return SuvDecision(None, f"{other.format.upper()} states no SUV facts (Units, weight, "
                            "dose, times): DICOM PET only")
-    return suv_factor(other.extra.get("suv_facts"))
+    return suv_factor(other.suv)
 
 
 def choose_other_window(other: Volume, explicit: Window | None, modality: str,
