@@ -35,7 +35,7 @@ def input_format(path: Path) -> str:
         return "image"
     if path.suffix.lower() in DICOM_SUFFIXES:
         return "dicom"
-    from medfuse.io.dicom import looks_like_dicom
+    from medfuse.io.dicom.read import looks_like_dicom
 
     if looks_like_dicom(path):
         return "dicom"
@@ -59,7 +59,7 @@ def read(
     p = Path(path)
     kind = input_format(p)
     if kind == "dicom":
-        from medfuse.io.dicom import read_dicom
+        from medfuse.io.dicom.read import read_dicom
 
         vol = read_dicom(p, series=series)
     elif kind == "nifti":

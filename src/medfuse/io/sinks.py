@@ -210,7 +210,7 @@ class DicomSink(Sink):
     def __init__(self, output: Path, mri: Volume, stack_affine: np.ndarray, colour: bool,
                  anonymize: bool, force: bool, inputs: tuple[Path, ...], single: bool,
                  description: str, other: Volume | None = None):
-        from medfuse.io.dicom import SeriesTemplate
+        from medfuse.io.dicom.write import SeriesTemplate
 
         self.output, self.single, self.force, self.inputs = output, single, force, inputs
         self.colour = colour
@@ -230,7 +230,7 @@ class DicomSink(Sink):
         self.outputs = []
 
     def _dataset(self, index: int, image: np.ndarray) -> Any:
-        from medfuse.io.dicom import build_dataset
+        from medfuse.io.dicom.write import build_dataset
 
         self.count += 1
         plane = slice_plane(self.stack_affine, index) if self.geometry else None
