@@ -10,6 +10,7 @@ files that load their names on first use (``importlib``) add no edges, as intend
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -17,15 +18,22 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "medfuse"
 
-#: The one circle allowed: the network builds its folded inference form and the folded
-#: form reads the network's layers (``fold()`` / ``from_network``).
-INTENDED_CIRCLES = [{"medfuse.model.gesenet", "medfuse.model.folded"}]
+def _is_the_fold(circle: set[str]) -> bool:
+    """The one circle allowed: a network builds its folded inference form (``fold()``) and
+    the folded form reads the network's layers; two modules of one package, one of them
+    ``folded``."""
+    if len(circle) != 2:
+        return False
+    a, b = sorted(circle)
+    same_package = a.rpartition(".")[0] == b.rpartition(".")[0]
+    return same_package and any(m.rpartition(".")[2] == "folded" for m in circle)
 #: What a module under io/ may import of medfuse besides io/ itself: the errors, the
 #: vocabulary (the registry of names), and the package root for its version string (written
 #: into DICOM outputs); the root imports nothing (checked below), so it hides no edge.
 IO_MAY_IMPORT = {"medfuse", "medfuse.errors", "medfuse.vocabulary"}
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for path in (SRC / PACKAGE).rglob("*.py"):
@@ -36,6 +44,7 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}
@@ -149,11 +158,13 @@ def test_the_graph_is_read() -> None:
     assert "medfuse.errors" in graph["medfuse.io.images"]
     circles = _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
     assert circles == [{"a", "b", "c"}]
+    # the fold is found (so allowing it is not a stale exception)
+    assert any(_is_the_fold(c) for c in _circles(_in_type_checking(graph)))
 
 
 def test_no_import_circle_but_the_fold() -> None:
     graph = _in_type_checking(_graph())
-    circles = [c for c in _circles(graph) if c not in INTENDED_CIRCLES]
+    circles = [c for c in _circles(graph) if not _is_the_fold(c)]
     assert circles == [], "import circles: " + "; ".join(
         " <-> ".join(sorted(c)) for c in circles)
 
