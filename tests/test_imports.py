@@ -3,8 +3,9 @@ the intended fold between the network and its folded form, and ``io/`` a leaf.
 
 Every ``import`` counts, also those inside functions (a lazy import is still a dependency:
 it only moves the failure to run time). An edge goes to the module named: ``from a.b import
-c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``. Package ``__init__``
-files that load their names on first use (``importlib``) add no edges, as intended.
+c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``; a package that loads its
+names on first use (a ``_LAZY`` table in its ``__init__``) sends the edge on to the module
+the table names, so laziness hides no dependency.
 """
 
 from __future__ import annotations
@@ -45,6 +46,30 @@ def _modules() -> dict[str, Path]:
 
 
 @functools.cache
+def _lazy_tables() -> dict[str, dict[str, str]]:
+    """package -> {name: module} from each ``_LAZY = {...}`` literal of an ``__init__``:
+    ``"name": "sub"`` (a submodule) or ``"name": ("medfuse.x", "attr")``."""
+    tables: dict[str, dict[str, str]] = {}
+    for name, path in _modules().items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else None
+            if isinstance(target, ast.Name) and target.id == "_LAZY":
+                table = ast.literal_eval(node.value)
+                tables[name] = {k: (v[0] if isinstance(v, tuple) else f"{name}.{v}")
+                                for k, v in table.items()}
+    return tables
+
+
+def _resolve(base: str, attr: str) -> str:
+    modules = _modules()
+    if f"{base}.{attr}" in modules:
+        return f"{base}.{attr}"
+    return _lazy_tables().get(base, {}).get(attr, base)
+
+
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}
@@ -61,8 +86,7 @@ def _graph() -> dict[str, set[str]]:
                     anchor = name.split(".") if is_pkg else name.split(".")[:-1]
                     anchor = anchor[: len(anchor) - (node.level - 1)]
                     base = ".".join([*anchor, base] if base else anchor)
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+                targets = [_resolve(base, a.name) for a in node.names]
             for t in targets:
                 while t and t not in modules:
                     t = t.rpartition(".")[0]
@@ -103,8 +127,7 @@ def _edges_of(tree: ast.AST, name: str, is_pkg: bool, modules: dict[str, Path],
                 anchor = name.split(".") if is_pkg else name.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                       for a in node.names]
+            targets = [_resolve(base, a.name) for a in node.names]
         for t in targets:
             while t and t not in modules:
                 t = t.rpartition(".")[0]
@@ -156,6 +179,7 @@ def test_the_graph_is_read() -> None:
     assert "medfuse.batch.task" in graph["medfuse.batch.pool"]
     assert "medfuse.fusion" in graph["medfuse.batch.task"]
     assert "medfuse.errors" in graph["medfuse.io.images"]
+    assert "medfuse.batch.driver" in graph["medfuse.cli.batch"]  # through the lazy table
     circles = _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
     assert circles == [{"a", "b", "c"}]
     # the fold is found (so allowing it is not a stale exception)

@@ -87,7 +87,7 @@ def _page_collector(task: PairTask) -> Any:
 def _write_page(task: PairTask, report: Any, collector: Any, outcome: PairOutcome) -> None:
     """The pair's QC page; a page that cannot be written fails the pair (the report would
     otherwise miss it silently), the fused output stays."""
-    from medfuse.report.build import write_pair_page
+    from medfuse.report.pair import write_pair_page
 
     assert task.pages is not None
     try:
