@@ -112,8 +112,8 @@ def main() -> int:
     tune_process()
     from helpers.cohort import digest_tree, mixed_cohort
     from medfuse.batch import BatchRequest
+    from medfuse.batch.task import EngineSpec, available_cpus
     from medfuse.fusion import FuseRequest
-    from medfuse.parallel import EngineSpec, available_cpus
 
     spec = EngineSpec(args.weights, "cpu")
     template = FuseRequest(Path(), Path(), Path(), modality="pet")

@@ -575,7 +575,7 @@ def main() -> int:
                 # threads, or one single-threaded process per core (up to 8).
                 from bench_batch import steady_state
 
-                from medfuse.parallel import available_cpus
+                from medfuse.batch.task import available_cpus
 
                 result["cpu_workers"] = steady_state(min(8, available_cpus()), slices=16,
                                                      rounds=1, weights=args.weights)

@@ -53,12 +53,12 @@ def _timed(key: str, fn: Any) -> Any:
 
 def instrument() -> None:
     """Time the report's three parts where they run (serial batch: this process)."""
-    import medfuse.report.build as build
     import medfuse.report.index as index
+    import medfuse.report.pair as pair
     from medfuse.report.collect import SliceCollector
 
     SliceCollector.__call__ = _timed("collect", SliceCollector.__call__)  # type: ignore[method-assign]
-    build.write_pair_page = _timed("pages", build.write_pair_page)
+    pair.write_pair_page = _timed("pages", pair.write_pair_page)  # imported at call time
     index.write_index = _timed("index", index.write_index)  # imported at call time
 
 

@@ -35,7 +35,8 @@ from medfuse.fusion import (
     read_pair_plan,
 )
 from medfuse.io.images import read_pixels, write_image
-from medfuse.io.volume import Volume, image_volume, read
+from medfuse.io.read import read
+from medfuse.io.volume import Volume, image_volume
 from medfuse.phantom import brain_phantom
 from medfuse.prepare.pair import prepare_pair
 from medfuse.prepare.plan import plan_fusion

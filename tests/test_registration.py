@@ -14,7 +14,8 @@ import pytest
 from helpers.cli import run
 from helpers.synth import MR_AFFINE, OBLIQUE_PERMUTED
 from medfuse.errors import UsageError
-from medfuse.io.volume import Volume, read
+from medfuse.io.read import read
+from medfuse.io.volume import Volume
 from medfuse.prepare.plan import plan_fusion
 from medfuse.registration import (
     INSTALL_HINT,

@@ -98,7 +98,7 @@ def test_montage_equals_the_preview_writer(tmp_path: Path) -> None:
     """What ``--preview`` writes is this function's picture, quantised by the writer."""
     from PIL import Image
 
-    from medfuse.io.sinks import Montage
+    from medfuse.render import Montage
 
     rng = np.random.default_rng(2)
     slices = {i: rng.random((300, 280, 3)).astype(np.float32) for i in range(5)}

@@ -22,7 +22,7 @@ _LAZY = {
     "region_masks": ("medfuse.masks", "region_masks"),
     "load_engine": ("medfuse.engine", "load_model"),
     "Engine": ("medfuse.engine", "Engine"),
-    "read": ("medfuse.io.volume", "read"),
+    "read": ("medfuse.io.read", "read"),
     "read_image": ("medfuse.io.images", "read_image"),
     "write_image": ("medfuse.io.images", "write_image"),
     "Volume": ("medfuse.io.volume", "Volume"),

@@ -28,3 +28,14 @@ class WeightsError(MedfuseError):
 
 class OutputError(MedfuseError):
     """An output cannot be written (unwritable folder, disk full)."""
+
+
+def one_line(value: object) -> str:
+    """Text, or an exception, as one line: whitespace (newlines included) collapsed. An
+    exception that is not medfuse's own is named by its type (``ValueError: ...``), since
+    its message alone ("list index out of range") does not say what broke; one of ours is
+    its message, already written for the user."""
+    if isinstance(value, BaseException) and not isinstance(value, MedfuseError):
+        text = " ".join(str(value).split()) or "no details"
+        return f"{type(value).__name__}: {text}"
+    return " ".join(str(value).split())

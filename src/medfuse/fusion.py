@@ -217,7 +217,7 @@ def read_pair(mri: Path, other: Path, series: tuple[str, ...] = (),
               volume_index: int | None = None) -> tuple[Volume, Volume]:
     """Read both inputs; when they are the same DICOM folder, ``series`` names the MRI's
     series first and the other image's next."""
-    from medfuse.io.volume import read
+    from medfuse.io.read import read
 
     mri_vol = read(mri, series, volume_index)
     rest = series
@@ -330,10 +330,10 @@ def check_options(request: FuseRequest) -> None:
     registration.
     ``fuse_files`` calls it first; a batch calls it once on the request its pairs share,
     so a bad shared value is one usage error, not a failure of every pair."""
-    from medfuse.io.sinks import PREVIEW_STYLES
     from medfuse.prepare.plan import check_plan_options
     from medfuse.prepare.windowing import parse_window
     from medfuse.registration import METHODS
+    from medfuse.render import PREVIEW_STYLES
 
     if request.bit_depth not in (None, 8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, got {request.bit_depth}")
@@ -449,7 +449,7 @@ def fuse_files(
     """
     from medfuse.io.geometry import patient_orientation, slice_plane
     from medfuse.io.outputs import OutputSet, check_output
-    from medfuse.io.sinks import Montage, output_format
+    from medfuse.io.sinks import output_format
     from medfuse.provenance import (
         build_record,
         describe_inputs,
@@ -457,6 +457,7 @@ def fuse_files(
         record_path,
         record_text,
     )
+    from medfuse.render import Montage
 
     started = time.perf_counter()
     timings: dict[str, float] = {}

@@ -202,7 +202,7 @@ def describe_inputs(plan: FusionPlan, mri_path: Path, other_path: Path,
                     ) -> dict[str, Any]:
     """Both inputs: path, hash, modality and its source, DICOM identity, grid (the other's
     affine as read, before any registration)."""
-    from medfuse.io.dicom import dicom_identity
+    from medfuse.io.dicom.facts import dicom_identity
 
     other_affine = np.asarray(plan.other.affine, np.float64)
     if plan.registration is not None:

@@ -80,9 +80,16 @@ def parse_modality(text: str, option: str = "--modality",
     return key
 
 
+#: Smallest image side medfuse fuses: below it the network's mask branch (pooling and a 3x3
+#: context) has too little image to mean anything. One rule: the planner refuses such an
+#: input in words (prepare), the engine guards its own entry with it.
+MIN_SIDE = 8
+
+
 __all__ = [
     "DEFAULT_COLORMAP",
     "FUNCTIONAL",
+    "MIN_SIDE",
     "MODALITIES",
     "MRI_FOLDER",
     "OTHER_FOLDERS",

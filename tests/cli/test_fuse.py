@@ -269,7 +269,7 @@ def test_series_plus_pet_nifti_to_nifti_and_dicom(tmp_path: Path, volumes: tuple
     if shutil.which("dciodvfy"):
         for f in files:
             assert dciodvfy_errors(f) == [], f
-    from medfuse.io.volume import read
+    from medfuse.io.read import read
 
     back = read(series)
     np.testing.assert_allclose(back.affine, MR_AFFINE, atol=1e-5)

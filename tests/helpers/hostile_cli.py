@@ -203,7 +203,7 @@ def leftovers(root: Path) -> list[str]:
     return found
 
 
-#: Batch's record of attempts (medfuse.ledger), written even when every pair fails.
+#: Batch's record of attempts (medfuse.batch.ledger), written even when every pair fails.
 LEDGER_PREFIX = "medfuse-ledger"
 
 

@@ -21,7 +21,8 @@ from helpers import hostile_files as hf
 from helpers.hostile_cli import memory_guard
 from medfuse.errors import MedfuseError
 from medfuse.io.layout import Pair, read_pairs_csv
-from medfuse.io.volume import Volume, read
+from medfuse.io.read import read
+from medfuse.io.volume import Volume
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -108,7 +108,7 @@ def test_formula_names_are_neutralised_and_resume_still_matches(box: Box, name: 
     stem = name[: -len(".png")]
     res = invoke("batch", task, box.out, "--resume", "-q")
     box.accepted(res)
-    from medfuse.ledger import latest, read_ledger
+    from medfuse.batch.ledger import latest, read_ledger
 
     rows = latest(read_ledger(box.out))
     assert rows[(stem, name)].status == "skipped", rows
@@ -136,7 +136,7 @@ def test_resume_survives_a_damaged_ledger(box: Box, junk: str) -> None:
             fh.write(rows_before[1].encode()[:25])  # a power loss mid-row
     res = invoke("batch", task, box.out, "--resume", "-q")
     box.accepted(res, (box.out / "b.png",))
-    from medfuse.ledger import latest, read_ledger
+    from medfuse.batch.ledger import latest, read_ledger
 
     last = latest(read_ledger(box.out))
     assert last[("a", "a.png")].status == "skipped" and last[("b", "b.png")].status == "fused"
@@ -146,7 +146,7 @@ def test_resume_survives_a_damaged_ledger(box: Box, junk: str) -> None:
 
 
 def test_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
-    from medfuse.ledger import Ledger, LedgerRow, read_rows
+    from medfuse.batch.ledger import Ledger, LedgerRow, read_rows
 
     path = tmp_path / LEDGER
     row = LedgerRow("a", "m", "o", "fused", "", "a.png", "a.png.json", "t0", "t1", "")
@@ -244,7 +244,7 @@ def test_resume_redoes_an_output_that_does_not_match_its_record(box: Box, damage
         (box.out / "a.png.json").write_text(json.dumps(record))
     box.accepted(invoke("batch", task, box.out, "--resume", "-q"))
     assert (box.out / "a.png").read_bytes() == good
-    from medfuse.ledger import latest, read_ledger
+    from medfuse.batch.ledger import latest, read_ledger
 
     last = latest(read_ledger(box.out))
     assert last[("a", "a.png")].status == "fused" and last[("b", "b.png")].status == "skipped"
@@ -284,7 +284,7 @@ def test_unreachable_ray_address_fails_fast_naming_it(box: Box, address: str) ->
 
 
 def test_ray_address_checks_are_bounded() -> None:
-    from medfuse.distributed import check_address, split_address
+    from medfuse.batch.ray import check_address, split_address
     from medfuse.errors import InputError, UsageError
 
     assert split_address("auto") is None
@@ -365,7 +365,7 @@ def test_non_utf8_names_in_a_batch_resume(box: Box) -> None:
     box.accepted(invoke("batch", task, box.out, "-q"))
     res = invoke("batch", task, box.out, "--resume", "-q")
     box.accepted(res)
-    from medfuse.ledger import latest, read_ledger
+    from medfuse.batch.ledger import latest, read_ledger
 
     assert {r.status for r in latest(read_ledger(box.out)).values()} == {"skipped"}
 
@@ -411,7 +411,7 @@ def test_masks_are_all_or_nothing_when_one_rename_fails(box: Box,
 
 
 def test_worker_count_is_capped_by_pairs_and_memory() -> None:
-    from medfuse.parallel import worker_count
+    from medfuse.batch.pool import worker_count
 
     assert worker_count(4, 10, None) == (4, "")
     n, note = worker_count(1000, 40, None)
@@ -429,7 +429,7 @@ def test_workers_die_with_their_parent(tmp_path: Path) -> None:
         from pathlib import Path
         from medfuse.batch import PairTask
         from medfuse.fusion import FuseRequest
-        from medfuse.parallel import run_pool
+        from medfuse.batch.pool import run_pool
 
         class Sleepy:
             def __call__(self):

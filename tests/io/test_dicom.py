@@ -16,7 +16,7 @@ from helpers.synth import pydicom_sample as sample
 from medfuse.errors import InputError, UsageError
 from medfuse.io.dicom import looks_like_dicom, read_dicom, write_dicom_series
 from medfuse.io.geometry import canonical_view, slice_plane, stack_view
-from medfuse.io.volume import read
+from medfuse.io.read import read
 from medfuse.prepare.windowing import Window
 
 # ---------------------------------------------------------------------------- reading
@@ -224,7 +224,7 @@ def test_suv_facts_of_a_pet_series(tmp_path: Path) -> None:
     from medfuse.io.dicom import SuvFacts, dicom_identity
 
     vol = read(write_pt_series(tmp_path / "pt"))
-    facts = vol.extra["suv_facts"]
+    facts = vol.suv
     assert isinstance(facts, SuvFacts)
     assert (facts.units, facts.weight_kg, facts.dose_bq, facts.half_life_s) == (
         "BQML", 70.0, 3.7e8, 6586.2)
@@ -236,7 +236,7 @@ def test_suv_facts_of_a_pet_series(tmp_path: Path) -> None:
     ident = dicom_identity(vol.dicom)
     assert ident["modality"] == "PT" and ident["patient_id"] == "ID-42"
     assert ident["frame_of_reference"] and ident["series_uid"]
-    assert "suv_facts" not in read(write_mr_series(tmp_path / "mr")).extra  # MR: no facts
+    assert read(write_mr_series(tmp_path / "mr")).suv is None  # MR: no facts
 
 
 def test_suv_facts_earliest_acquisition_and_datetime_forms(tmp_path: Path) -> None:
@@ -250,7 +250,7 @@ def test_suv_facts_earliest_acquisition_and_datetime_forms(tmp_path: Path) -> No
         info = ds.RadiopharmaceuticalInformationSequence[0]
         info.RadiopharmaceuticalStartDateTime = "20240501095930.25+0100"
 
-    facts = read(write_pt_series(tmp_path / "pt", edit=per_slice)).extra["suv_facts"]
+    facts = read(write_pt_series(tmp_path / "pt", edit=per_slice)).suv
     assert facts.acquisition_time == dt.datetime(2024, 5, 1, 11, 1, 1, 500000)  # the earliest
     assert facts.injection == dt.datetime(2024, 5, 1, 9, 59, 30, 250000)
     assert not facts.injection_time_only

@@ -11,7 +11,7 @@ import pytest
 from helpers.synth import MR_AFFINE, OBLIQUE_PERMUTED
 from medfuse.errors import InputError, UsageError
 from medfuse.io.nifti import read_nifti, write_nifti
-from medfuse.io.volume import read
+from medfuse.io.read import read
 
 
 def nib_data(name: str) -> Path:

@@ -12,8 +12,10 @@ import pytest
 from helpers.synth import MR_AFFINE, MR_SHAPE, write_mr_series
 from medfuse.errors import UsageError
 from medfuse.io.images import read_pixels
-from medfuse.io.sinks import DicomSink, Montage, NiftiSink, PngSink, output_format
-from medfuse.io.volume import Volume, read
+from medfuse.io.read import read
+from medfuse.io.sinks import DicomSink, NiftiSink, PngSink, output_format
+from medfuse.io.volume import Volume
+from medfuse.render import Montage
 
 
 def grey(value: float, shape: tuple[int, int] = (8, 8)) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 from helpers.synth import MR_SHAPE, PET_AFFINE, pet_values, write_mr_series, write_nifti
 from medfuse.errors import InputError, UsageError
 from medfuse.io.images import write_image
-from medfuse.io.volume import Volume, image_volume, input_format, read
+from medfuse.io.read import input_format, read
+from medfuse.io.volume import Volume, image_volume
 
 
 def test_image_volume_shows_the_image_as_stored() -> None:

@@ -80,7 +80,7 @@ def test_inputs_as_paths_and_volumes(tmp_path: Path) -> None:
 
 
 def test_dicom_volume_needs_the_plan() -> None:
-    from medfuse.io.volume import read
+    from medfuse.io.read import read
 
     ct = read(pydicom_sample("CT_small.dcm"))
     with pytest.raises(InputError, match="need a window"):

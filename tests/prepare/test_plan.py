@@ -11,7 +11,8 @@ import pytest
 
 from helpers.synth import MR_AFFINE, MR_SHAPE, PET_AFFINE, pet_values, pet_volume, write_mr_series
 from medfuse.errors import InputError, UsageError
-from medfuse.io.volume import Volume, image_volume, read
+from medfuse.io.read import read
+from medfuse.io.volume import Volume, image_volume
 from medfuse.prepare.colormaps import DEFAULT_COLORMAP
 from medfuse.prepare.plan import (
     ModalityWarning,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medfuse.errors import InputError, UsageError
-from medfuse.io.dicom import SuvFacts
+from medfuse.io.volume import SuvFacts
 from medfuse.prepare.windowing import (
     FLOOR_FRACTION,
     GM_MULTIPLE,

@@ -13,7 +13,7 @@ from medfuse.errors import UsageError
 def test_study_demo_writes_the_study_and_its_fusion(tmp_path: Path) -> None:
     from helpers.engines import MeanEngine
     from medfuse.demo import run_study_demo
-    from medfuse.io.volume import read
+    from medfuse.io.read import read
 
     engine = MeanEngine()
     files, device, study = run_study_demo(tmp_path, "spect", lambda: engine, resolution=6.0,

@@ -13,7 +13,7 @@ import pytest
 
 from medfuse.errors import UsageError
 from medfuse.io.geometry import canonical_view, orientation_codes
-from medfuse.io.volume import read
+from medfuse.io.read import read
 from medfuse.studies import Grid, LesionSpec, Rigid, Study, generate_study
 from medfuse.studies.anatomy import TISSUES, load_anatomy, nilearn_available
 from medfuse.studies.generate import LESION_LABEL

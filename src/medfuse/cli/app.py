@@ -13,14 +13,11 @@ from typer.core import TyperGroup
 
 from medfuse import __version__
 from medfuse.cli.options import printable, tidy_help
+from medfuse.errors import one_line
 
 # The option parser's exception classes, found through a public one (typer may vendor click).
 _MRO = {c.__name__: c for c in typer.BadParameter.__mro__}
 _UsageError: type[Exception] = _MRO["UsageError"]
-
-
-def _one_line(text: str) -> str:
-    return printable(" ".join(text.split()))
 
 
 #: Options that name a file though they are typed ``str`` (a path or a model name).
@@ -121,7 +118,7 @@ class OneLineErrors(TyperGroup):
                 if ctx is not None:
                     raw = list(sys.argv[1:] if args is None else args)
                     message = _switch_given_a_value(ctx.command, raw) or message
-                print(f"error: {_one_line(where + message)}", file=sys.stderr)
+                print(f"error: {printable(one_line(where + message))}", file=sys.stderr)
                 code = 2
             if standalone_mode:
                 sys.exit(code)

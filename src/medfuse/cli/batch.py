@@ -34,6 +34,7 @@ from medfuse.cli.options import (
     engine_loader,
     handle_errors,
     progress_bar,
+    resolve_device,
     show_warnings,
 )
 
@@ -46,12 +47,13 @@ AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster a
 GpusOpt = Annotated[float | None, typer.Option("--gpus-per-worker", min=0.0, help="Ray: share of a GPU per actor (default: 1 when the cluster has GPUs).")]
 
 
-def _engine_for(weights: str | None, device: str, verbose: bool, batch_size: int,
+def _engine_for(weights: str | None, device: Any, verbose: bool, batch_size: int,
                 elsewhere: bool) -> Callable[[], Any]:
     """The CLI's loader for this process, or a picklable spec for worker processes and Ray
-    actors (an engine injected by an embedding application travels as it is)."""
+    actors (an engine injected by an embedding application travels as it is). ``device``:
+    the resolved device, or None for Ray actors that each take the GPU Ray gives them."""
+    from medfuse.batch.task import EngineSpec
     from medfuse.cli import options
-    from medfuse.parallel import EngineSpec
 
     if not elsewhere:
         return engine_loader(weights, device, verbose, batch_size)
@@ -100,6 +102,7 @@ def batch(
     from medfuse.batch import BatchItem, BatchRequest, fuse_batch
     from medfuse.fusion import FuseRequest
 
+    dev = resolve_device(device)  # before any input is read, for every backend
     template = FuseRequest(
         Path(), Path(), Path(), volume_index=volume, axis=axis, window=window,
         mri_window=mri_window, colormap=colormap, gamut_map=gamut_map, modality=modality,
@@ -109,7 +112,10 @@ def batch(
                            resume, num_parts, part_id, workers or (None if backend == "ray" else 1),
                            backend.strip().lower(), address, gpus_per_worker)
     elsewhere = request.backend == "ray" or (request.workers or 1) > 1
-    loader = _engine_for(weights, device, verbose, batch_size, elsewhere)
+    # Ray actors given "auto" each take the device Ray assigned them (a GPU share or the
+    # CPU); an explicit device was checked above, on this machine, and travels as it is.
+    ray_auto = request.backend == "ray" and (device or "auto").strip().lower() == "auto"
+    loader = _engine_for(weights, None if ray_auto else dev, verbose, batch_size, elsewhere)
     with progress_bar("fusing", None, not quiet) as update:
 
         def step(item: BatchItem, done: int, total: int) -> None:

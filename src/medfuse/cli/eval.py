@@ -27,6 +27,7 @@ from medfuse.cli.options import (
     handle_errors,
     out,
     progress_bar,
+    resolve_device,
 )
 
 MethodOpt = Annotated[
@@ -154,6 +155,7 @@ def eval_cmd(
     """
     from medfuse.evaluation import EvalRequest, evaluate_files
 
+    resolve_device(device)  # checked before any input is read; the text is what it records
     request = EvalRequest(
         data_dir, methods=method or [], fused=fused or [], split=split,
         profiles=profile or [], metrics=metric or [], csv=csv_path, json=json_path,

@@ -39,6 +39,7 @@ from medfuse.cli.options import (
     engine_loader,
     handle_errors,
     progress_bar,
+    resolve_device,
     say,
     show_warnings,
 )
@@ -104,6 +105,7 @@ def fuse(
     A provenance record (JSON) is written beside the output."""
     from medfuse.fusion import FuseRequest, fuse_files
 
+    dev = resolve_device(device)  # before any input is read
     request = FuseRequest(
         mri=mri, other=other, output=output, format=fmt, series=tuple(series or ()),
         volume_index=volume, axis=axis, slice_index=slice_, slices=slices, window=window,
@@ -114,7 +116,7 @@ def fuse(
     )
     page = None
     with progress_bar("fusing slices", None, not quiet) as update:
-        loader = engine_loader(weights, device, verbose)
+        loader = engine_loader(weights, dev, verbose)
         step = lambda done, total: total > 1 and update(done, total)  # noqa: E731
         if report_dir is None:
             report = fuse_files(request, loader, step)

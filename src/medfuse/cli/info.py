@@ -19,6 +19,7 @@ from medfuse.cli.options import (
     engine_loader,
     handle_errors,
     out,
+    resolve_device,
     say,
 )
 
@@ -39,11 +40,12 @@ def demo(
 ) -> None:
     """Fuse a built-in synthetic MRI/PET brain phantom (or, with --study, a generated
     study) and say where the result is."""
+    dev = resolve_device(device)  # before anything is generated or read
     if study is not None:
         from medfuse.demo import run_study_demo
 
         files, device_name, made = run_study_demo(output, study.strip().lower(),
-                                                  engine_loader(weights, device, verbose), force)
+                                                  engine_loader(weights, dev, verbose), force)
         if verbose:
             say(made.describe(), quiet)
         say(f"generated an MRI + {made.kind.upper()} study in {made.directory.resolve()}", quiet)
@@ -51,7 +53,7 @@ def demo(
         return
     from medfuse.demo import run_demo
 
-    fused, device_name = run_demo(output, engine_loader(weights, device, verbose), force)
+    fused, device_name = run_demo(output, engine_loader(weights, dev, verbose), force)
     say(f"fused the built-in MRI/PET phantom on {device_name}: {fused.resolve()}", quiet)
 
 

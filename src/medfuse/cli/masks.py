@@ -26,6 +26,7 @@ from medfuse.cli.options import (
     WindowOpt,
     engine_loader,
     handle_errors,
+    resolve_device,
     say,
     show_warnings,
 )
@@ -57,8 +58,9 @@ def masks(
     (volumes: --slice N, default the middle slice)."""
     from medfuse.masks import region_masks
 
+    dev = resolve_device(device)  # before any input is read
     report = region_masks(
-        mri, other, output, engine_loader(weights, device, verbose), modality=modality,
+        mri, other, output, engine_loader(weights, dev, verbose), modality=modality,
         resize=resize, slice_index=slice_, axis=axis, window=window, mri_window=mri_window,
         colormap=colormap, series=tuple(series or ()), volume_index=volume, force=force,
     )

@@ -239,10 +239,20 @@ def injected_engine(factory: Callable[[], Any]) -> Iterator[None]:
         _injected.remove(factory)
 
 
-def engine_loader(weights: str | None, device: str, verbose: bool,
+def resolve_device(text: str | None) -> Any:
+    """``--device`` as a ``torch.device``, checked against this machine: every command calls
+    it first, before any input is read, so a device that cannot be had is one usage line and
+    nothing is written; below the entry point the device is a value, never text."""
+    from medfuse.engine.device import select_device
+
+    return select_device(text)
+
+
+def engine_loader(weights: str | None, device: Any, verbose: bool,
                   batch_size: int = 8) -> Callable[[], Any]:
-    """A function that loads the engine (importing torch) when first called and, with -v,
-    says which weights and device; the library calls it only once inputs have been checked."""
+    """A function that loads the engine (importing torch) onto ``device`` (resolved by
+    :func:`resolve_device`) when first called and, with -v, says which weights and device;
+    the library calls it only once inputs have been checked."""
     loaded: list[Any] = []
 
     def load() -> Any:

@@ -19,6 +19,7 @@ from medfuse.cli.options import (
     VerboseOpt,
     console,
     handle_errors,
+    resolve_device,
     say,
 )
 
@@ -76,6 +77,7 @@ def train_semantic_cmd(
     """Pre-train the semantic segmentation module on pseudo-labels (SGD)."""
     from medfuse.training.semantic import train_semantic
 
+    resolve_device(device)  # checked before any input is read
     with _loss_progress(steps, "semantic") as update:
         summary = train_semantic(data, out_dir, steps, batch, patch, lr, seed, device,
                                  max_minutes, update, force=force)
@@ -230,6 +232,7 @@ def train(
     if list_recipes:
         _list_recipes()
         return
+    resolve_device(device)  # checked before any input is read; the recipe keeps the text
     old_sets, notes = deprecated_sets(list(ctx.args))
     overrides = old_sets + list(sets or [])
     for key, value in (("train.steps", steps), ("train.seed", seed), ("train.init", init),

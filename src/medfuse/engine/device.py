@@ -12,15 +12,19 @@ if TYPE_CHECKING:
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 
 
-def select_device(spec: str | None = "auto") -> torch.device:
-    """Validate ``auto|cpu|cuda|cuda:N`` up front and return the torch device.
+def select_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """Validate ``auto|cpu|cuda|cuda:N`` up front and return the torch device; a
+    ``torch.device`` (one an entry point resolved already) is returned as it is.
 
     Why up front: a bad device found after reading and preparing a volume wastes the
-    user's time and leaves half-written outputs; a UsageError here costs nothing. ``auto``
-    (or None/empty) is CUDA when available, else CPU.
+    user's time and leaves half-written outputs; a UsageError here costs nothing, so every
+    command resolves ``--device`` before it reads any input. ``auto`` (or None/empty) is
+    CUDA when available, else CPU.
     """
     import torch
 
+    if isinstance(spec, torch.device):
+        return spec
     if spec is not None and not isinstance(spec, str):
         raise UsageError(f"--device {spec!r}: expected text ({DEVICE_CHOICES}), got {type(spec).__name__}")
     spec = (spec or "auto").strip().lower()

@@ -39,6 +39,7 @@ from medfuse.engine.weights import (
     sha256_of,
 )
 from medfuse.errors import UsageError
+from medfuse.vocabulary import MIN_SIDE as MIN_SIZE  # the one smallest-side rule
 
 if TYPE_CHECKING:
     import torch
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
     from medfuse.engine.network import FusionNetwork, FusionPass
     from medfuse.model import GeSeNet
 
-#: Smallest image side the engine accepts: below it the mask branch's pooling and the
-#: 3x3 context leave too little image to mean anything.
-MIN_SIZE = 8
 #: On CPU, slices per network call (see ``Engine.cpu_micro_batch``).
 CPU_MICRO_BATCH = 1
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")

@@ -229,7 +229,7 @@ def read_nifti(path: str | Path, volume_index: int | None = None) -> Volume:
         raise InputError(f"{p}: empty volume of shape {raw.shape}")
     affine = check_affine(img.affine, str(p))
     sform, qform = int(header["sform_code"]), int(header["qform_code"])
-    from medfuse.prepare.windowing import Window
+    from medfuse.io.volume import Window
 
     window = Window.from_range(0.0, 255.0, "RGB full range") if raw.ndim == 4 else None
     return Volume(

@@ -1,4 +1,5 @@
-"""Where fused slices go: PNG files, a NIfTI volume, a DICOM series, and a preview montage.
+"""Where fused slices go: PNG files, a NIfTI volume, a DICOM series (the ``--preview``
+picture is drawn with the other pictures, :class:`medfuse.render.Montage`).
 
 Every writer is a *sink*: fused slices are handed over one at a time as they leave the
 network (so DICOM and PNG outputs never hold the whole volume), and nothing appears under the
@@ -28,16 +29,6 @@ from medfuse.io.outputs import (
 from medfuse.io.volume import Volume
 
 OUTPUT_FORMATS = ("png", "nifti", "dicom")
-#: Tiles in a ``--preview`` montage (evenly spaced through the fused slices).
-PREVIEW_TILES = 16
-#: Longest side of one montage tile in pixels.
-PREVIEW_TILE_SIZE = 256
-#: ``--preview-style``: a grid of fused slices, or MRI | other | fused rows.
-PREVIEW_STYLES = ("montage", "triptych")
-#: Slices (columns) in a triptych preview.
-TRIPTYCH_SLICES = 6
-#: Tiles smaller than this (pixels, shorter side) get no slice numbers or letters.
-LABEL_MIN_TILE = 64
 GREY_SCALE = 1.0 / 65535.0
 
 
@@ -219,7 +210,7 @@ class DicomSink(Sink):
     def __init__(self, output: Path, mri: Volume, stack_affine: np.ndarray, colour: bool,
                  anonymize: bool, force: bool, inputs: tuple[Path, ...], single: bool,
                  description: str, other: Volume | None = None):
-        from medfuse.io.dicom import SeriesTemplate
+        from medfuse.io.dicom.write import SeriesTemplate
 
         self.output, self.single, self.force, self.inputs = output, single, force, inputs
         self.colour = colour
@@ -239,7 +230,7 @@ class DicomSink(Sink):
         self.outputs = []
 
     def _dataset(self, index: int, image: np.ndarray) -> Any:
-        from medfuse.io.dicom import build_dataset
+        from medfuse.io.dicom.write import build_dataset
 
         self.count += 1
         plane = slice_plane(self.stack_affine, index) if self.geometry else None
@@ -282,94 +273,10 @@ class DicomSink(Sink):
             remove_staging(self.staging)
 
 
-class Montage:
-    """``--preview``: up to PREVIEW_TILES fused slices, evenly spaced, in one image grid; or,
-    with ``style="triptych"``, up to TRIPTYCH_SLICES slices as three rows, MRI | other |
-    fused, so a reader checks the inputs and the result of each slice side by side.
-
-    ``labels`` writes each tile's slice number in its corner and ``orientation`` (the row
-    and column direction letters of :func:`medfuse.io.geometry.patient_orientation`) puts
-    the patient's direction letters on the tile edges; both are left out when the tiles are
-    smaller than LABEL_MIN_TILE pixels, where the text would hide the image."""
-
-    def __init__(self, path: Path, indices: list[int], force: bool, inputs: tuple[Path, ...],
-                 *, labels: bool = False, orientation: tuple[str, str] | None = None,
-                 style: str = "montage", other_name: str = "other"):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UsageError(f"--preview {path.name}: give an image name such as preview.png")
-        if style not in PREVIEW_STYLES:
-            raise UsageError(f"--preview-style {style!r}: expected one of "
-                             f"{', '.join(PREVIEW_STYLES)}")
-        check_output(path, force, inputs)
-        self.path, self.force = path, force
-        self.style, self.labels, self.orientation = style, labels, orientation
-        self.other_name = other_name
-        most = PREVIEW_TILES if style == "montage" else TRIPTYCH_SLICES
-        k = min(most, len(indices))
-        if style == "triptych":
-            # the middle of k equal runs of slices: the end slices of a head volume are
-            # usually empty, and a triptych has few columns to spare
-            picks = ((np.arange(k) + 0.5) * len(indices) / max(k, 1)).astype(int)
-        else:
-            picks = np.linspace(0, len(indices) - 1, k).round().astype(int) if k else []
-        self.wanted = {indices[i] for i in picks}
-        self.tiles: dict[int, np.ndarray] = {}
-        self.inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    @staticmethod
-    def _fit(image: np.ndarray) -> np.ndarray:
-        import cv2
-
-        h, w = image.shape[:2]
-        scale = min(1.0, PREVIEW_TILE_SIZE / max(h, w))
-        if scale < 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
-        return image.astype(np.float32)
-
-    def add(self, index: int, image: np.ndarray, mri: np.ndarray | None = None,
-            other: np.ndarray | None = None) -> None:
-        """Keep the fused ``image`` of slice ``index`` if it is one of the picked slices;
-        a triptych also needs the slice's ``mri`` and ``other`` planes (as fused)."""
-        if index not in self.wanted:
-            return
-        self.tiles[index] = self._fit(image)
-        if self.style == "triptych":
-            if mri is None or other is None:
-                raise ValueError("a triptych preview needs the MRI and other planes")
-            self.inputs[index] = (self._fit(mri), self._fit(other))
-
-    def write(self, to: Path | None = None) -> Path | None:
-        """Write the preview to its path, or to ``to`` (a staged copy of it); returns the
-        preview's own path (None when no slice was kept)."""
-        if not self.tiles:
-            return None
-        from medfuse.render import montage, triptych
-
-        order = sorted(self.tiles)
-        small = min(min(t.shape[:2]) for t in self.tiles.values()) < LABEL_MIN_TILE
-        orientation = None if small else self.orientation
-        if self.style == "triptych":
-            grid = triptych([self.inputs[i][0] for i in order],
-                            [self.inputs[i][1] for i in order],
-                            [self.tiles[i] for i in order],
-                            [str(i) for i in order] if self.labels and not small else None,
-                            tile=PREVIEW_TILE_SIZE, orientation=orientation,
-                            other_name=self.other_name)
-        else:
-            labels = [str(i) for i in order] if self.labels and not small else None
-            grid = montage([self.tiles[i] for i in order], labels, tile=PREVIEW_TILE_SIZE,
-                           orientation=orientation)
-        write_image(to or self.path, grid, bit_depth=8, force=self.force)
-        return self.path
-
-
 __all__ = [
     "DicomSink",
-    "Montage",
     "NiftiSink",
     "OUTPUT_FORMATS",
-    "PREVIEW_STYLES",
     "PngSink",
     "Sink",
     "output_format",

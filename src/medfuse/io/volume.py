@@ -1,4 +1,6 @@
-"""One type for every medical input: a ``Volume`` (voxels as stored, plus geometry and units).
+"""One type for every medical input: a ``Volume`` (voxels as stored, plus geometry and units),
+and the typed facts a file states beside it: its header :class:`Window` and, for a PET, its
+:class:`SuvFacts`.
 
 Readers (DICOM, NIfTI, ordinary images) all return a ``Volume``; everything downstream cuts
 it into stacks of slices through :func:`medfuse.io.geometry.stack_view`, so the pixel order a
@@ -9,16 +11,72 @@ scanners) and are scaled to scanner units (``slope``/``inter``) one slab at a ti
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medfuse.errors import InputError, UsageError
+from medfuse.errors import InputError
 from medfuse.io.geometry import check_axis, stack_view, thin_axis
-from medfuse.io.layout import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES
-from medfuse.prepare.windowing import Window
+
+
+@dataclass(frozen=True)
+class Window:
+    """A linear map ``[centre - width/2, centre + width/2] -> [0, 1]`` and how it was chosen.
+
+    ``curve``, when set, replaces the linear map: a DICOM header's own VOI transform
+    (VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID, or a VOI LUT Sequence) applied by
+    pydicom, a callable from scanner units to float32 [0, 1]; ``centre`` and ``width``
+    then only describe it (and place the transparency floor)."""
+
+    centre: float
+    width: float
+    source: str = "explicit"
+    curve: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def low(self) -> float:
+        return self.centre - self.width / 2.0
+
+    @property
+    def high(self) -> float:
+        return self.centre + self.width / 2.0
+
+    @classmethod
+    def from_range(cls, low: float, high: float, source: str) -> Window:
+        return cls((low + high) / 2.0, high - low, source)
+
+    def describe(self) -> str:
+        return f"centre {self.centre:.6g}, width {self.width:.6g} ({self.source})"
+
+
+@dataclass(frozen=True)
+class SuvFacts:
+    """What a PET series states that SUV (body weight) needs, read as it is: no judgement
+    here (``medfuse.prepare.windowing.suv_factor`` decides whether it suffices). Times are
+    naive datetimes in the scanner's local time, as DICOM stores them."""
+
+    units: str | None = None  # Units (0054,1001): BQML, GML, CNTS ...
+    weight_kg: float | None = None  # PatientWeight (0010,1030)
+    dose_bq: float | None = None  # RadionuclideTotalDose (0018,1074)
+    half_life_s: float | None = None  # RadionuclideHalfLife (0018,1075)
+    injection: _dt.datetime | None = None  # RadiopharmaceuticalStart(Date)Time
+    #: RadiopharmaceuticalStartTime alone (no date) was combined with the series date.
+    injection_time_only: bool = False
+    series_time: _dt.datetime | None = None  # SeriesDate + SeriesTime
+    acquisition_time: _dt.datetime | None = None  # earliest AcquisitionDate/Time of the slices
+    decay_correction: str | None = None  # DecayCorrection (0054,1102): START, ADMIN, NONE
+    corrected_image: tuple[str, ...] = ()  # CorrectedImage (0028,0051)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (datetimes as ISO text), for the provenance record."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            out[key] = value.isoformat() if isinstance(value, _dt.datetime) else (
+                list(value) if isinstance(value, tuple) else value)
+        return out
 
 
 @dataclass
@@ -48,6 +106,8 @@ class Volume:
     description: str = ""
     #: Bits per channel of an ordinary image file (None for DICOM/NIfTI).
     bit_depth: int | None = None
+    #: What a PET series states that SUV needs (None for other modalities and formats).
+    suv: SuvFacts | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,37 +176,6 @@ class Stack:
         return slab
 
 
-def input_format(path: Path) -> str:
-    """``dicom``, ``nifti`` or ``image`` from the path (folders are DICOM series)."""
-    import stat
-
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise UsageError(f"no such file or folder: {path}") from None
-    except OSError as exc:  # a symlink loop, a name too long, no permission
-        raise InputError(f"{path}: cannot open ({exc.strerror or exc})") from None
-    name = path.name.lower()
-    if stat.S_ISDIR(mode):
-        return "dicom"
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path}: not a regular file (a pipe, device or socket)")
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return "image"
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return "dicom"
-    from medfuse.io.dicom import looks_like_dicom
-
-    if looks_like_dicom(path):
-        return "dicom"
-    raise InputError(
-        f"{path}: not a format medfuse reads (DICOM file or folder, .nii, .nii.gz, "
-        f"or an image: {', '.join(IMAGE_SUFFIXES)})"
-    )
-
-
 def image_volume(pixels: np.ndarray, path: Path | None = None, bit_depth: int | None = 8) -> Volume:
     """Wrap an ordinary image (grey (H, W) or RGB (H, W, 3) in [0, 1]) as a one-slice volume.
 
@@ -167,40 +196,10 @@ def image_volume(pixels: np.ndarray, path: Path | None = None, bit_depth: int | 
     )
 
 
-def read(
-    path: str | Path,
-    series: list[str] | tuple[str, ...] = (),
-    volume_index: int | None = None,
-    modality: str | None = None,
-) -> Volume:
-    """Read a DICOM file or series folder, a NIfTI file or an ordinary image as a Volume.
-
-    ``series`` lists Series Instance UIDs to choose from when a folder holds several;
-    ``volume_index`` picks a volume of a 4D NIfTI; ``modality`` overrides what the file says.
-    """
-    p = Path(path)
-    kind = input_format(p)
-    if kind == "dicom":
-        from medfuse.io.dicom import read_dicom
-
-        vol = read_dicom(p, series=series)
-    elif kind == "nifti":
-        from medfuse.io.nifti import read_nifti
-
-        vol = read_nifti(p, volume_index=volume_index)
-    else:
-        from medfuse.io.images import read_image
-
-        vol = read_image(p)
-    if modality is not None:
-        vol.modality = modality
-    return vol
-
-
 __all__ = [
     "Stack",
+    "SuvFacts",
     "Volume",
+    "Window",
     "image_volume",
-    "input_format",
-    "read",
 ]

@@ -22,7 +22,7 @@ def units_of(volume: Volume) -> str:
         return "image intensity"
     if volume.modality == "ct":
         return "HU"
-    facts = volume.extra.get("suv_facts")
+    facts = volume.suv
     units = str(getattr(facts, "units", "") or "").upper() if facts is not None else ""
     return {"BQML": "Bq/ml", "CNTS": "counts"}.get(units, units.lower() or "scanner units")
 
@@ -58,7 +58,7 @@ def volume_layer(volume: Volume, name: str) -> LayerData:
 
 
 def read_layers(path: str | Path) -> list[LayerData]:
-    from medfuse.io.volume import read
+    from medfuse.io.read import read
 
     p = Path(path)
     name = p.name[:-7] if p.name.lower().endswith(".nii.gz") else p.stem if p.is_file() else p.name
@@ -73,7 +73,7 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
             return None
         path = path[0]
     from medfuse.errors import MedfuseError
-    from medfuse.io.volume import input_format
+    from medfuse.io.read import input_format
 
     try:
         input_format(Path(path))

@@ -25,13 +25,11 @@ from medfuse.colour import (
     ycbcr_to_rgb,
 )
 from medfuse.errors import InputError, UsageError
-from medfuse.vocabulary import parse_modality
+from medfuse.vocabulary import MIN_SIDE, parse_modality
 
 if TYPE_CHECKING:
     from medfuse.io.volume import Volume
 
-#: Smallest plane side the network accepts.
-MIN_SIDE = 8
 #: Chroma within this of neutral (half an 8-bit level) counts as grey for the gamut map.
 _GREY_CHROMA = 0.5 / 255
 
@@ -88,7 +86,8 @@ def check_gamut_map(name: str) -> str:
 
 def _as_plane(x: Volume | np.ndarray | str | Path, label: str) -> tuple[np.ndarray, str]:
     """Pixels of a single-slice input in [0, 1] and a label for messages."""
-    from medfuse.io.volume import Volume, read
+    from medfuse.io.read import read
+    from medfuse.io.volume import Volume
 
     if isinstance(x, (str, Path)):
         x = read(x)

@@ -373,7 +373,7 @@ def decide_suv(other: Volume, modality: str) -> SuvDecision | None:
     if other.format != "dicom":
         return SuvDecision(None, f"{other.format.upper()} states no SUV facts (Units, weight, "
                            "dose, times): DICOM PET only")
-    return suv_factor(other.extra.get("suv_facts"))
+    return suv_factor(other.suv)
 
 
 def choose_other_window(other: Volume, explicit: Window | None, modality: str,
@@ -411,7 +411,7 @@ def identity_checks(mri: Volume, other: Volume, registered: bool
     same Frame of Reference UID means one hybrid scanner (PET/CT, PET/MR) registered the
     pair by acquisition, a -v note; different ones mean separate scanners, a warning unless
     medfuse registers the pair."""
-    from medfuse.io.dicom import dicom_identity
+    from medfuse.io.dicom.facts import dicom_identity
 
     a = dicom_identity(mri.dicom) if mri.dicom is not None else {}
     b = dicom_identity(other.dicom) if other.dicom is not None else {}

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medfuse.errors import InputError, UsageError
+from medfuse.io.volume import Window
 
 if TYPE_CHECKING:
-    from medfuse.io.dicom import SuvFacts
+    from medfuse.io.volume import SuvFacts
 
 #: CT presets in Hounsfield units: name -> (centre, width).
 PRESETS: dict[str, tuple[float, float]] = {
@@ -81,36 +82,6 @@ MIN_WIDTH = 1e-30
 #: A window computed from a flat image is this much of its level wide (at least 1.0), so
 #: that ``low + width > low`` holds even at +-3e38, where adding 1.0 changes nothing.
 FLAT_WIDTH = 1e-6
-
-
-@dataclass(frozen=True)
-class Window:
-    """A linear map ``[centre - width/2, centre + width/2] -> [0, 1]`` and how it was chosen.
-
-    ``curve``, when set, replaces the linear map: a DICOM header's own VOI transform
-    (VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID, or a VOI LUT Sequence) applied by
-    pydicom, a callable from scanner units to float32 [0, 1]; ``centre`` and ``width``
-    then only describe it (and place the transparency floor)."""
-
-    centre: float
-    width: float
-    source: str = "explicit"
-    curve: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def low(self) -> float:
-        return self.centre - self.width / 2.0
-
-    @property
-    def high(self) -> float:
-        return self.centre + self.width / 2.0
-
-    @classmethod
-    def from_range(cls, low: float, high: float, source: str) -> Window:
-        return cls((low + high) / 2.0, high - low, source)
-
-    def describe(self) -> str:
-        return f"centre {self.centre:.6g}, width {self.width:.6g} ({self.source})"
 
 
 def parse_window(spec: str | None, option: str = "--window") -> Window | None:

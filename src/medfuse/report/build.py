@@ -9,13 +9,13 @@ is complete: a full disk or a failure half-way leaves no report folder, never ha
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable
-from hashlib import sha1
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from medfuse.errors import OutputError, UsageError
+from medfuse.errors import UsageError
+from medfuse.report.pair import os_error as _os_error
+from medfuse.report.pair import page_name, write_pair_page
 
 if TYPE_CHECKING:
     from medfuse.batch import BatchItem, BatchReport, BatchRequest
@@ -60,21 +60,10 @@ def check_report_folder(folder: Path, force: bool, inputs: Iterable[Path],
     check_output(folder, force, tuple(inputs), kind="folder", label="--report")
 
 
-def page_name(name: str) -> str:
-    """A file name for a pair's page: its name made safe, with a short hash so two names
-    that read alike stay apart."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80] or "pair"
-    return f"{safe}-{sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-
-
 def _staged(folder: Path, force: bool, inputs: Iterable[Path]) -> StagedFolder:
     from medfuse.io.outputs import StagedFolder
 
     return StagedFolder(folder, force, tuple(inputs), label="--report")
-
-
-def _os_error(folder: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write the report {folder}: {exc.strerror or exc}")
 
 
 def fuse_with_report(
@@ -107,17 +96,6 @@ def fuse_with_report(
         staged.abort()
         raise
     return report, folder / PAGE
-
-
-def write_pair_page(report: FuseReport, collector: Any, pages: Path, name: str) -> None:
-    """A batch pair's page and thumbnail into the staged ``pairs`` folder (called in the
-    process that fused the pair, where its slices are in memory)."""
-    from medfuse.report.page import write_pair_page as write
-
-    try:
-        write(report, collector, pages, page_name(name), name)
-    except OSError as exc:
-        raise _os_error(pages.parent, exc) from exc
 
 
 def fuse_batch_with_report(

@@ -134,7 +134,7 @@ def units_of(plan: FusionPlan) -> str:
         return "image intensity"
     if plan.modality == "ct":
         return "HU"
-    facts = plan.other.extra.get("suv_facts")
+    facts = plan.other.suv
     units = str(getattr(facts, "units", "") or "").upper() if facts is not None else ""
     if units == "BQML":
         return "Bq/ml"

@@ -51,7 +51,7 @@ def train_semantic(
     ones are replaced only with ``force``, and none may be an input. The returned summary
     names the weights file (``weights``).
     """
-    from medfuse.training.trainer import check_number
+    from medfuse.training.checks import check_number
 
     check_number("--lr", lr, low=0.0, low_open=True)
     from medfuse.engine import select_device

@@ -34,6 +34,7 @@ from medfuse.training.checkpoint import (
     trim_log,
     write_json,
 )
+from medfuse.training.checks import check_number
 from medfuse.training.data import PatchSampler, as_batch, load_training_data
 from medfuse.training.losses import LossWeights, display_luminance
 from medfuse.training.semantic import load_semantic
@@ -241,20 +242,6 @@ def _restore(path: Path, model: GeSeNet, opt: torch.optim.Optimizer, sched: Any,
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise WeightsError(f"{path} does not fit this run ({lines[0].strip()})") from None
     return ck
-
-
-def check_number(option: str, value: float | None, *, low: float | None = None,
-                 low_open: bool = False, allow_none: bool = True) -> None:
-    """One setting's value: finite and at or above ``low`` (above it with ``low_open``);
-    a usage error naming the setting otherwise, before any data is read."""
-    if value is None:
-        if allow_none:
-            return
-        raise UsageError(f"{option}: a value is needed")
-    if not math.isfinite(value):
-        raise UsageError(f"{option} {value}: must be a finite number")
-    if low is not None and (value <= low if low_open else value < low):
-        raise UsageError(f"{option} {value:g}: must be {'above' if low_open else 'at least'} {low:g}")
 
 
 def check_config(cfg: TrainConfig, made_by_run: Path | None = None) -> None:

@@ -11,9 +11,10 @@ from helpers.cohort import ExitOnBlank, digest_tree, outputs_in
 from helpers.engines import MeanEngine
 from helpers.synth import image_task
 from medfuse.batch import BatchRequest, fuse_batch
+from medfuse.batch.pool import WORKER_DIED, check_picklable
+from medfuse.batch.task import EngineSpec, available_cpus
 from medfuse.errors import UsageError
 from medfuse.io.images import write_image
-from medfuse.parallel import WORKER_DIED, EngineSpec, available_cpus, check_picklable
 
 
 def test_engine_spec_and_picklability() -> None:

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from medfuse.errors import OutputError
+from medfuse.errors import OutputError, one_line
 from medfuse.io.outputs import append_bytes, open_regular
 
 #: Ledger of an unsharded run; parts write ``medfuse-ledger.part-I-of-K.csv``.
@@ -95,10 +95,6 @@ def ledger_path(out_dir: Path, part: tuple[int, int] | None = None) -> Path:
     return out_dir / f"medfuse-ledger.part-{index}-of-{count}.csv"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def cell(value: str) -> str:
     """A value as the ledger stores it: on one line, and with a leading ``'`` where a
     spreadsheet would take it for a formula (or where it starts with ``'`` itself, so
@@ -121,7 +117,7 @@ def format_row(row: LedgerRow, header: bool = False) -> bytes:
     if header:
         writer.writerow(FIELDS)
     values = asdict(row)
-    values["error"] = _one_line(values["error"])
+    values["error"] = one_line(values["error"])
     writer.writerow([cell(values[f]) for f in FIELDS])
     return buf.getvalue().encode(*_ENCODING)
 

@@ -7,8 +7,9 @@ list needs none of a dataset's block machinery. Each actor asks for one CPU and,
 cluster has GPUs, ``gpus_per_worker`` of a GPU (Ray's ``num_gpus``; 0.5 puts two actors on
 a GPU), so Ray places actors and the engine's ``device="auto"`` finds the GPU Ray assigned.
 
-The driver alone decides what to fuse and writes the ledger (:mod:`medfuse.batch`); actors
-only call the same per-pair function as every other backend (:func:`medfuse.batch.run_task`),
+The driver alone decides what to fuse and writes the ledger (:mod:`medfuse.batch.driver`); actors
+only call the same per-pair function as every other backend
+(:func:`medfuse.batch.task.run_task`),
 so outputs are byte-identical to a serial run, and a pair's failure is its own row. An
 actor that dies fails the pair it was running; the pairs queued behind it go to a
 replacement actor. Outputs are written by the actors, so on a multi-node cluster OUT_DIR
@@ -32,10 +33,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medfuse.errors import UsageError
+from medfuse.batch.task import (
+    OnDone,
+    PairOutcome,
+    PairTask,
+    available_cpus,
+    failed_now,
+    limit_torch_threads,
+    run_task,
+)
+from medfuse.errors import InputError, UsageError, one_line
 
 if TYPE_CHECKING:
-    from medfuse.batch import OnDone, PairOutcome, PairTask
     from medfuse.engine import Engine
 
 #: Calls queued per actor beyond the one it runs (keeps actors fed, bounds memory).
@@ -75,8 +84,6 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     runs in a daemon thread, so a resolver that hangs cannot hold the run past the bound."""
     import socket
     import threading
-
-    from medfuse.errors import InputError
 
     where = split_address(address)
     if where is None:
@@ -127,15 +134,11 @@ class FuseActor:
 
     def _get_engine(self) -> Engine:
         if self.engine is None:
-            from medfuse.parallel import limit_torch_threads
-
             self.engine = self.loader()
             limit_torch_threads(self.threads)
         return self.engine
 
     def run(self, task: PairTask) -> PairOutcome:
-        from medfuse.batch import run_task
-
         return run_task(task, self._get_engine)
 
 
@@ -147,7 +150,6 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     import medfuse
-    from medfuse.parallel import available_cpus
 
     quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
     if address:
@@ -191,9 +193,6 @@ def run_ray(
     """Fuse ``tasks`` on Ray actors; ``on_done(index, outcome)`` runs in this process as
     each finishes. Starts (and afterwards stops) a local instance unless Ray is already
     initialised or ``address`` names a cluster."""
-    from medfuse.batch import PairOutcome, _one_line
-    from medfuse.ledger import now
-
     ray = import_ray()
     started = start_ray(address, num_cpus)
     actors: list[Any] = []
@@ -239,13 +238,10 @@ def run_ray(
                 i = mine[0][2]
                 while actor in slots:
                     slots.remove(actor)
-                stamp = now()
-                outcome = PairOutcome("failed", ACTOR_DIED, started=stamp, finished=stamp)
+                outcome = failed_now(ACTOR_DIED)
                 slots.extend([new_actor()] * (1 + QUEUED_PER_ACTOR))
             except ray.exceptions.RayTaskError as exc:  # run_task catches; this is a surprise
-                stamp = now()
-                outcome = PairOutcome("failed", _one_line(exc.cause or exc),
-                                      started=stamp, finished=stamp)
+                outcome = failed_now(one_line(exc.cause or exc))
                 slots.append(actor)
             else:
                 slots.append(actor)

@@ -35,12 +35,12 @@ from medfuse.batch import (
     part_of,
     record_path,
 )
+from medfuse.batch.ledger import LEDGER_NAME, read_ledger, read_rows
 from medfuse.errors import UsageError
 from medfuse.fusion import FuseRequest
 from medfuse.io.images import write_image
-from medfuse.ledger import LEDGER_NAME, read_ledger, read_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PET = FuseRequest(Path(), Path(), Path(), modality="pet")
 
 
@@ -244,7 +244,7 @@ def _kill_script(src: Path, out: Path, weights: Path, workers: int) -> str:
         from pathlib import Path
         from medfuse.batch import BatchRequest, fuse_batch
         from medfuse.fusion import FuseRequest
-        from medfuse.parallel import EngineSpec
+        from medfuse.batch.task import EngineSpec
 
         def hold(item, done, total):
             if done >= 3:
@@ -301,7 +301,7 @@ def _engine(weights: Path):  # type: ignore[no-untyped-def]
 def test_every_backend_writes_the_same_bytes(tmp_path: Path, random_weights: Path) -> None:
     """24 pairs (PNG images, NIfTI volumes, DICOM series): serial, two worker processes,
     two parts merged into one folder and the Ray backend write byte-identical outputs."""
-    from medfuse.parallel import EngineSpec
+    from medfuse.batch.task import EngineSpec
 
     src = mixed_cohort(tmp_path / "in", 24)
     spec = EngineSpec(str(random_weights), "cpu")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medfuse.ledger import (
+from medfuse.batch.ledger import (
     FIELDS,
     LEDGER_NAME,
     Ledger,
@@ -92,7 +92,7 @@ def test_concurrent_appends_stay_whole(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["=1+1", "+x", "-y", "@z", "\tt", "'q", "plain", "", "a=b"])
 def test_cells_are_formula_safe_and_read_back_exactly(value: str) -> None:
-    from medfuse.ledger import cell, uncell
+    from medfuse.batch.ledger import cell, uncell
 
     stored = cell(value)
     assert not stored.startswith(("=", "+", "-", "@", "\t", "\r"))
@@ -100,7 +100,7 @@ def test_cells_are_formula_safe_and_read_back_exactly(value: str) -> None:
 
 
 def test_line_breaks_in_values_never_split_a_row(tmp_path: Path) -> None:
-    from medfuse.ledger import Ledger, LedgerRow, read_rows
+    from medfuse.batch.ledger import Ledger, LedgerRow, read_rows
 
     row = LedgerRow("a\nb", "m\r\no", "o", "failed", "x\ny", "a.png", "", "t0", "t1", "")
     Ledger(tmp_path / "l.csv").append(row)

@@ -8,7 +8,7 @@ slab between processes. N single-threaded workers instead keep every core busy t
 the serial stages too (scipy resampling, gzip, PNG encoding are single-threaded) and scale
 by whole studies with nothing shared; the same split serves Ray actors and GPUs. Measured
 on 2 cores in docs/performance.md. Outputs are byte-identical to a serial run: every worker
-calls the one per-pair function (:func:`medfuse.batch.run_task`), and the CPU engine's
+calls the one per-pair function (:func:`medfuse.batch.task.run_task`), and the CPU engine's
 results do not depend on its thread count (tested).
 
 Memory is bounded: each worker holds one study at a time and at most ``2 * N`` small
@@ -31,13 +31,20 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from medfuse.batch.task import (
+    OnDone,
+    PairOutcome,
+    PairTask,
+    available_cpus,
+    failed_now,
+    limit_torch_threads,
+    run_task,
+)
 from medfuse.errors import UsageError
 
 if TYPE_CHECKING:
-    from medfuse.batch import OnDone, PairOutcome, PairTask
     from medfuse.engine import Engine
 
 #: Task descriptions queued per worker beyond the one it is fusing (keeps workers fed
@@ -51,31 +58,6 @@ PARENT_POLL_S = 1.0
 PR_SET_PDEATHSIG = 1
 WORKER_DIED = ("the worker process fusing this pair died (killed, or out of memory); "
                "the other pairs went on")
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """How to load an engine in another process: a picklable stand-in for the CLI's
-    loader closure (worker processes and Ray actors each call it once)."""
-
-    weights: str | None = None
-    device: str = "auto"
-    batch_size: int = 8
-    precision: str = "auto"
-
-    def __call__(self) -> Engine:
-        from medfuse.engine import load_model
-
-        return load_model(self.weights, self.device, batch_size=self.batch_size,
-                          precision=self.precision)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def check_picklable(engine_loader: Callable[[], Any], where: str) -> None:
@@ -146,13 +128,6 @@ def _init_worker(loader: Callable[[], Engine], threads: int, parent: int | None 
     _loader, _threads = loader, threads
 
 
-def limit_torch_threads(threads: int) -> None:
-    """Set torch's intra-op threads if torch is loaded (an engine may have loaded it)."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
 def _get_engine() -> Engine:
     global _engine
     if _engine is None:
@@ -163,8 +138,6 @@ def _get_engine() -> Engine:
 
 
 def _work(task: PairTask) -> PairOutcome:
-    from medfuse.batch import run_task
-
     return run_task(task, _get_engine)
 
 
@@ -262,9 +235,6 @@ def run_pool(
     :func:`worker_count`, the cap passed to ``say``); ``on_done(index, outcome)`` runs in
     this process as each finishes (in finishing order). ``threads``: torch threads per
     worker (default: this process's CPUs shared out)."""
-    from medfuse.batch import PairOutcome
-    from medfuse.ledger import now
-
     check_picklable(engine_loader, "--workers")
     size, note = worker_count(workers, len(tasks), available_memory())
     if note and say is not None:
@@ -275,10 +245,8 @@ def run_pool(
         suspects, rest = _drain(rest, tasks, on_done, size, engine_loader, threads)
         for i in suspects:  # alone in a pool: a death now names its pair
             if _drain([i], tasks, on_done, 1, engine_loader, threads)[0]:
-                stamp = now()
-                on_done(i, PairOutcome("failed", WORKER_DIED, started=stamp, finished=stamp))
+                on_done(i, failed_now(WORKER_DIED))
 
 
-__all__ = ["WORKER_MEMORY", "EngineSpec", "available_cpus", "available_memory",
-           "check_picklable", "die_with_parent", "limit_torch_threads", "run_pool",
-           "worker_count"]
+__all__ = ["WORKER_DIED", "WORKER_MEMORY", "available_memory", "check_picklable",
+           "die_with_parent", "run_pool", "worker_count"]

@@ -1,25 +1,25 @@
-"""Many pairs: ``medfuse batch`` as one library call, each pair's failure isolated.
+"""The batch driver: ``medfuse batch`` as one library call, each pair's failure isolated.
 
 The pairs come from the dataset layout (:mod:`medfuse.io.layout`: ``MRI/`` + ``CT|PET|SPECT/``
 folders, or a pairs.csv); each goes through :func:`medfuse.fusion.fuse_files`, so a batch
 writes exactly what ``medfuse fuse`` would for every pair. A pair that fails is recorded with
 one line of error and the batch goes on.
 
-Cohort scale is layered on that one per-pair call (:func:`run_task`), so every way of
+Cohort scale is layered on that one per-pair call (:func:`medfuse.batch.task.run_task`), so every way of
 running a batch writes the same bytes:
 
 * **parts** (``num_parts``/``part_id``): a pair belongs to part ``sha256(name) mod K``
   (:func:`part_of`). A hash rather than round-robin over the sorted list, because a pair's
   part then never changes when pairs are added to or removed from the cohort, so a resumed
   or re-run part never redoes (or misses) another part's pairs.
-* **the ledger** (:mod:`medfuse.ledger`): one row per pair attempt, per part, so a run can be
+* **the ledger** (:mod:`medfuse.batch.ledger`): one row per pair attempt, per part, so a run can be
   audited and resumed.
 * **resume**: a pair is redone when its output or provenance record is missing, an output
   does not match the sha256 its record holds (truncated, replaced, planted), or its last
   ledger row says failed; staged ``.medfuse-*`` leftovers of a killed run (links planted
   under such names too) are removed first.
 * **backends**: in this process (serial), a pool of worker processes
-  (:mod:`medfuse.parallel`) or Ray actors (:mod:`medfuse.distributed`); the driver alone
+  (:mod:`medfuse.batch.pool`) or Ray actors (:mod:`medfuse.batch.ray`); the driver alone
   decides what to do and writes the ledger, workers only fuse.
 """
 
@@ -30,24 +30,21 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from medfuse.batch.ledger import Ledger, LedgerRow, latest, ledger_path, now, read_ledger
+from medfuse.batch.task import OnDone, PairOutcome, PairTask, run_task
 from medfuse.errors import MedfuseError, UsageError
-from medfuse.fusion import DEFAULT_BATCH, FuseRequest, fuse_files
+from medfuse.fusion import DEFAULT_BATCH, FuseRequest
 
 if TYPE_CHECKING:
     from medfuse.engine import Engine
     from medfuse.io.layout import Pair
-    from medfuse.ledger import Ledger, LedgerRow
 
 #: What ``batch --format`` writes for each pair; None: PNG for ordinary images, NIfTI for
 #: DICOM/NIfTI inputs.
 BATCH_EXTENSIONS = {"png": ".png", "nifti": ".nii.gz", "dicom": ""}
 BACKENDS = ("local", "ray")
-
-#: Called once per finished task with (task index, outcome).
-OnDone = Callable[[int, "PairOutcome"], None]
-
 
 @dataclass
 class BatchRequest:
@@ -117,32 +114,6 @@ class BatchReport:
         return [it for it in self.items if it.status == "failed"]
 
 
-@dataclass(frozen=True)
-class PairTask:
-    """One pair's complete request, small and picklable: what a worker process or a Ray
-    actor receives."""
-
-    index: int
-    name: str
-    request: FuseRequest
-    #: Where to write this pair's QC page (:attr:`BatchRequest.pages`).
-    pages: Path | None = None
-
-
-@dataclass
-class PairOutcome:
-    """What became of one task (picklable, sent back from workers)."""
-
-    status: str
-    error: str = ""
-    outputs: list[Path] = field(default_factory=list)
-    plan: str = ""
-    warnings: list[str] = field(default_factory=list)
-    record: Path | None = None
-    started: str = ""
-    finished: str = ""
-
-
 # -- the pairs -------------------------------------------------------------------------
 
 
@@ -179,11 +150,11 @@ def _check_run(request: BatchRequest) -> None:
     if request.backend not in BACKENDS:
         raise UsageError(f"--backend {request.backend!r}: expected local or ray")
     if request.backend == "ray":
-        from medfuse.distributed import import_ray
+        from medfuse.batch.ray import import_ray
 
         import_ray()  # a missing extra is a one-line usage error before anything is written
         if request.address:
-            from medfuse.distributed import check_address
+            from medfuse.batch.ray import check_address
 
             check_address(request.address)  # bounded: ray.init would retry for minutes
     if request.workers is not None and request.workers < 1:
@@ -325,64 +296,10 @@ def clean_leftovers(items: Iterable[BatchItem], sharded: bool) -> list[Path]:
     return removed
 
 
-# -- one pair ----------------------------------------------------------------------------
-
-
-def _one_line(exc: BaseException) -> str:
-    """An unexpected exception as one line naming its type."""
-    text = " ".join(str(exc).split()) or "no details"
-    return f"{type(exc).__name__}: {text}"
-
-
-def _page_collector(task: PairTask) -> Any:
-    """What keeps a pair's slices for its QC page (None when the batch writes no pages)."""
-    if task.pages is None:
-        return None
-    from medfuse.report.collect import SliceCollector
-
-    return SliceCollector()
-
-
-def _write_page(task: PairTask, report: Any, collector: Any, outcome: PairOutcome) -> None:
-    """The pair's QC page; a page that cannot be written fails the pair (the report would
-    otherwise miss it silently), the fused output stays."""
-    from medfuse.report.build import write_pair_page
-
-    assert task.pages is not None
-    try:
-        write_pair_page(report, collector, task.pages, task.name)
-    except MedfuseError as exc:
-        outcome.status, outcome.error = "failed", f"fused, but its QC page failed: {exc}"
-
-
-def run_task(task: PairTask, engine_loader: Callable[[], Engine]) -> PairOutcome:
-    """Fuse one pair, catching its failure: the one per-pair call every backend makes."""
-    from medfuse.ledger import now
-
-    started = now()
-    try:
-        collector = _page_collector(task)
-        report = fuse_files(task.request, engine_loader, on_slice=collector)
-        outcome = PairOutcome("fused", "", report.outputs, report.plan.describe(),
-                              report.warnings, report.record)
-        if collector is not None:
-            _write_page(task, report, collector, outcome)
-    except MedfuseError as exc:
-        outcome = PairOutcome("failed", str(exc))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # one pair's surprise must not end the batch
-        outcome = PairOutcome("failed", _one_line(exc))
-    outcome.started, outcome.finished = started, now()
-    return outcome
-
-
 # -- the batch ---------------------------------------------------------------------------
 
 
 def _row(item: BatchItem, out_dir: Path, part: str) -> LedgerRow:
-    from medfuse.ledger import LedgerRow
-
     return LedgerRow(
         item.name, "" if item.mri is None else str(item.mri),
         "" if item.other is None else str(item.other), item.status, item.error,
@@ -432,8 +349,6 @@ class _Run:
     done: int = 0
 
     def finish(self, item: BatchItem) -> None:
-        from medfuse.ledger import now
-
         if not item.started:
             item.started = item.finished = now()
         self.ledger.append(_row(item, self.out_dir, self.part))
@@ -446,7 +361,6 @@ def _decide(request: BatchRequest, items: list[BatchItem], run: _Run) -> list[Pa
     """Settle every item that needs no fusing (unpairable, done, refused) and return the
     tasks for the rest, with their per-pair requests."""
     from medfuse.io.outputs import check_output, safe_resolve
-    from medfuse.ledger import latest, read_ledger
 
     fmt = request.format.strip().lower() if request.format else None
     inputs = _InputIndex(p for it in items for p in (it.mri, it.other) if p is not None)
@@ -528,11 +442,9 @@ def fuse_batch(
 
     The engine is loaded once per process that fuses, when its first pair needs it; for
     worker processes and Ray actors ``engine_loader`` must be picklable (an
-    :class:`~medfuse.parallel.EngineSpec`, a class, a module-level function). ``progress``
+    :class:`~medfuse.batch.task.EngineSpec`, a class, a module-level function). ``progress``
     is called after each item with (item, items done, items in this part).
     """
-    from medfuse.ledger import Ledger, ledger_path
-
     _check_run(request)
     items = batch_items(request)
     if request.num_parts > 1:
@@ -561,12 +473,12 @@ def fuse_batch(
     if not tasks:
         return report
     if request.backend == "ray":
-        from medfuse.distributed import run_ray
+        from medfuse.batch.ray import run_ray
 
         run_ray(tasks, engine_loader, on_done, address=request.address,
                 workers=request.workers, gpus_per_worker=request.gpus_per_worker)
     elif (request.workers or 1) > 1 and len(tasks) > 1:
-        from medfuse.parallel import run_pool
+        from medfuse.batch.pool import run_pool
 
         run_pool(tasks, engine_loader, on_done, workers=request.workers or 1,
                  say=report.notes.append)
@@ -581,8 +493,6 @@ __all__ = [
     "BatchItem",
     "BatchReport",
     "BatchRequest",
-    "PairOutcome",
-    "PairTask",
     "RERUN_HINT",
     "batch_items",
     "clean_leftovers",
@@ -590,5 +500,4 @@ __all__ = [
     "is_complete",
     "part_of",
     "record_path",
-    "run_task",
 ]

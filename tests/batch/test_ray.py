@@ -13,11 +13,11 @@ from helpers.cohort import ExitOnBlank, digest_tree
 from helpers.engines import MeanEngine
 from helpers.synth import image_task
 from medfuse.batch import BatchRequest, fuse_batch
-from medfuse.distributed import ACTOR_DIED, RAY_MISSING, import_ray, plan_actors
+from medfuse.batch.ray import ACTOR_DIED, RAY_MISSING, import_ray, plan_actors
 from medfuse.errors import UsageError
 from medfuse.io.images import write_image
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def test_actor_plan() -> None:
