@@ -34,7 +34,7 @@ CASES = {
                           "grey-pet-hot-clip.png"),
     "grey-ct": (("mri.png", "pet-grey.png"), ["-m", "ct"], "grey-ct.png"),
     "nifti-pet": (("mri.nii.gz", "pet.nii.gz"),
-                  ["--window", "0,16", "--colormap", "jet", "--floor", "2"], "nifti-pet.nii.gz"),
+                  ["--window", "8,16", "--colormap", "jet", "--floor", "2"], "nifti-pet.nii.gz"),
 }
 
 
