@@ -31,7 +31,9 @@ def test_workers_match_serial_and_survive_a_dead_worker(tmp_path: Path) -> None:
     that pair's failure alone, and a pair that fails normally is reported as usual."""
     src = image_task(tmp_path / "in", 5)
     write_image(src / "MRI" / "blank.png", np.zeros((32, 32), np.float32))
-    write_image(src / "PET" / "blank.png", np.zeros((32, 32, 3), np.float32))
+    pet = np.zeros((32, 32, 3), np.float32)
+    pet[12:20, 12:20, 0] = 1.0  # not the MRI's pixels: one image twice is refused
+    write_image(src / "PET" / "blank.png", pet)
     (src / "PET" / "p4.png").write_bytes(b"junk")
     serial = fuse_batch(BatchRequest(src, tmp_path / "serial"), MeanEngine)
     assert {it.name: it.status for it in serial.items}["blank"] == "fused"

@@ -48,7 +48,9 @@ def test_ray_matches_serial_and_isolates_failures(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     src = image_task(tmp_path / "in", 5)
     write_image(src / "MRI" / "blank.png", np.zeros((32, 32), np.float32))
-    write_image(src / "PET" / "blank.png", np.zeros((32, 32, 3), np.float32))
+    pet = np.zeros((32, 32, 3), np.float32)
+    pet[12:20, 12:20, 0] = 1.0  # not the MRI's pixels: one image twice is refused
+    write_image(src / "PET" / "blank.png", pet)
     (src / "PET" / "p4.png").write_bytes(b"junk")
     fuse_batch(BatchRequest(src, tmp_path / "serial"), MeanEngine)
     path = os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])
