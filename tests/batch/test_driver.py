@@ -285,7 +285,7 @@ def test_killed_batch_resumes_to_the_serial_result(tmp_path: Path, random_weight
                         lambda: _engine(random_weights))
     assert report.count("failed") == 0 and report.count("skipped") >= 3
     assert digest_tree(out) == digest_tree(tmp_path / "serial")
-    assert no_leftovers(out)
+    assert no_leftovers(out), sorted(str(p.relative_to(out)) for p in out.rglob("*.part*"))
 
 
 def _engine(weights: Path):  # type: ignore[no-untyped-def]
