@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from medfuse.engine import bundled_weights_path, load_model
-from medfuse.engine.skipping import border_map, content_box, half_border_map, plan_crop
+from medfuse.engine.skipping import MIN_SIDE, border_map, content_box, half_border_map, plan_crop
 from medfuse.model import GeSeNet
 from medfuse.model.folded import RECEPTIVE_RADIUS
 from medfuse.phantom import brain_phantom
@@ -48,14 +48,23 @@ def _cases(h: int = H, w: int = W) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def _both_ways(weights: Path | str | None, mri: np.ndarray, other: np.ndarray
+def _both_ways(weights: Path | str | None, mri: np.ndarray, other: np.ndarray,
+               paths: dict[str, int] | None = None
                ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], dict[str, int]]:
     engine = load_model(weights, "cpu")
     skipped = engine.fuse_luminance(mri, other, with_masks=True)
     counts = dict(engine._empty.counts) if engine._empty is not None else {}
+    if paths is not None and engine._empty is not None:
+        paths.update(engine._empty.body_paths)
     engine.skip_empty = False
     full = engine.fuse_luminance(mri, other, with_masks=True)
     return skipped, full, counts
+
+
+def _assert_identical(skipped: tuple[np.ndarray, ...], full: tuple[np.ndarray, ...]) -> None:
+    """Bit for bit: the crop runs the whole image's body path, with the same kernels."""
+    for a, b in zip(skipped, full):
+        np.testing.assert_array_equal(a, b)
 
 
 def _assert_same(skipped: tuple[np.ndarray, ...], full: tuple[np.ndarray, ...]) -> None:
@@ -134,6 +143,55 @@ def test_content_box() -> None:
     assert content_box(a, b) == (2, 8, 3, 12)
 
 
+def test_crops_bit_identical_on_every_body_path(bundled: Path) -> None:
+    """Every case above, and one pixel at each corner and side (crops on the image's
+    border, grown to the minimum side), gives the whole-slice numbers bit for bit; the
+    crops ran the sparse, uniform and split bodies as the whole slices do."""
+    cases = _cases()
+    for y, x in ((0, 0), (0, 50), (60, W - 1), (H - 1, W - 1), (3, 3)):
+        m = np.zeros((H, W), np.float32)
+        o = np.zeros((H, W), np.float32)
+        m[y, x], o[y, x] = 0.5, 1.0
+        cases[f"pixel_{y}_{x}"] = (m, o)
+    paths: dict[str, int] = {}
+    for mri, other in cases.values():
+        skipped, full, _ = _both_ways(bundled, mri, other, paths)
+        _assert_identical(skipped, full)
+    kinds = {k for pair in paths for k in pair.split("/")}
+    assert {"sparse", "zeros", "split"} <= kinds, paths
+
+
+def test_crops_bit_identical_random_weights(random_weights: Path) -> None:
+    """Seeded random weights (channels masked in both branches, mixed spatial masks):
+    the phantom with air, and a stack of the cases with odd sides."""
+    m, p = brain_phantom(128, seed=3)
+    mri = np.zeros((160, 160), np.float32)
+    other = np.zeros((160, 160), np.float32)
+    mri[40:104, 20:84] = m[::2, ::2]
+    other[40:104, 20:84] = p[::2, ::2] if p.ndim == 2 else p[::2, ::2, 0]
+    skipped, full, counts = _both_ways(random_weights, mri, other)
+    assert counts == {"crop": 1}
+    _assert_identical(skipped, full)
+    cases = _cases(H + 1, W - 1)
+    stack = [np.stack([c[i] for c in cases.values()]) for i in (0, 1)]
+    skipped, full, counts = _both_ways(random_weights, *stack)
+    assert counts.get("crop", 0) >= 3
+    _assert_identical(skipped, full)
+
+
+def test_crops_bit_identical_reference_checkpoint(reference_checkpoint: Path) -> None:
+    """Its functional mask is all ones (the uniform path without the mask product), its
+    MRI mask a pixel grid (the split body)."""
+    torch.set_num_threads(1)
+    cases = _cases()
+    paths: dict[str, int] = {}
+    for case in ("border", "one_pixel_mri", "one_pixel_other_corner", "empty",
+                 "small_object_on_grey"):
+        skipped, full, _ = _both_ways(reference_checkpoint, *cases[case], paths)
+        _assert_identical(skipped, full)
+    assert any(pair.endswith("/ones") for pair in paths), paths
+
+
 @pytest.mark.parametrize("box", [(0, 1, 0, 1), (50, 51, 40, 41), (3, 90, 17, 101), (0, 120, 0, 106),
                                  (17, 30, 60, 61)])
 def test_plan_crop_covers_the_radius_aligned(box: tuple[int, int, int, int]) -> None:
@@ -147,7 +205,8 @@ def test_plan_crop_covers_the_radius_aligned(box: tuple[int, int, int, int]) -> 
     assert c.x0 <= max(0, x0 - r) and c.x1 >= min(W, x1 + r)
     assert c.top == (c.y0 == 0) and c.bottom == (c.y1 == H)
     assert c.left == (c.x0 == 0) and c.right == (c.x1 == W)
-    assert c.y0 - c.y0 % 2 == c.y0 and c.y1 - c.y0 <= y1 - y0 + 2 * r + 2
+    assert c.y1 - c.y0 <= max(y1 - y0 + 2 * r + 2, MIN_SIDE + 2)
+    assert c.y1 - c.y0 >= min(MIN_SIDE, H) and c.x1 - c.x0 >= min(MIN_SIDE, W)
 
 
 def test_border_map_keeps_distances_and_parity() -> None:

@@ -367,3 +367,37 @@ def test_invalid_options() -> None:
     with pytest.raises(ValueError, match="branch"):
         model.fold().masked_body("pet", torch.zeros(1, 32, 8, 8), torch.zeros(1, 1, 8, 8))  # type: ignore[arg-type]
     assert set(FOLD_OPTIONS) >= {"channels_last", "dtype", "body", "sparse"}
+
+
+def test_body_paths_follow_the_planner() -> None:
+    """A planner that returns the path the form itself would choose (its plan, its own
+    windows) gives the plain forward bit for bit; the split body forced where the form
+    takes the sparse one agrees to float rounding; the planner sees each branch once."""
+    from medfuse.model.folded import BodyPlan, body_paths
+
+    model = seeded_model(3)
+    a, b = tensor_pair(1, 64, 64, seed=8)
+    net = model.fold(sparse="always")
+    seen: list[str] = []
+
+    def own(name: str, e: torch.Tensor, spa: torch.Tensor) -> BodyPlan:
+        seen.append(name)
+        plan = net.body_plan(name, spa)
+        if plan.kind == "sparse":
+            branch = net.inf if name == "mri" else net.vis
+            plan.windows = net._image_windows(branch, e, spa, plan.boxes)
+        return plan
+
+    with torch.inference_mode():
+        plain = net.fuse(a, b)
+        paths = dict(net.last_body_paths)
+        with body_paths(own):
+            planned = net.fuse(a, b)
+        with body_paths(lambda name, e, spa: BodyPlan("split")):
+            split = net.fuse(a, b)
+    assert seen == ["mri", "functional"]
+    assert any(p.startswith("sparse (") for p in paths.values()), paths
+    assert torch.equal(plain.fused, planned.fused)
+    assert torch.equal(plain.body_mri, planned.body_mri)
+    assert net.last_body_paths == {"mri": "split", "functional": "split"}
+    assert (plain.fused - split.fused).abs().max() < 1e-5

@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 #: (each padded convolution copies its input once more), the background square's pass
 #: (30x30 px) and the copies of the body maps cost about what the whole slice does.
 SKIP_MAX_AREA = 0.85
+#: Crops are at least this many pixels on each side (where the image is): oneDNN runs
+#: narrower convolutions (measured: sides of 16-18 pixels) with sums in another order,
+#: so a crop's pixels near its edge differed from the whole image's in the last bits;
+#: from 24 pixels on every case measured was bit-identical.
+MIN_SIDE = 32
 #: Background references kept per engine (one per slice size and background values; about
 #: 20 MiB each for a 256x256 slice: the whole-slice body maps and the square's features).
 CACHE_SIZE = 4
@@ -93,7 +98,12 @@ def _side(lo: int, hi: int, n: int, radius: int, multiple: int) -> tuple[int, in
     ``multiple``, clipped to ``0:n``."""
     a = max(0, lo - radius)
     b = min(n, hi + radius)
-    return a - a % multiple, min(n, b + (-b % multiple))
+    a, b = a - a % multiple, min(n, b + (-b % multiple))
+    while b - a < MIN_SIDE and (a > 0 or b < n):  # grown on both sides, within the image
+        a = max(0, a - multiple)
+        if b - a < MIN_SIDE:
+            b = min(n, b + multiple)
+    return a, b
 
 
 def plan_crop(box: tuple[int, int, int, int], h: int, w: int, radius: int,
@@ -144,7 +154,11 @@ class _CropPadder:
         # side past the image's border gets any valid index here and is zeroed below.
         ry = rows[(torch.arange(y0 - 1, y0 + h + 1)).clamp(0, len(rows) - 1)]
         rx = cols[(torch.arange(x0 - 1, x0 + w + 1)).clamp(0, len(cols) - 1)]
-        fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+        # The layout the whole image's input has: a one-channel input is contiguous in
+        # both, and there the whole image holds plain strides; oneDNN picks its kernel
+        # (and so the order of the sums) from the strides.
+        fmt = (torch.contiguous_format if x.is_contiguous()
+               else torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
                else torch.contiguous_format)
         out = torch.empty((n, c, h + 2, w + 2), dtype=x.dtype, device=x.device,
                           memory_format=fmt)
@@ -192,47 +206,116 @@ def half_border_map(n: int, radius: int) -> np.ndarray:
     return out
 
 
+#: Body paths of the two branches (MRI, functional), as :func:`medfuse.model.folded.body_paths`
+#: names them.
+Kinds = tuple[str, str]
+BRANCHES = ("mri", "functional")
+
+
+class RunWhole(Exception):
+    """Raised inside a crop's forward pass where the whole image's sparse-body windows
+    reach outside the crop (principal pixels in the background): the crop cannot then
+    give the whole image's numbers bit for bit, and the slice runs whole."""
+
+
+@dataclass
+class _PathReference:
+    """The background square run under one pair of body paths: every padded input before
+    the attention (in the crop form's order) and the whole-image body outputs."""
+
+    inputs: list[torch.Tensor]
+    bodies: tuple[torch.Tensor, torch.Tensor]
+
+
 class Background:
     """The network on an all-background image of one size, held as a small square and
-    index maps (see the module docstring); built once per size and background values."""
+    index maps (see the module docstring); built once per size and background values.
+    The square runs under the body paths the image runs (:meth:`reference`, one per
+    pair of paths), so its features are those of the whole image bit for bit."""
 
     def __init__(self, net: FusionPass, h: int, w: int, values: tuple[float, float],
                  radius: int, device: torch.device) -> None:
         import torch
 
+        from medfuse.model.folded import BodyPlan
+
         self.net, self.h, self.w, self.radius = net, h, w, radius
+        self.crops = net.for_crops()
         side = 2 * radius + 2
         self.rows = torch.from_numpy(border_map(h, radius))
         self.cols = torch.from_numpy(border_map(w, radius))
         self.square = tuple(torch.full((1, 1, side, side), v, dtype=torch.float32, device=device)
                             for v in values)
-        out = net.fuse(*self.square, return_bodies=True)
-        fmt = torch.channels_last if out.body_mri.is_contiguous(memory_format=torch.channels_last) \
-            else torch.contiguous_format
-        #: Whole-image body outputs (MRI, functional), (1, C, h, w), in the layout the
-        #: network returns (the means must reduce the same memory layout).
-        self.bodies = tuple(self.stretch(b).contiguous(memory_format=fmt)
-                            for b in (out.body_mri, out.body_functional))
-        self.mask_mri = self.stretch(out.mask_mri)[0, 0].float().cpu().numpy()
-        self.mask_functional = self.stretch(out.mask_functional)[0, 0].float().cpu().numpy()
-        self.empty_pooled = self.means(*self.bodies)
-        #: The whole result of a slice with no content.
-        self.empty_fused = self.fused(self.empty_pooled)
-        #: The background features around every padded convolution's input, in the
-        #: order the crop form (``net.for_crops()``) uses them.
-        recorder = _Recorder()
-        crops = net.for_crops()
-        with crops.edge_padding(recorder):
-            crops.fuse(*self.square, return_bodies=False)
-        self.inputs = recorder.inputs
+        #: The square's edge features and spatial masks per branch (the same on every
+        #: body path): what a sparse window past a crop's edge reads.
+        self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def capture(name: str, e: torch.Tensor, spa: torch.Tensor) -> BodyPlan:
+            self.features[name] = (e, spa)
+            return BodyPlan("split")
+
+        with self.crops.body_paths(capture):
+            out = self.crops.fuse(*self.square, return_bodies=True)
+        self.fmt = (torch.channels_last
+                    if out.body_mri.is_contiguous(memory_format=torch.channels_last)
+                    else torch.contiguous_format)
+        #: Whole-image spatial masks (1, 1, h, w) per branch.
+        self.spa = {k: self.stretch(self.features[k][1]) for k in BRANCHES}
+        self.mask_mri = self.spa["mri"][0, 0].float().cpu().numpy()
+        self.mask_functional = self.spa["functional"][0, 0].float().cpu().numpy()
         #: Square row/column of every image row/column, at full and half resolution.
         self.maps = {1: (self.rows, self.cols),
                      2: (torch.from_numpy(half_border_map(h // 2, radius)),
                          torch.from_numpy(half_border_map(w // 2, radius)))}
+        self._refs: dict[Kinds, _PathReference] = {}
+        #: The body paths the whole background image runs, or None where one is the
+        #: sparse body (its windows lie in the background; such a slice runs whole).
+        plans = [net.body_plan(k, self.spa[k]) for k in BRANCHES]
+        self.empty_kinds: Kinds | None = (
+            None if any(p.kind == "sparse" for p in plans) else (plans[0].kind, plans[1].kind))
+        #: The whole result of a slice with no content (None: it runs whole).
+        self.empty_fused: np.ndarray | None = None
+        if self.empty_kinds is not None:
+            pooled = self.means(*self.reference(self.empty_kinds).bodies)
+            fused, _ = self.run(self.empty_kinds, pooled)
+            self.empty_fused = self.stretch(fused)[0, 0].float().cpu().numpy()
 
     def stretch(self, t: torch.Tensor) -> torch.Tensor:
         """A (N, C, side, side) tensor of the square to (N, C, h, w) of the image."""
         return t.index_select(-2, self.rows.to(t.device)).index_select(-1, self.cols.to(t.device))
+
+    def window(self, t: torch.Tensor, ys: slice, xs: slice) -> torch.Tensor:
+        """Rows ``ys`` and columns ``xs`` of the whole background image of square tensor
+        ``t``."""
+        rows, cols = self.rows[ys].to(t.device), self.cols[xs].to(t.device)
+        return t.index_select(-2, rows).index_select(-1, cols).contiguous(memory_format=self.fmt)
+
+    def _planner(self, kinds: Kinds) -> Any:
+        from medfuse.model.folded import BodyPlan
+
+        paths = dict(zip(BRANCHES, kinds))
+        return lambda name, e, spa: BodyPlan(paths[name])  # type: ignore[arg-type]
+
+    def reference(self, kinds: Kinds) -> _PathReference:
+        """The square under body paths ``kinds`` (built once per pair)."""
+        ref = self._refs.get(kinds)
+        if ref is None:
+            recorder = _Recorder()
+            with self.crops.edge_padding(recorder), self.crops.body_paths(self._planner(kinds)):
+                out = self.crops.fuse(*self.square, return_bodies=True)
+            bodies = tuple(self.stretch(b).contiguous(memory_format=self.fmt)
+                           for b in (out.body_mri, out.body_functional))
+            ref = self._refs[kinds] = _PathReference(recorder.inputs, bodies)  # type: ignore[arg-type]
+        return ref
+
+    def run(self, kinds: Kinds, pooled: tuple[torch.Tensor, torch.Tensor]
+            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The square's fused output under body paths ``kinds`` and attention means
+        ``pooled``, and every padded input of that run (the crop's padding)."""
+        recorder = _Recorder()
+        with self.crops.edge_padding(recorder), self.crops.body_paths(self._planner(kinds)):
+            out = self.crops.fuse(*self.square, pooled=pooled, return_bodies=False)
+        return out.fused, recorder.inputs
 
     @staticmethod
     def means(body_mri: torch.Tensor, body_functional: torch.Tensor
@@ -240,10 +323,63 @@ class Background:
         """The channel-attention means, reduced as the network reduces a whole image."""
         return (body_mri.mean((-2, -1), keepdim=True), body_functional.mean((-2, -1), keepdim=True))
 
-    def fused(self, pooled: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
-        """The whole-image background output (h, w) under the attention means ``pooled``."""
-        out = self.net.fuse(*self.square, pooled=pooled, return_bodies=False)
-        return self.stretch(out.fused)[0, 0].float().cpu().numpy()
+
+class _CropPaths:
+    """A crop's body paths, chosen as the whole image chooses them: from the whole
+    image's spatial mask (the crop's inside its region, the background's elsewhere).
+    Switches the crop's padding to the square run under the same paths, and builds the
+    sparse body's windows in image coordinates (reading the background's features where
+    a window passes the crop's edge)."""
+
+    def __init__(self, ref: Background, crop: Crop, padder: _CropPadder, layers: int) -> None:
+        self.ref, self.crop, self.padder, self.layers = ref, crop, padder, layers
+        self.kinds: dict[str, str] = {}
+
+    def __call__(self, name: str, e: torch.Tensor, spa: torch.Tensor) -> Any:
+        ref, region = self.ref, self.crop.region
+        whole = ref.spa[name].clone()
+        whole[(..., *region)] = spa
+        plan = ref.net.body_plan(name, whole)  # type: ignore[arg-type]
+        self.kinds[name] = plan.kind
+        # The square's padded inputs up to here do not depend on the paths; from here on
+        # they must come from its run under this one (the other branch's later).
+        self.padder.inputs = ref.reference(
+            (self.kinds["mri"], self.kinds.get("functional", "split"))).inputs
+        if plan.kind == "sparse":
+            plan.windows = self.windows(name, e, spa, plan.boxes)
+        return plan
+
+    @property
+    def pair(self) -> Kinds:
+        return self.kinds["mri"], self.kinds["functional"]
+
+    def windows(self, name: str, e: torch.Tensor, spa: torch.Tensor,
+                boxes: list[tuple[int, int, int, int, int]]) -> list[Any]:
+        """The whole image's windows (see ``FoldedGeSeNet._image_windows``), for a crop:
+        the part pasted back must lie in the crop (else :class:`RunWhole`)."""
+        k, m = self.crop, self.layers
+        h, w = self.ref.h, self.ref.w
+        out = []
+        for _, y0, y1, x0, x1 in boxes:
+            wy0, wy1, wx0, wx1 = max(y0 - 2 * m, 0), min(y1 + 2 * m, h), max(x0 - 2 * m, 0), min(x1 + 2 * m, w)
+            vy0, vy1, vx0, vx1 = max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
+            if vy0 < k.y0 or vy1 > k.y1 or vx0 < k.x0 or vx1 > k.x1:
+                raise RunWhole(name)
+            parts = []
+            for t, sq in zip((e, spa), self.ref.features[name]):
+                if wy0 >= k.y0 and wy1 <= k.y1 and wx0 >= k.x0 and wx1 <= k.x1:
+                    win = t[..., wy0 - k.y0 : wy1 - k.y0, wx0 - k.x0 : wx1 - k.x0]
+                    parts.append(win.contiguous(memory_format=self.ref.fmt))
+                    continue
+                win = self.ref.window(sq, slice(wy0, wy1), slice(wx0, wx1))
+                iy0, iy1, ix0, ix1 = max(wy0, k.y0), min(wy1, k.y1), max(wx0, k.x0), min(wx1, k.x1)
+                win[..., iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = \
+                    t[..., iy0 - k.y0 : iy1 - k.y0, ix0 - k.x0 : ix1 - k.x0]
+                parts.append(win)
+            dst = (slice(None), slice(None), slice(vy0 - k.y0, vy1 - k.y0), slice(vx0 - k.x0, vx1 - k.x0))
+            src = (Ellipsis, slice(vy0 - wy0, vy1 - wy0), slice(vx0 - wx0, vx1 - wx0))
+            out.append((parts[0], parts[1], dst, src))
+        return out
 
 
 class EmptySpace:
@@ -256,6 +392,9 @@ class EmptySpace:
         #: Slices run so far by how: "empty" (no content), "crop" or "whole" (for
         #: benchmarks and tests).
         self.counts: Counter[str] = Counter()
+        #: Crops run so far by the body paths they ran ("mri path/functional path"; the
+        #: whole image's, see :class:`_CropPaths`).
+        self.body_paths: Counter[str] = Counter()
 
     def background(self, net: FusionPass, h: int, w: int, values: tuple[float, float],
                    device: torch.device) -> Background:
@@ -273,7 +412,8 @@ class EmptySpace:
         self, net: FusionPass, mri: torch.Tensor, other: torch.Tensor, with_masks: bool
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
         """One (1, 1, H, W) padded pair with empty space skipped, or None when skipping
-        would not pay (the caller then runs the whole slice)."""
+        would not pay or could not be exact bit for bit (the caller then runs the whole
+        slice)."""
         import torch
 
         _, _, h, w = mri.shape
@@ -287,45 +427,52 @@ class EmptySpace:
         if crop is not None and crop.area > self.max_area * h * w:
             self.counts["whole"] += 1
             return None
-        self.counts["crop" if crop is not None else "empty"] += 1
         ref = self.background(net, h, w, (float(m.min()), float(o.min())), mri.device)
         if crop is None:
+            if ref.empty_fused is None:
+                self.counts["whole"] += 1
+                return None
+            self.counts["empty"] += 1
             fused = ref.empty_fused.copy()
             if not with_masks:
                 return fused, None, None
             return fused, ref.mask_mri.copy(), ref.mask_functional.copy()
         region = crop.region
-        pooled: list[tuple[torch.Tensor, torch.Tensor]] = []
-        square: list[Any] = []
+        square: list[torch.Tensor] = []
 
         def whole_image_means(body_mri: torch.Tensor, body_functional: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor]:
             parts = []
-            for full, body in zip(ref.bodies, (body_mri, body_functional)):
+            for full, body in zip(ref.reference(paths.pair).bodies, (body_mri, body_functional)):
                 full = full.clone(memory_format=torch.preserve_format)
                 full[(..., *region)] = body
                 parts.append(full)
-            pooled.append(ref.means(*parts))
+            pooled = ref.means(*parts)
             # From here on the features depend on the means: the background's, around
-            # the crop, are those of the square run under the same means.
-            recorder = _Recorder()
-            with crops.edge_padding(recorder):
-                square.append(crops.fuse(*ref.square, pooled=pooled[0], return_bodies=False))
-            padder.inputs = recorder.inputs
-            return pooled[0]
+            # the crop, are those of the square run under the same means and paths.
+            fused, padder.inputs = ref.run(paths.pair, pooled)
+            square.append(fused)
+            return pooled
 
-        crops = net.for_crops()
-        padder = _CropPadder(ref.inputs, crop, ref.maps)
-        with crops.edge_padding(padder):
-            out = crops.fuse(mri[(..., *region)].contiguous(),
-                                       other[(..., *region)].contiguous(),
-                                       pooled=whole_image_means, return_bodies=False)
-        if padder.calls != len(ref.inputs):
+        crops = ref.crops
+        padder = _CropPadder(ref.reference(("split", "split")).inputs, crop, ref.maps)
+        paths = _CropPaths(ref, crop, padder, len(net.inf.layers))
+        try:
+            with crops.edge_padding(padder), crops.body_paths(paths):
+                out = crops.fuse(mri[(..., *region)].contiguous(),
+                                 other[(..., *region)].contiguous(),
+                                 pooled=whole_image_means, return_bodies=False)
+        except RunWhole:
+            self.counts["whole"] += 1
+            return None
+        if padder.calls != len(padder.inputs):
             raise RuntimeError(f"crop ran {padder.calls} padded convolutions, the background "
-                               f"square {len(ref.inputs)}")
+                               f"square {len(padder.inputs)}")
+        self.counts["crop"] += 1
+        self.body_paths["/".join(paths.pair)] += 1
         # Outside the crop: the background square under this slice's means (the run
         # that gave the crop its edges), spread over the slice.
-        fused = ref.stretch(square[0].fused)[0, 0].float().cpu().numpy()
+        fused = ref.stretch(square[0])[0, 0].float().cpu().numpy()
         fused[region] = out.fused[0, 0].float().cpu().numpy()
         if not with_masks:
             return fused, None, None

@@ -40,9 +40,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -76,6 +76,51 @@ def edge_padding(pad: EdgePad) -> Iterator[None]:
         yield
     finally:
         _EDGE_PAD.reset(token)
+
+
+#: A region-mask body path: ``"ones"``/``"zeros"`` (the spatial mask is uniform, a plain
+#: convolution per layer), ``"split"``/``"stacked"`` (the general masked body) or
+#: ``"sparse"`` (dense chain plus windows).
+BodyKind = Literal["ones", "zeros", "split", "stacked", "sparse"]
+#: One window of the sparse body: its features and spatial mask (zero-padded at their own
+#: edges), where its result goes in the body output and which part of it goes there.
+Window = tuple[Tensor, Tensor, tuple[slice, ...], tuple[slice, ...]]
+
+
+@dataclass
+class BodyPlan:
+    """How a branch's region-mask body runs on one call: the path, and for ``"sparse"``
+    the windows (an iterable, so they can be built one at a time) and the boxes the
+    whole image's windows come from (image coordinates, with the window share)."""
+
+    kind: BodyKind
+    windows: Iterable[Window] = ()
+    boxes: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    area: float = 0.0
+
+
+#: Chooses each branch's body path in place of the form's own rule (see
+#: :func:`body_paths`); None: the form decides from the mask it computed.
+BodyPlanner = Callable[[str, Tensor, Tensor], BodyPlan]
+_BODY_PLAN: ContextVar[BodyPlanner | None] = ContextVar("medfuse_body_plan", default=None)
+
+
+@contextlib.contextmanager
+def body_paths(planner: BodyPlanner) -> Iterator[None]:
+    """Within this block, each branch's region-mask body runs the path ``planner(branch,
+    features, spatial_mask)`` returns instead of the one the form would choose.
+
+    Why: a crop of a larger image (empty-space skipping) must run the body path the
+    whole image runs (chosen from the whole image's mask), or its sums are ordered
+    differently and it is equal only to float rounding; the background it is padded
+    with must run that path too. The sparse windows run with zero padding (as on the
+    whole image) even inside :func:`edge_padding`.
+    """
+    token = _BODY_PLAN.set(planner)
+    try:
+        yield
+    finally:
+        _BODY_PLAN.reset(token)
 
 
 def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0,
@@ -446,26 +491,44 @@ class FoldedGeSeNet:
             logits = full[..., 3 : 3 + 2 * n, 3 : 3 + 2 * m]
         return hard_mask(logits, dim=1)
 
-    def _body(self, b: _Branch, e: Tensor, spa: Tensor, name: str) -> Tensor:
+    def _plan_body(self, b: _Branch, spa: Tensor) -> BodyPlan:
+        """The body path this form's options choose for spatial mask ``spa`` (boxes in
+        its coordinates for ``"sparse"``; the windows are built by the caller)."""
         if self.mask_shortcuts:
             all_ones = bool(spa.all())
             uniform = all_ones or not bool(spa.any())
         else:
             all_ones = uniform = False
-        path = "uniform" if uniform else self.body_mode
+        if uniform:
+            return BodyPlan("ones" if all_ones else "zeros")
         # The windows cover at least the principal pixels, so skip finding them when even
         # that could not pay.
         worth_trying = self.sparse == "always" or (
             self.sparse == "auto" and _sparse_cost(b, float(spa.mean())) <= self.sparse_max_cost
         )
-        if not uniform and worth_trying:
+        if worth_trying:
             boxes, area = self._sparse_boxes(spa, halo=2 * len(b.layers))
             if self.sparse == "always" or _sparse_cost(b, area) <= self.sparse_max_cost:
-                self.last_body_paths[name] = f"sparse ({area:.0%} of the image)"
-                return self._body_windows(b, e, spa, boxes)
-        self.last_body_paths[name] = path
-        if not uniform and self.body_mode == "split":
+                return BodyPlan("sparse", boxes=boxes, area=area)
+        return BodyPlan(self.body_mode)
+
+    def _body(self, b: _Branch, e: Tensor, spa: Tensor, name: str) -> Tensor:
+        planner = _BODY_PLAN.get()
+        if planner is not None:
+            plan = planner(name, e, spa)
+        else:
+            plan = self._plan_body(b, spa)
+            if plan.kind == "sparse":
+                plan.windows = self._image_windows(b, e, spa, plan.boxes)
+        kind = plan.kind
+        self.last_body_paths[name] = (f"sparse ({plan.area:.0%} of the image)"
+                                      if kind == "sparse" else
+                                      "uniform" if kind in ("ones", "zeros") else kind)
+        if kind == "sparse":
+            return self._body_windows(b, e, plan.windows)
+        if kind == "split":
             return self._body_split(b, e, spa)
+        uniform, all_ones = kind in ("ones", "zeros"), kind == "ones"
         outs = []
         f = e
         for i, layer in enumerate(b.layers):
@@ -587,9 +650,23 @@ class FoldedGeSeNet:
             return out
         return b.collect_dense(outs)
 
-    def _body_windows(
+    def _image_windows(
         self, b: _Branch, e: Tensor, spa: Tensor, boxes: list[tuple[int, int, int, int, int]]
-    ) -> Tensor:
+    ) -> Iterator[Window]:
+        """The sparse body's windows on the image itself: each box grown by 2L (L masked
+        layers), clipped to the image; its inner part (box + L) goes back."""
+        _, _, h, w = e.shape
+        m = len(b.layers)
+        for k, y0, y1, x0, x1 in boxes:
+            wy0, wy1, wx0, wx1 = max(y0 - 2 * m, 0), min(y1 + 2 * m, h), max(x0 - 2 * m, 0), min(x1 + 2 * m, w)
+            vy0, vy1, vx0, vx1 = max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
+            win = (slice(k, k + 1), slice(None), slice(wy0, wy1), slice(wx0, wx1))
+            yield (e[win].contiguous(memory_format=self._fmt),
+                   spa[win].contiguous(memory_format=self._fmt),
+                   (slice(k, k + 1), slice(None), slice(vy0, vy1), slice(vx0, vx1)),
+                   (Ellipsis, slice(vy0 - wy0, vy1 - wy0), slice(vx0 - wx0, vx1 - wx0)))
+
+    def _body_windows(self, b: _Branch, e: Tensor, windows: Iterable[Window]) -> Tensor:
         """Region-mask body that runs sparse channels only near the principal pixels.
 
         With L masked layers, a principal pixel can change the body at most L pixels
@@ -598,17 +675,20 @@ class FoldedGeSeNet:
         2L: its zero padding at the window edge corrupts at most L pixels inward, which
         are outside the part pasted back. One paste per box; no per-layer scatter.
         """
-        _, _, h, w = e.shape
         out = self._dense_chain(b, e)
-        m = len(b.layers)
-        for k, y0, y1, x0, x1 in boxes:
-            wy0, wy1, wx0, wx1 = max(y0 - 2 * m, 0), min(y1 + 2 * m, h), max(x0 - 2 * m, 0), min(x1 + 2 * m, w)
-            vy0, vy1, vx0, vx1 = max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
-            win = (slice(k, k + 1), slice(None), slice(wy0, wy1), slice(wx0, wx1))
-            part = self._body_split(b, e[win].contiguous(memory_format=self._fmt),
-                                    spa[win].contiguous(memory_format=self._fmt))
-            out[k : k + 1, :, vy0:vy1, vx0:vx1] = part[..., vy0 - wy0 : vy1 - wy0, vx0 - wx0 : vx1 - wx0]
+        token = _EDGE_PAD.set(None)  # windows zero-pad at their own edges, always
+        try:
+            for ew, sw, dst, src in windows:
+                out[dst] = self._body_split(b, ew, sw)[src]
+        finally:
+            _EDGE_PAD.reset(token)
         return out
+
+    def body_plan(self, branch: Branch, spa: Tensor) -> BodyPlan:
+        """The body path this form runs for ``branch`` on an image whose spatial mask is
+        ``spa`` (boxes for ``"sparse"``, no windows): what a crop of that image must run
+        to give the same numbers bit for bit (see :func:`body_paths`)."""
+        return self._plan_body(self.inf if branch == "mri" else self.vis, self._prep(spa))
 
     # -- public -----------------------------------------------------------------------
     def _branch_features(
@@ -677,6 +757,8 @@ class FoldedGeSeNet:
 
     #: See :func:`edge_padding` (here so callers need not import this module).
     edge_padding = staticmethod(edge_padding)
+    #: See :func:`body_paths`.
+    body_paths = staticmethod(body_paths)
 
     def for_crops(self) -> FoldedGeSeNet:
         """This form (same folded weights, shared) with one fixed sequence of
