@@ -415,6 +415,7 @@ def section_head(state: dict[str, Any], args: argparse.Namespace,
         exact["written_values_differ"] = int((va != vb).sum())
         exact["written_max_abs_diff"] = float(np.abs(va.astype(np.float64) - vb).max())
         counts = dict(engines["skipping"]._empty.counts)
+        body_paths = dict(engines["skipping"]._empty.body_paths)
         stages = {k: staged(head, tmp / f"staged-{i}.nii.gz", e, False, 8)
                   for i, (k, e) in enumerate(engines.items())}
     per = {k: n / max(1, rounds) for k, n in counts.items()}
@@ -426,6 +427,7 @@ def section_head(state: dict[str, Any], args: argparse.Namespace,
         "cpu_s": {k: summary(v) for k, v in cpu.items()},
         "cpu_speedup": paired_speedup(cpu["whole slices"], cpu["skipping"]),
         "slices_by_path": per, "exactness": exact, "stages": stages,
+        "crop_body_paths": {k: n / max(1, rounds) for k, n in body_paths.items()},
         "agree": exact["max_abs_diff"] <= SKIP_TOL,
     }
     print("  head: done", flush=True)

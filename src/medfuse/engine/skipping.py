@@ -24,11 +24,15 @@ means, which average the region-mask body output over the whole image. So:
   the assembled map (exact tiling's first pass, done within the one pass: the folded form
   accepts the means as a function of its body outputs).
 
-A slice with no content is the background image's output itself (bit-identical). What is
-not kept is float rounding: the crop runs through one fixed body path (the padding must
-follow a fixed sequence of convolutions) where the whole-slice pass may take the
-uniform-mask or sparse-window path, so crops differ in the last bits (docs/performance.md
-gives what was measured).
+A slice with no content is the background image's output itself. The numbers are the
+whole image's bit for bit, not only to float rounding: each branch's body runs the path
+the whole image runs (uniform mask, split body or sparse windows, chosen from the whole
+image's mask: the crop's inside it, the background's elsewhere), the square runs under
+the same paths, and the crop is at least :data:`MIN_SIDE` pixels a side and gets its
+input in the whole image's memory layout (oneDNN orders its sums by kernel, and picks
+the kernel by layout and, for narrow images, by size). Where the whole image's sparse
+windows would reach outside the crop (principal pixels in the background), the slice
+runs whole.
 """
 
 from __future__ import annotations

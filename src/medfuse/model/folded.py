@@ -69,7 +69,8 @@ def edge_padding(pad: EdgePad) -> Iterator[None]:
     order the forward pass uses them and returns it one pixel larger on every side (a
     crop run with empty-space skipping pads with the background's features, and with
     zeros where the crop meets the image's border). Use it with a form whose sequence
-    of convolutions does not depend on the data (:meth:`FoldedGeSeNet.for_crops`).
+    of convolutions does not depend on the data (:meth:`FoldedGeSeNet.for_crops`), or
+    whose body paths :func:`body_paths` fixes.
     """
     token = _EDGE_PAD.set(pad)
     try:
