@@ -43,6 +43,17 @@ def test_sampler_cuts_chroma_with_its_pair(tmp_path: Path) -> None:
         assert np.isin(b2[k], data.other[i]).all()
 
 
+def test_sampler_cuts_tissue_labels_with_their_pair(tmp_path: Path) -> None:
+    """Tissue labels are rotated and flipped with their pair and draw no random numbers."""
+    data = load_split(phantom_dataset(tmp_path), "train")
+    a, b, lab, chroma, idx, tissue = PatchSampler(data, 16, 8, seed=7).sample_with_tissue(6)
+    assert tissue is None  # no labels in the set, none cut
+    data.tissue = np.round(data.mri * 255).astype(np.uint8)  # labels we can recognise
+    a2, b2, _, _, idx2, tissue2 = PatchSampler(data, 16, 8, seed=7).sample_with_tissue(6)
+    assert np.array_equal(a, a2) and np.array_equal(idx, idx2)
+    assert tissue2 is not None and np.array_equal(tissue2, np.round(a2 * 255).astype(np.uint8))
+
+
 def test_sampler_state_round_trips_a_weights_only_checkpoint(tmp_path: Path) -> None:
     """The state is plain Python (no NumPy types), loads with weights_only=True, and the
     restored sampler continues with exactly the patches the original draws next."""

@@ -33,6 +33,18 @@ def test_study_pairs_look_like_dataset_pairs(pairs) -> None:  # noqa: ANN001
     assert np.abs(pairs.chroma - 0.5).max() > 0.05
 
 
+def test_study_pairs_carry_tissue_labels_aligned_with_the_mri(pairs) -> None:  # noqa: ANN001
+    from medfuse.training.losses import GREY_CODE, WHITE_CODE
+
+    assert pairs.tissue is not None and pairs.tissue.shape == (5, 64, 64)
+    assert pairs.tissue.dtype == np.uint8
+    codes = set(np.unique(pairs.tissue).tolist())
+    assert {GREY_CODE, WHITE_CODE} <= codes and codes <= {0, 1, 2, 3, 4, 5, 10, 11}
+    # on the MRI's own grid: the T1's white matter is brighter than its grey matter
+    grey, white = pairs.tissue == GREY_CODE, pairs.tissue == WHITE_CODE
+    assert pairs.mri[white].mean() > pairs.mri[grey].mean() + 0.05
+
+
 def test_study_pairs_are_deterministic_by_seed(pairs) -> None:  # noqa: ANN001
     from medfuse.training.studies import study_pairs
 
@@ -52,6 +64,8 @@ def test_concat_needs_one_size(pairs, tmp_path: Path) -> None:  # noqa: ANN001
         concat(data, pairs)
     both = concat(load_split(phantom_dataset(tmp_path / "b", n_train=2, size=64), "train"), pairs)
     assert len(both) == 7 and both.tasks[-1] == "STUDY_SPECT" and both.chroma.shape[0] == 7
+    assert both.tissue is not None and not both.tissue[:2].any()  # atlas pairs: no labels
+    np.testing.assert_array_equal(both.tissue[2:], pairs.tissue)
 
 
 def test_a_run_trains_on_dataset_and_study_pairs(tmp_path: Path) -> None:

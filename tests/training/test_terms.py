@@ -47,6 +47,10 @@ def test_the_total_is_the_weighted_sum_of_the_registry_terms() -> None:
     torch.manual_seed(0)
     model = GeSeNet().train()
     a, b = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    tissue = torch.full((2, 1, 16, 16), 4, dtype=torch.long)  # grey, white, a cold lesion
+    tissue[..., 8:] = 5
+    tissue[..., 4:12, 0:8] = 10
+    b = torch.where(tissue == 10, 0.1 * b, b)
     chroma = torch.full((2, 2, 16, 16), 0.5)
     chroma[:, 1] = 0.8
     w = LossWeights(**{t.name: float(i + 1) for i, t in enumerate(TERMS) if t.name != "semantic"},
@@ -54,9 +58,11 @@ def test_the_total_is_the_weighted_sum_of_the_registry_terms() -> None:
     out = model.fuse(a, b)
     margins = [model.spatial_margin(br) for br in model.BRANCHES]
     values = compute_terms(Batch(model, out, out.fused, a, b, w, None, None, chroma,
-                                 torch.tensor([1.0, 0.0]), out.fused.detach() * 0.9, margins))
+                                 torch.tensor([1.0, 0.0]), out.fused.detach() * 0.9, margins,
+                                 tissue))
     weighted = [t for t in TERMS if t.name in values]
     assert {t.name for t in TERMS} - {t.name for t in weighted} == {"semantic"}
     expected = sum(getattr(w, t.name) * values[t.name] for t in weighted)
     assert float(values["total"].detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
     assert "mask_bg" in values  # logged beside the support prior, not weighted
+    assert "step_kept" in values and "lesion_kept" in values

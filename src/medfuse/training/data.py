@@ -36,6 +36,10 @@ class PairSet:
     #: the chroma rule will colour the fused luminance with, so losses and validation can
     #: score the RGB a user gets rather than the network's luminance.
     chroma: np.ndarray | None = None
+    #: (N, H, W) uint8 tissue labels of generated-study slices (the study's label codes:
+    #: 4 grey, 5 white matter, 10 + i lesion i; 0 where unknown, e.g. every atlas pair):
+    #: what the tissue-step and lesion terms measure against. None: no such slices.
+    tissue: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -125,6 +129,14 @@ class PatchSampler:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`sample_with_chroma` plus the index of each patch's pair in the set, so a
         loss can tell generated-study pairs from atlas pairs (same random numbers)."""
+        return self.sample_with_tissue(batch)[:5]
+
+    def sample_with_tissue(
+        self, batch: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`sample_with_source` plus each patch's tissue labels (B, P, P), cut,
+        rotated and flipped with its pair (None when the set has none); same random
+        numbers, so a seed gives the same patches with or without tissue maps."""
         p = self.patch
         idx = self.rng.integers(0, len(self.data), batch)
         ys = self.rng.choice(self.ys, batch)
@@ -133,6 +145,7 @@ class PatchSampler:
         flip = self.rng.integers(0, 2, batch)
         out = [np.empty((batch, p, p), a.dtype) for a in (self.data.mri, self.data.other, self.data.labels)]
         chroma = np.full((batch, 2, p, p), TAU, np.float32)
+        tissue = None if self.data.tissue is None else np.empty((batch, p, p), np.uint8)
         for k in range(batch):
             for o, src in zip(out, (self.data.mri, self.data.other, self.data.labels)):
                 tile = src[idx[k], ys[k] : ys[k] + p, xs[k] : xs[k] + p]
@@ -142,7 +155,10 @@ class PatchSampler:
                 tile = self.data.chroma[idx[k], :, ys[k] : ys[k] + p, xs[k] : xs[k] + p]
                 tile = np.rot90(tile, rot[k], axes=(1, 2))
                 chroma[k] = tile[:, :, ::-1] if flip[k] else tile
-        return out[0], out[1], out[2], chroma, idx
+            if tissue is not None:
+                tile = np.rot90(self.data.tissue[idx[k], ys[k] : ys[k] + p, xs[k] : xs[k] + p], rot[k])
+                tissue[k] = tile[:, ::-1] if flip[k] else tile
+        return out[0], out[1], out[2], chroma, idx, tissue
 
 
 #: Task names for pairs that come without one (a user's folders or pairs.csv), by the

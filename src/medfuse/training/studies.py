@@ -36,14 +36,15 @@ WINDOW_RANGE = (1.0, 2.5)
 SLICES_PER_PLAN = 4
 
 
-def _fit(plane: np.ndarray, size: int) -> np.ndarray:
+def _fit(plane: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     """Scale a 2 mm slice by 2 (bilinear, about the atlas' 1 mm per pixel) and centre it on
     a ``size`` x ``size`` canvas, cropping what does not fit and repeating the border
-    outwards (a colour map whose low end is not black must not end in a hard frame)."""
+    outwards (a colour map whose low end is not black must not end in a hard frame).
+    ``nearest``: nearest-neighbour scaling, for label maps (codes must not be blended)."""
     import cv2
 
     up = cv2.resize(plane.astype(np.float32), (plane.shape[1] * 2, plane.shape[0] * 2),
-                    interpolation=cv2.INTER_LINEAR)
+                    interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
     h, w = up.shape
     sy, sx = max(0, (h - size) // 2), max(0, (w - size) // 2)
     up = up[sy : sy + size, sx : sx + size]
@@ -54,8 +55,11 @@ def _fit(plane: np.ndarray, size: int) -> np.ndarray:
 
 def _plan_slices(study: Any, kind: str, rng: np.random.Generator, size: int) -> tuple[str, list[tuple[Any, ...]]]:
     """One plan of ``study`` with a random window and colour map, and its slices drawn from
-    the middle 60 % of the head: (colour map, [(index, mri, other, cb, cr, coloured)])."""
+    the middle 60 % of the head: (colour map, [(index, mri, other, cb, cr, coloured,
+    tissue)]), ``tissue`` the study's label map on the slice (grey and white matter,
+    lesions: what the tissue-step and lesion terms score against)."""
     from medfuse.fusion import prepared_slices, read_pair_plan
+    from medfuse.io.geometry import stack_view
     from medfuse.studies.generate import SPECT_COUNTS, VALUES
 
     # grey matter in the file's units (SPECT is stored as counts)
@@ -68,6 +72,10 @@ def _plan_slices(study: Any, kind: str, rng: np.random.Generator, size: int) -> 
                                  study.directory / study.files["other"],
                                  modality=kind, colormap=cmap, window=f"{high / 2},{high}")
     n = len(plan)
+    tissue = stack_view(study.label_map(), np.asarray(study.mri_affine), plan.axis)[0]
+    if tissue.shape != (n, *plan.plane_shape):
+        raise UsageError(f"{study.directory}: labels.nii.gz is not on the MRI grid the plan "
+                         "fuses on")
     picks = sorted(set(int(i) for i in rng.integers(int(0.2 * n), int(0.8 * n), SLICES_PER_PLAN)))
     out = []
     for batch in prepared_slices(plan, picks):
@@ -77,7 +85,8 @@ def _plan_slices(study: Any, kind: str, rng: np.random.Generator, size: int) -> 
                 cb, cr = _fit(pair.chroma[0][0], size), _fit(pair.chroma[0][1], size)
             else:
                 cb, cr = np.full_like(m, TAU), np.full_like(m, TAU)
-            out.append((index, m, o, cb, cr, bool(pair.chroma)))
+            t = _fit(tissue[index], size, nearest=True).astype(np.uint8)
+            out.append((index, m, o, cb, cr, bool(pair.chroma), t))
     return cmap, out
 
 
@@ -85,13 +94,14 @@ def study_pairs(count: int, seed: int = 0, size: int = 256, resolution: float = 
                 kinds: tuple[str, ...] = STUDY_KINDS) -> PairSet:
     """``count`` training pairs from generated studies, shared equally between ``kinds``:
     luminance, chroma and pseudo-labels exactly as :func:`medfuse.training.data.load_split`
-    makes them from files. The studies are written to a temporary folder and removed."""
+    makes them from files, and each slice's tissue labels (``PairSet.tissue``). The
+    studies are written to a temporary folder and removed."""
     from medfuse.studies import generate_study
 
     if count < 1:
         raise UsageError(f"--studies {count}: expected at least 1 pair")
     rng = np.random.default_rng(seed)
-    mri, other, labels, tasks, names, chroma = [], [], [], [], [], []
+    mri, other, labels, tasks, names, chroma, tissue = [], [], [], [], [], [], []
     per_kind = [count // len(kinds) + (i < count % len(kinds)) for i in range(len(kinds))]
     with tempfile.TemporaryDirectory(prefix="medfuse-train-studies-") as tmp:
         for kind, wanted in zip(kinds, per_kind):
@@ -104,16 +114,17 @@ def study_pairs(count: int, seed: int = 0, size: int = 256, resolution: float = 
                     if made >= wanted:
                         break
                     cmap, slices = _plan_slices(study, kind, rng, size)
-                    for index, m, o, cb, cr, coloured in slices[: wanted - made]:
+                    for index, m, o, cb, cr, coloured, t in slices[: wanted - made]:
                         mri.append(m)
                         other.append(o)
                         chroma.append(np.stack([cb, cr]))
+                        tissue.append(t)
                         labels.append(pseudo_labels(m, o, kind, (cb, cr) if coloured else None))
                         tasks.append(STUDY_TASKS[kind])
                         names.append(f"{STUDY_TASKS[kind]}/seed{study_seed}-{cmap}-{index}")
                         made += 1
     return PairSet(np.stack(mri), np.stack(other), np.stack(labels), tasks, names,
-                   np.stack(chroma).astype(np.float32))
+                   np.stack(chroma).astype(np.float32), np.stack(tissue))
 
 
 def concat(a: PairSet, b: PairSet) -> PairSet:
@@ -123,9 +134,14 @@ def concat(a: PairSet, b: PairSet) -> PairSet:
                          "training needs one size")
     ca = a.chroma if a.chroma is not None else np.full((len(a), 2, *a.mri.shape[1:]), TAU, np.float32)
     cb = b.chroma if b.chroma is not None else np.full((len(b), 2, *b.mri.shape[1:]), TAU, np.float32)
+    tissue = None
+    if a.tissue is not None or b.tissue is not None:
+        ta = a.tissue if a.tissue is not None else np.zeros(a.mri.shape, np.uint8)
+        tb = b.tissue if b.tissue is not None else np.zeros(b.mri.shape, np.uint8)
+        tissue = np.concatenate([ta, tb])
     return PairSet(np.concatenate([a.mri, b.mri]), np.concatenate([a.other, b.other]),
                    np.concatenate([a.labels, b.labels]), a.tasks + b.tasks, a.names + b.names,
-                   np.concatenate([ca, cb]))
+                   np.concatenate([ca, cb]), tissue)
 
 
 def write_study_folder(root: str | Path, count: int = 4, kind: str = "pet", seed: int = 0,

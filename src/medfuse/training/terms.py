@@ -42,6 +42,7 @@ class Batch:
     studies: torch.Tensor | None = None
     anchor: torch.Tensor | None = None
     margins: list[Any] = field(default_factory=list)
+    tissue: torch.Tensor | None = None  # (B, 1, H, W) study label codes, 0 on atlas pairs
 
     @property
     def masks_ok(self) -> bool:
@@ -161,6 +162,20 @@ def _anatomy(x: Batch) -> dict[str, Any] | None:
     return None if x.studies is None else {"anatomy": anatomy_loss(x.f, x.a, x.studies)}
 
 
+def _tissue_step(x: Batch) -> dict[str, Any] | None:
+    from medfuse.training.losses import tissue_step_loss
+
+    got = None if x.tissue is None else tissue_step_loss(x.f, x.a, x.tissue)
+    return None if got is None else {"tissue_step": got[0], "step_kept": got[1]}
+
+
+def _lesion(x: Batch) -> dict[str, Any] | None:
+    from medfuse.training.losses import lesion_loss
+
+    got = None if x.tissue is None else lesion_loss(x.f, x.b, x.tissue)
+    return None if got is None else {"lesion": got[0], "lesion_kept": got[1]}
+
+
 def _anchor(x: Batch) -> dict[str, Any] | None:
     from medfuse.training.losses import anchor_loss
 
@@ -238,6 +253,12 @@ TERMS: tuple[Term, ...] = (
          needs=("studies",)),
     Term("anchor", _anchor, 0.0, "mean |F - the anchor model's F| on the atlas pairs",
          needs=("anchor_weights",)),
+    Term("tissue_step", _tissue_step, 0.0,
+         "shortfall of F's grey/white luminance step below the MRI's, signed, study pairs only",
+         logs=("tissue_step", "step_kept"), needs=("studies",)),
+    Term("lesion", _lesion, 0.0,
+         "shortfall of each lesion's step to its surround in F below the functional "
+         "image's, signed, study pairs only", logs=("lesion", "lesion_kept"), needs=("studies",)),
 )
 
 BY_NAME: dict[str, Term] = {t.name: t for t in TERMS}

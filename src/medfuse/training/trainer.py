@@ -176,17 +176,20 @@ def loss_terms(
     chroma: torch.Tensor | None = None,
     studies: torch.Tensor | None = None,
     anchor: torch.Tensor | None = None,
+    tissue: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every loss term for one batch and their weighted total. With ``chroma`` (B, 2, H, W)
     the terms score the luminance of the written RGB (:func:`display_luminance`);
     ``studies`` (B,) is 1 for generated-study pairs, 0 for atlas pairs (the anatomy term
     and the ``*_studies_only`` switches act on the study pairs alone); ``anchor`` (B, 1, H, W)
-    is the anchor model's fused luminance of the same batch, held on the atlas pairs."""
+    is the anchor model's fused luminance of the same batch, held on the atlas pairs;
+    ``tissue`` (B, 1, H, W) int64 the generated studies' tissue labels (0 on atlas pairs),
+    what the tissue-step and lesion terms measure against."""
     out = model.fuse(a, b)
     f = out.fused if chroma is None else display_luminance(out.fused, chroma)
     margins = [model.spatial_margin(branch) for branch in model.BRANCHES]
     terms = compute_terms(Batch(model, out, f, a, b, w, labels, seg, chroma, studies, anchor,
-                                margins))
+                                margins, tissue))
     terms["principal_mri"] = out.mask_mri.mean().detach()
     terms["principal_functional"] = out.mask_functional.mean().detach()
     return terms
@@ -416,18 +419,19 @@ def train(
         if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
             stopped_by_budget = True
             break
-        a, b, lab, chroma, idx = sampler.sample_with_source(cfg.batch)
+        a, b, lab, chroma, idx, tis = sampler.sample_with_tissue(cfg.batch)
         model.tau = _tau_at(cfg, step)
         at, bt = as_batch(a, dev), as_batch(b, dev)
         lt = torch.from_numpy(lab.astype(np.int64)).to(dev)
         ct = torch.from_numpy(chroma).to(dev) if cfg.display_luma else None
         st = torch.from_numpy(is_study[idx]).to(dev) if is_study is not None else None
+        tt = None if tis is None else torch.from_numpy(tis.astype(np.int64)).unsqueeze(1).to(dev)
         ref = None
         if anchor_model is not None:
             with torch.no_grad():
                 ref = anchor_model.fuse(at, bt).fused
                 ref = ref if ct is None else display_luminance(ref, ct)
-        terms = loss_terms(model, at, bt, lt, cfg.weights, seg, ct, st, ref)
+        terms = loss_terms(model, at, bt, lt, cfg.weights, seg, ct, st, ref, tt)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
