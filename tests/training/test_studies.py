@@ -77,3 +77,24 @@ def test_a_run_trains_on_dataset_and_study_pairs(tmp_path: Path) -> None:
     summary = train(cfg)
     assert summary["steps"] == 2
     assert '"studies": 2' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_the_study_terms_score_study_slices_and_train_the_network(pairs) -> None:  # noqa: ANN001
+    import torch
+
+    from medfuse.model import GeSeNet
+    from medfuse.training.losses import LossWeights
+    from medfuse.training.trainer import loss_terms
+
+    torch.manual_seed(0)
+    model = GeSeNet().train()
+    a = torch.from_numpy(pairs.mri).unsqueeze(1)
+    b = torch.from_numpy(pairs.other).unsqueeze(1)
+    tissue = torch.from_numpy(pairs.tissue.astype(np.int64)).unsqueeze(1)
+    w = LossWeights(semantic=0.0, tissue_step=1.0, lesion=1.0)
+    terms = loss_terms(model, a, b, None, w, None, torch.from_numpy(pairs.chroma),
+                       torch.ones(len(pairs)), tissue=tissue)
+    assert torch.isfinite(terms["tissue_step"]) and torch.isfinite(terms["step_kept"])
+    terms["tissue_step"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
