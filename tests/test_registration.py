@@ -148,7 +148,8 @@ def test_rigid_registration_of_a_phantom_study(tmp_path: Path) -> None:
                        register="rigid")
     assert plan.registration is not None and plan.resampled
     assert max(_lesion_errors(study, plan.registration.matrix_ras)) < 3.0
-    assert plan.registration_score is not None and plan.registration_score.score == pytest.approx(1.0)
+    score = plan.registration_score
+    assert score is not None and score.score is not None and score.score > 0.9 and not score.warned
     assert plan.registration.describe().startswith("registered rigid (Mattes MI")
     assert "Euler3DTransform" in plan.registration.itk_transform
     record = plan.decisions()["registration"]

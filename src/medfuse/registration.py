@@ -1,7 +1,11 @@
 """Is the pair registered? And registering it, when asked (``--register rigid|affine``).
 
-**The registration score** is computed for every pair, registered by medfuse or not. It
-is the share of the other image's *coloured* voxels (those above its transparency floor;
+**The registration score** is computed for every pair, registered by medfuse or not.
+For two grey volumes it is 1 - the estimated misalignment / 20 mm: how far the best rigid
+fit of the other image lies from where the headers put it
+(:mod:`medfuse.prepare.alignment`; warned below its ALIGNMENT_WARN, 0.8). For 2D pairs and
+colour second images, and in every record's detail, it is the *containment* below: the
+share of the other image's *coloured* voxels (those above its transparency floor;
 for CT, above its window floor) that fall inside the MRI's head, both on a coarse copy of
 the MRI grid (at most :data:`SCORE_VOXELS` voxels). The MRI's head is its voxels brighter
 than :data:`HEAD_LEVEL` of its window, holes filled (skull and CSF are dark in T1, but inside
@@ -51,7 +55,8 @@ from medfuse.errors import InputError, UsageError
 if TYPE_CHECKING:
     from medfuse.io.volume import Volume
 
-#: Below this score (share of the other's coloured voxels inside the MRI head) medfuse warns.
+#: Below this containment (share of the other's coloured voxels inside the MRI head; the
+#: score of 2D pairs and colour second images) medfuse warns.
 #: Measured on generated 2 mm MNI studies (docs/formats.md): registered PET, SPECT and CT
 #: 1.00; shifted 15 mm 0.90-1.00, 30 mm 0.79-0.96, 60 mm along any axis 0.52-0.80.
 REGISTRATION_WARN = 0.85
@@ -99,6 +104,9 @@ class RegistrationScore:
     #: Two grey ordinary images: mean distance between the two head outlines, as a share of
     #: the MRI head's radius (:func:`outline_distance`); None where it does not apply.
     outline_distance: float | None = None
+    #: Volumes: how far (mm, mean over the head) the best rigid fit of the second image
+    #: lies from where the headers place it (:mod:`medfuse.prepare.alignment`).
+    misalignment_mm: float | None = None
 
     @property
     def low(self) -> bool:
@@ -141,6 +149,7 @@ class RegistrationScore:
                 "registered_by": self.registered_by,
                 "outline_distance": self.outline_distance,
                 "outline_warn": OUTLINE_WARN if self.outline_distance is not None else None,
+                "misalignment_mm": self.misalignment_mm,
                 "warned": self.warned}
 
 

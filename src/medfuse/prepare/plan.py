@@ -38,6 +38,7 @@ from medfuse.io.geometry import (
 )
 from medfuse.io.images import GREY_TOLERANCE
 from medfuse.io.volume import Stack, Volume
+from medfuse.prepare.alignment import ALIGNMENT_WARN, Alignment, estimate_alignment
 from medfuse.prepare.colormaps import check_colormap, pseudo_colour, resolve_colormap
 from medfuse.prepare.floor import coherent, min_region_pixels
 from medfuse.prepare.image_checks import (
@@ -70,6 +71,7 @@ from medfuse.registration import (
     RegistrationScore,
     RegistrationWarning,
     containment,
+    head_mask,
     outline_distance,
 )
 from medfuse.vocabulary import FUNCTIONAL, OTHER_MODALITIES, modality_from_dicom, parse_modality
@@ -537,6 +539,28 @@ def _plane_distance(plan: FusionPlan) -> float | None:
     return float(abs((q - p)[:3] @ normal))
 
 
+#: How the 3D score is computed, in the record's words.
+ALIGNMENT_METHOD = ("1 - estimated misalignment / 20 mm: the rigid move that maximises "
+                    "normalised mutual information inside the MRI's head")
+
+
+def _alignment(plan: FusionPlan, mri_w: np.ndarray, coarse: np.ndarray,
+               spacing: tuple[float, ...]) -> Alignment | None:
+    """The 3D search of :mod:`medfuse.prepare.alignment` for grey volume pairs; None for
+    2D pairs and colour second images (their score stays the containment)."""
+    o = plan.other
+    if plan.two_d or o.is_rgb or np.ndim(o.data) != 3 or mri_w.ndim != 3:
+        return None
+    head = head_mask(mri_w, spacing, margin_mm=0.0)
+    window = plan.other_window
+    slope, inter = np.float32(o.slope), np.float32(o.inter)
+
+    def to_windowed(v: np.ndarray) -> np.ndarray:
+        return apply_window(np.asarray(v, np.float32) * slope + inter, window)
+
+    return estimate_alignment(mri_w, head, coarse, o.data, o.affine, to_windowed)
+
+
 def score_pair(plan: FusionPlan) -> RegistrationScore:
     """The registration score of a planned pair (see :mod:`medfuse.registration`),
     computed on a coarse copy of the MRI grid (at most SCORE_VOXELS voxels)."""
@@ -589,6 +613,14 @@ def score_pair(plan: FusionPlan) -> RegistrationScore:
         total = count * volume / abs(float(np.linalg.det(coarse[:3, :3])))
     spacing = tuple(float(v) for v in voxel_sizes(coarse))
     score, detail = containment(mri_w, coloured, spacing, total)
+    found = _alignment(plan, mri_w, coarse, spacing)
+    if found is not None and score is not None:
+        # the 3D score: how far the best rigid fit lies (medfuse.prepare.alignment); the
+        # containment above stays in the detail, for the record
+        return RegistrationScore(
+            score=found.score, threshold=ALIGNMENT_WARN, method=ALIGNMENT_METHOD,
+            detail=f"{found.describe()}; {detail}", plane_distance_mm=_plane_distance(plan),
+            registered_by=_registered_by(plan), misalignment_mm=found.misalignment_mm)
     return RegistrationScore(score=score, detail=detail, plane_distance_mm=_plane_distance(plan),
                              registered_by=_registered_by(plan),
                              outline_distance=_outline_distance(plan, mri_w, other_w))
@@ -608,13 +640,22 @@ def _warn_score(plan: FusionPlan) -> None:
         )
     if m.low:
         assert m.score is not None
-        warnings.warn(
-            f"the pair does not look registered: only {m.score:.0%} of the coloured part of "
-            f"{plan.other.label} lies on the head in {plan.mri.label} (registration score "
-            f"{m.score:.2f}, below {m.threshold:g}); were they co-registered? "
-            "(--register rigid registers them)",
-            RegistrationWarning, stacklevel=3,
-        )
+        if m.misalignment_mm is not None:
+            warnings.warn(
+                f"the pair does not look registered: {plan.other.label} fits {plan.mri.label} "
+                f"best about {m.misalignment_mm:.0f} mm away from where the headers place it "
+                f"(registration score {m.score:.2f}, below {m.threshold:g}); were they "
+                "co-registered? (--register rigid registers them)",
+                RegistrationWarning, stacklevel=3,
+            )
+        else:
+            warnings.warn(
+                f"the pair does not look registered: only {m.score:.0%} of the coloured part "
+                f"of {plan.other.label} lies on the head in {plan.mri.label} (registration "
+                f"score {m.score:.2f}, below {m.threshold:g}); were they co-registered? "
+                "(--register rigid registers them)",
+                RegistrationWarning, stacklevel=3,
+            )
     if m.outlines_differ:
         assert m.outline_distance is not None
         warnings.warn(
