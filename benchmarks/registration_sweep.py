@@ -70,7 +70,7 @@ def plan_one(study: Any, kind: str, register: str | None = None) -> dict[str, An
     score_s = time.perf_counter() - start
     return {"score": m.score, "threshold": m.threshold, "warned": m.low,
             "registered_by": m.registered_by, "misalignment_mm": m.misalignment_mm,
-            "plan_s": round(seconds, 3), "score_s": round(score_s, 3),
+            "plan_s": round(seconds, 3), "score_s": round(score_s, 3), "detail": m.detail,
             "warnings": [str(w.message) for w in caught
                          if issubclass(w.category, RegistrationWarning)]}
 

@@ -3,9 +3,9 @@
 **The registration score** is computed for every pair, registered by medfuse or not.
 For two grey volumes it is 1 - the estimated misalignment / 20 mm: how far the best rigid
 fit of the other image lies from where the headers put it
-(:mod:`medfuse.prepare.alignment`; warned below its ALIGNMENT_WARN, 0.8). For 2D pairs and
-colour second images, and in every record's detail, it is the *containment* below: the
-share of the other image's *coloured* voxels (those above its transparency floor;
+(:mod:`medfuse.prepare.alignment`; warned below its ALIGNMENT_WARN, 0.85: over 3 mm). For
+2D pairs and colour second images, and in every record's detail, it is the *containment*
+below: the share of the other image's *coloured* voxels (those above its transparency floor;
 for CT, above its window floor) that fall inside the MRI's head, both on a coarse copy of
 the MRI grid (at most :data:`SCORE_VOXELS` voxels). The MRI's head is its voxels brighter
 than :data:`HEAD_LEVEL` of its window, holes filled (skull and CSF are dark in T1, but inside
