@@ -86,7 +86,7 @@ def test_record_beside_a_nifti_output(volumes: tuple[Path, Path], tmp_path: Path
     assert d["suv"]["available"] is False and "NIFTI" in d["suv"]["reason"]
     assert d["transparency_floor"]["value"] == pytest.approx(report.plan.floor)
     assert d["other_window"]["source"].startswith("PET default")
-    assert d["registration_score"]["score"] > 0.95 and not d["registration_score"]["warned"]
+    assert d["registration_score"]["score"] == pytest.approx(1.0)
     assert d["grid"]["resampled"] is True and d["registration"] == {"method": "none"}
     assert on_disk["outputs"]["paths"] == [str(tmp_path / "out" / "fused.nii.gz")]
     assert on_disk["outputs"]["sha256"] == {

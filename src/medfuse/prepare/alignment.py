@@ -32,6 +32,10 @@ import numpy as np
 #: Mask around the MRI's head (or brain) in which the images are compared: wide enough to
 #: hold the skull and scalp a skull-stripped MRI has lost, and the edge of a PET brain.
 MASK_MARGIN_MM = 10.0
+#: The MRI's grid must span this much along every axis for the search: a head, not a slab
+#: of a few slices (too thin to pin a rotation; two unrelated textures in a 64 x 64 x 24 mm
+#: slab climbed 5 mm). Thinner volumes keep the containment score.
+MIN_EXTENT_MM = 80.0
 #: Spacing of the coarse grid the search runs on.
 STEP_MM = 4.0
 #: At most this many mask points are compared (a regular subsample beyond it).
@@ -106,13 +110,14 @@ def estimate_alignment(mri_windowed: np.ndarray, head: np.ndarray, grid_affine: 
     indices ``grid_affine`` maps to world mm, ``head`` its head (or brain) mask there;
     ``other`` is the second volume's stored voxels (i, j, k) and ``other_affine`` their
     world position; ``to_windowed`` maps its stored values to its window's 0..1. None when
-    the MRI shows no head or the grid is too thin for a 3D search.
+    the MRI shows no head or its grid spans less than MIN_EXTENT_MM along some axis.
     """
     from scipy import ndimage
 
     spacing = np.linalg.norm(np.asarray(grid_affine, np.float64)[:3, :3], axis=0)
     stride = [max(1, round(STEP_MM / s)) for s in spacing]
-    if min(n // st for n, st in zip(mri_windowed.shape, stride)) < 8 or not head.any():
+    extent = np.asarray(mri_windowed.shape) * spacing
+    if extent.min() < MIN_EXTENT_MM or not head.any():
         return None
     sigma = [max(0.0, (st - 1) / 2) for st in stride]
     mri_s = ndimage.gaussian_filter(np.nan_to_num(mri_windowed.astype(np.float32)), sigma)
