@@ -99,6 +99,7 @@ def test_skipped_equals_whole_slice(bundled: Path, case: str) -> None:
     _assert_same(skipped, full)
 
 
+@pytest.mark.slow  # the odd-size stack is also covered bit-exactly on bundled weights
 def test_volume_of_mixed_slices_odd_size(bundled: Path) -> None:
     """A stack through the engine slice by slice, odd sides (reflection padding)."""
     cases = _cases(H + 1, W - 1)
@@ -161,6 +162,7 @@ def test_crops_bit_identical_on_every_body_path(bundled: Path) -> None:
     assert {"sparse", "zeros", "split"} <= kinds, paths
 
 
+@pytest.mark.slow
 def test_crops_bit_identical_random_weights(random_weights: Path) -> None:
     """Seeded random weights (channels masked in both branches, mixed spatial masks):
     the phantom with air, and a stack of the cases with odd sides."""

@@ -347,7 +347,7 @@ def test_masks_writes_all_five(box: Box) -> None:
 # -- termination mid-write --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["png", "dicom"])
+@pytest.mark.parametrize("fmt", ["png", pytest.param("dicom", marks=pytest.mark.slow)])
 def test_sigterm_mid_write_leaves_nothing(box: Box, fmt: str) -> None:
     """The child sends itself SIGTERM right after the 3rd slice reaches its staged name."""
     mri, other = _volumes(box, slices=8)
@@ -390,7 +390,10 @@ def test_sigterm_between_commit_and_cleanup_leaves_nothing(box: Box) -> None:
 
 
 @pytest.mark.parametrize("hook", ["HOSTILE_TERM_ON_CREATE", "HOSTILE_TERM_HELD_BACK"])
-@pytest.mark.parametrize("nth", [1, 2, 3])
+# The first staged path in the default suite; the second and third in the slow one (each is
+# a real process killed, about 1.7 s).
+@pytest.mark.parametrize("nth", [1, pytest.param(2, marks=pytest.mark.slow),
+                                 pytest.param(3, marks=pytest.mark.slow)])
 def test_sigterm_right_after_a_staged_path_is_created_leaves_nothing(
         box: Box, hook: str, nth: int) -> None:
     """A staged path is registered for SIGTERM cleanup before it exists (a signal taken by

@@ -383,6 +383,7 @@ def _study(tmp_path: Path, kind: str, shift: tuple[float, float, float] | None =
                           misalign=misalign, seed=1)
 
 
+@pytest.mark.slow  # three generated studies (about 7 s); the warn/no-warn cases stay in the default suite
 @pytest.mark.parametrize("kind", ["pet", "spect", "ct"])
 def test_registration_score_on_generated_studies(tmp_path: Path, kind: str) -> None:
     """Registered studies score above 0.9 (the best rigid fit within 2 mm of the headers' on
@@ -490,7 +491,7 @@ def test_a_pair_of_one_frame_of_reference_is_not_warned(tmp_path: Path) -> None:
     assert plan.registration_score is not None and plan.registration_score.registered_by is None
 
 
-@pytest.mark.parametrize("kind", ["pet", "ct"])
+@pytest.mark.parametrize("kind", ["pet", pytest.param("ct", marks=pytest.mark.slow)])
 def test_a_10_mm_shift_and_a_5_degree_rotation_warn(tmp_path: Path, kind: str) -> None:
     """The 3D score sees what a reader sees: a 10 mm shift (and a 5 degree rotation), which
     the containment score passed (0.90-1.00), is estimated at about its size and warned."""

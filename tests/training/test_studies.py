@@ -45,6 +45,7 @@ def test_study_pairs_carry_tissue_labels_aligned_with_the_mri(pairs) -> None:  #
     assert pairs.mri[white].mean() > pairs.mri[grey].mean() + 0.05
 
 
+@pytest.mark.slow  # generates the studies twice more
 def test_study_pairs_are_deterministic_by_seed(pairs) -> None:  # noqa: ANN001
     from medfuse.training.studies import study_pairs
 
