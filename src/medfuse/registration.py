@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 #: Below this containment (share of the other's coloured voxels inside the MRI head; the
 #: score of 2D pairs and colour second images) medfuse warns.
-#: Measured on generated 2 mm MNI studies (docs/formats.md): registered PET, SPECT and CT
+#: Measured on generated 2 mm MNI studies (docs/checks.md): registered PET, SPECT and CT
 #: 1.00; shifted 15 mm 0.90-1.00, 30 mm 0.79-0.96, 60 mm along any axis 0.52-0.80.
 REGISTRATION_WARN = 0.85
 #: Windowed MRI level above which a voxel belongs to the head.
@@ -72,7 +72,7 @@ SCORE_VOXELS = 300_000
 #: region), and medfuse warns.
 PLANE_DISTANCE_WARN_MM = 10.0
 #: Two grey ordinary images whose head outlines lie farther apart than this share of the
-#: MRI head's radius, on average, are plainly not one head's slices (docs/formats.md has
+#: MRI head's radius, on average, are plainly not one head's slices (docs/checks.md has
 #: what it catches and its false alarms on the atlas pairs).
 OUTLINE_WARN = 0.2
 #: Registration methods of ``--register``.

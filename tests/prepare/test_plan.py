@@ -388,7 +388,7 @@ def _study(tmp_path: Path, kind: str, shift: tuple[float, float, float] | None =
 def test_registration_score_on_generated_studies(tmp_path: Path, kind: str) -> None:
     """Registered studies score above 0.9 (the best rigid fit within 2 mm of the headers' on
     this 3 mm phantom) and are not warned about; the same studies shifted 60 mm (along x, y
-    or z) score far below the threshold and are (docs/formats.md has the numbers)."""
+    or z) score far below the threshold and are (docs/checks.md has the numbers)."""
     from medfuse.prepare.alignment import ALIGNMENT_WARN
 
     study = _study(tmp_path, kind)

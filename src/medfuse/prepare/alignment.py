@@ -19,7 +19,7 @@ between modalities and between skull-stripped and with-skull MRI.
 
 The search runs on a coarse copy (:data:`STEP_MM` voxels, at most :data:`MAX_POINTS` points
 inside the mask; the MRI smoothed to that scale), so it costs a fraction of a second per
-volume (docs/formats.md has the measured cost).
+volume (docs/checks.md has the measured cost).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ SEARCH_STEPS_MM = (16.0, 8.0, 4.0, 2.0, 1.0)
 SCALE_MM = 20.0
 #: Below this score medfuse warns: an estimated misalignment over 3 mm. On the generated
 #: studies registered pairs estimate 0-1.5 mm, a 5 degree rotation 3.7-6.0 mm and a 10 mm
-#: shift 10 mm (docs/formats.md has the sweep that chose it).
+#: shift 10 mm (docs/checks.md has the sweep that chose it).
 ALIGNMENT_WARN = 0.85
 
 

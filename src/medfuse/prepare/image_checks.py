@@ -37,7 +37,7 @@ BONE_LEVEL = 0.8
 #: The outer band of the head examined for bone: this share of the head's radius.
 RING_WIDTH = 0.12
 #: An image whose outer band is this bone-bright or more looks like CT. Measured on the
-#: atlas pairs and the bundled samples (docs/formats.md): CT 0.55-0.99, MRI 0.00-0.35.
+#: atlas pairs and the bundled samples (docs/checks.md): CT 0.55-0.99, MRI 0.00-0.35.
 CT_RING_SHARE = 0.45
 
 
