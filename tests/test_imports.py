@@ -70,29 +70,17 @@ def _resolve(base: str, attr: str) -> str:
 
 
 @functools.cache
+def _trees() -> dict[str, ast.AST]:
+    """Every module's syntax tree, parsed once for all the checks."""
+    return {name: ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for name, path in _modules().items()}
+
+
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for name, path in modules.items():
-        is_pkg = path.name == "__init__.py"
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        for node in ast.walk(tree):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = name.split(".") if is_pkg else name.split(".")[:-1]
-                    anchor = anchor[: len(anchor) - (node.level - 1)]
-                    base = ".".join([*anchor, base] if base else anchor)
-                targets = [_resolve(base, a.name) for a in node.names]
-            for t in targets:
-                while t and t not in modules:
-                    t = t.rpartition(".")[0]
-                if t and t != name and t.startswith(PACKAGE):
-                    graph[name].add(t)
-    return graph
+    return {name: _edges_of(_trees()[name], name, path.name == "__init__.py", modules, set())
+            for name, path in modules.items()}
 
 
 def _in_type_checking(graph: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -100,7 +88,7 @@ def _in_type_checking(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     modules = _modules()
     out: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        tree = _trees()[name]
         hidden: set[int] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
