@@ -8,8 +8,9 @@ is complete: a full disk or a failure half-way leaves no report folder, never ha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,20 @@ def _staged(folder: Path, force: bool, inputs: Iterable[Path]) -> StagedFolder:
     return StagedFolder(folder, force, tuple(inputs), label="--report")
 
 
+@contextlib.contextmanager
+def _removed_on_failure(staged: StagedFolder, report_dir: Path) -> Iterator[None]:
+    """Whatever goes wrong while the report is staged or committed removes what was staged;
+    an OS error (a full disk, a folder that refuses files) becomes the report's one line."""
+    try:
+        yield
+    except OSError as exc:
+        staged.abort()
+        raise _os_error(report_dir, exc) from exc
+    except BaseException:
+        staged.abort()
+        raise
+
+
 def fuse_with_report(
     request: FuseRequest,
     report_dir: Path,
@@ -83,18 +98,12 @@ def fuse_with_report(
     collector = SliceCollector()
     report = fuse_files(request, engine_loader, progress, on_slice=collector)
     staged = _staged(report_dir, request.force, (request.mri, request.other))
-    try:
+    with _removed_on_failure(staged, report_dir):
         mri, other, fused, _ = collector.stacks(1 if report.plan.two_d else len(report.plan))
         data = page_data(report, (mri, other, fused), collector.step,
                          Path(request.output).name)
         staged.path_for(PAGE).write_text(render_page(data), encoding="utf-8")
         folder = staged.commit()
-    except OSError as exc:
-        staged.abort()
-        raise _os_error(report_dir, exc) from exc
-    except BaseException:
-        staged.abort()
-        raise
     return report, folder / PAGE
 
 
@@ -114,18 +123,12 @@ def fuse_batch_with_report(
     inputs = [request.in_dir] + ([request.pairs_csv] if request.pairs_csv is not None else [])
     check_report_folder(report_dir, force, inputs, (request.out_dir,))
     staged = _staged(report_dir, force, inputs)
-    try:
+    with _removed_on_failure(staged, report_dir):
         pages = staged.tmp / PAIRS
         pages.mkdir()
         report = fuse_batch(dataclasses.replace(request, pages=pages), engine_loader, progress)
         write_index(report, staged.tmp, PAIRS, page_name)
         folder = staged.commit()
-    except OSError as exc:
-        staged.abort()
-        raise _os_error(report_dir, exc) from exc
-    except BaseException:
-        staged.abort()
-        raise
     return report, folder / PAGE
 
 
